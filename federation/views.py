@@ -1,0 +1,10 @@
+from django.shortcuts import render
+
+AREA = {
+    "title": "Federated learning",
+    "blurb": "Organizations training one model together: each trains on its own data and submits signed updates; workers aggregate robustly and privately.",
+}
+
+
+def index(request):
+    return render(request, "home/area.html", {"area": AREA})

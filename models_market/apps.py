@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ModelsMarketConfig(AppConfig):
+    name = "models_market"

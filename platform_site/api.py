@@ -1,0 +1,24 @@
+"""The one DRF exception handler: domain errors and model validation errors become 4xx with a message."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from platform_site.errors import DomainError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(detail, status=400)
+    return drf_exception_handler(exc, context)
+
+
+def paginated_response(*, request, view, queryset, serializer_class):
+    """One page of `queryset` in the site's default pagination envelope."""
+    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

@@ -1,0 +1,64 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from platform_site.api import paginated_response
+from platform_site.jobs.jobkinds import SelfTestParams
+from platform_site.jobs.models import Job
+from platform_site.jobs.selectors import job_get_for_user, job_list_for_user
+from platform_site.jobs.services import job_cancel, job_submit
+
+
+class JobOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "params", "progress", "message", "metrics", "result", "error",
+            "queue", "attempts", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class JobListApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Job.Status.choices, required=False)
+        kind = serializers.CharField(required=False, max_length=64)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=Job.Status.values),
+            OpenApiParameter("kind", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=JobOutputSerializer(many=True),
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        jobs = job_list_for_user(user=request.user, **filters.validated_data)
+        return paginated_response(request=request, view=self, queryset=jobs, serializer_class=JobOutputSerializer)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutputSerializer)
+    def get(self, request, job_id: int):
+        job = job_get_for_user(job_id=job_id, user=request.user)
+        return Response(JobOutputSerializer(job).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOutputSerializer)
+    def post(self, request, job_id: int):
+        job = job_get_for_user(job_id=job_id, user=request.user)
+        job = job_cancel(job=job, actor=request.user)
+        return Response(JobOutputSerializer(job).data)
+
+
+class JobSelfTestApi(APIView):
+    @extend_schema(request=SelfTestParams, responses={201: JobOutputSerializer})
+    def post(self, request):
+        params = SelfTestParams(data=request.data)
+        params.is_valid(raise_exception=True)
+        job = job_submit(owner=request.user, kind="ml.selftest", params=params.validated_data)
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,3 @@
+from platform_site.jobs.routing import websocket_urlpatterns as job_patterns
+
+websocket_urlpatterns = [*job_patterns]
