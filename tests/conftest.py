@@ -1,7 +1,10 @@
+import os
+
 import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
+from tests.processes import database_url_for_tests, start_worker, stop, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +45,26 @@ def api_as(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker process consuming both queues against the test database and the real broker."""
+    from platform_site.jobs.models import WorkerHeartbeat
+
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "PYTHONUNBUFFERED": "1"}
+    env["DJANGO_SETTINGS_MODULE"] = "platform_site.settings_test"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc, hostname = start_worker(env=env, log=log)
+
+    def online() -> bool:
+        with django_db_blocker.unblock():
+            return WorkerHeartbeat.objects.filter(hostname=hostname).exists()
+
+    try:
+        wait_for(online, timeout=90, what="the Celery worker's first heartbeat", proc=proc)
+    except Exception:
+        stop(proc)
+        raise RuntimeError(f"the test worker did not start:\n{log.read_text()[-5000:]}") from None
+    yield hostname
+    stop(proc)

@@ -1,13 +1,74 @@
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from platform_site.home.charts import stacked_bars_svg
+from platform_site.home.selectors import health_checks, ops_mode
+from platform_site.jobs.models import Job
+from platform_site.jobs.selectors import (
+    job_counts_by_hour,
+    job_failed_recent,
+    job_list_for_user,
+    job_status_totals,
+    worker_list_online,
+)
+
+AREAS = [
+    ("marketplace:index", "Data", "Buy and sell datasets under clear terms; analyse data you may not see."),
+    ("models_market:index", "Models", "Tokenized models: access licenses, metered use and royalties."),
+    ("dao:index", "DAOs", "Treasuries governed by proposals and votes, helped by reinforcement learning."),
+    ("federation:index", "Federated learning", "Train one model together without pooling your data."),
+    ("finance:index", "Finance", "Shared fraud and risk models, fine-tuned and reviewed."),
+    ("ledger:index", "Ledger", "Every transaction, signed, hash-chained and verifiable offline."),
+]
 
 
 def dashboard(request):
-    return render(request, "home/dashboard.html", {})
+    context = {"areas": AREAS}
+    if request.user.is_authenticated:
+        context["jobs"] = job_list_for_user(user=request.user)[:5]
+    return render(request, "home/dashboard.html", context)
 
 
+@never_cache
 def healthz(request):
-    raise NotImplementedError
+    checks = health_checks()
+    ok = all(check["ok"] for check in checks.values())
+    return JsonResponse({"status": "ok" if ok else "down", "checks": checks}, status=200 if ok else 503)
 
 
+def staff_required(view):
+    """Anonymous users go to the log-in page; logged-in users who are not staff get a 403."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@staff_required
 def ops(request):
-    raise NotImplementedError
+    hours = job_counts_by_hour(hours=24)
+    series = [(status, [row[status] for row in hours]) for status in Job.Status.values]
+    labels = [row["hour"].strftime("%H:00") for row in hours]
+    return render(
+        request,
+        "home/ops.html",
+        {
+            "health": health_checks(),
+            "mode": ops_mode(),
+            "workers": worker_list_online(),
+            "totals": job_status_totals(),
+            "hours_chart": stacked_bars_svg(labels=labels, series=series),
+            "failed": job_failed_recent(),
+        },
+    )

@@ -1,5 +1,6 @@
 import logging
 import uuid
+from functools import partial
 from datetime import timedelta
 from typing import Any
 
@@ -66,7 +67,7 @@ def job_submit(*, owner: User, kind: str, params: dict[str, Any] | None = None) 
         params = dict(serializer.validated_data)
     task_id = str(uuid.uuid4())
     job = Job.objects.create(owner=owner, kind=kind, params=params, queue=job_kind.queue, celery_task_id=task_id)
-    transaction.on_commit(lambda: _dispatch(job.pk, task_id, job_kind.queue))
+    transaction.on_commit(partial(_dispatch, job.pk, task_id, job_kind.queue))
     return job
 
 
@@ -80,7 +81,7 @@ def job_cancel(*, job: Job, actor: User) -> Job:
     job.refresh_from_db()
     if not updated:
         raise Conflict(f"the job has already {job.status}")
-    transaction.on_commit(lambda: _push(job.pk))
+    transaction.on_commit(partial(_push, job.pk))
     return job
 
 
@@ -177,13 +178,13 @@ def job_sweep_stale() -> dict[str, int]:
                 status=Status.QUEUED, celery_task_id=task_id, message=f"requeued: worker {job.worker} was lost"
             ):
                 requeued += 1
-                _dispatch(job.pk, task_id, job.queue)
+                transaction.on_commit(partial(_dispatch, job.pk, task_id, job.queue))
         elif Job.objects.filter(pk=job.pk, status=Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
             status=Status.FAILED,
             finished_at=timezone.now(),
             error=f"the worker running this job ({job.worker}) stopped responding after {job.attempts} attempt(s)",
         ):
             failed += 1
-        _push(job.pk)
+        transaction.on_commit(partial(_push, job.pk))
     WorkerHeartbeat.objects.filter(~Q(last_seen__gte=cutoff - timedelta(hours=1))).delete()
     return {"requeued": requeued, "failed": failed}
