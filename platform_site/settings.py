@@ -165,12 +165,14 @@ if REDIS_URL:
     # A task not acknowledged within this time (its worker died) is delivered again.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3900))}
 else:
-    QUEUE_DIR.mkdir(parents=True, exist_ok=True)
+    (QUEUE_DIR / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_RESULT_BACKEND = "django-db"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(QUEUE_DIR),
         "data_folder_out": str(QUEUE_DIR),
+        # Exchange tables; the default is relative to the working directory, which differs between processes.
+        "control_folder": str(QUEUE_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"

@@ -48,7 +48,7 @@ def api_as(user) -> APIClient:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process consuming both queues against the test database and the real broker."""
     from platform_site.jobs.models import WorkerHeartbeat
 
@@ -66,5 +66,17 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     except Exception:
         stop(proc)
         raise RuntimeError(f"the test worker did not start:\n{log.read_text()[-5000:]}") from None
-    yield hostname
+    yield hostname, proc
     stop(proc)
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process) -> str:
+    """The worker's hostname, once its heartbeat is back (a transactional test's flush deletes it)."""
+    from platform_site.jobs.models import WorkerHeartbeat
+
+    hostname, proc = celery_worker_process
+    wait_for(
+        lambda: WorkerHeartbeat.objects.filter(hostname=hostname).exists(), timeout=30, what="heartbeat", proc=proc
+    )
+    return hostname

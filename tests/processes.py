@@ -45,7 +45,10 @@ def start_worker(
         sys.executable, "-m", "celery", "-A", "platform_site", "worker", "-Q", queues, "-n", hostname,
         "-c", "1", "--without-gossip", "--without-mingle", "-l", "INFO",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    # Its own process group, so that a test can kill the worker together with its pool children.
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     return proc, hostname
 
 
@@ -55,7 +58,7 @@ def stop(proc: subprocess.Popen, *, grace: float = 15) -> None:
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
 
 

@@ -1,0 +1,62 @@
+# make run               set up, migrate, seed the demo data and serve http://127.0.0.1:8000 (web, worker, beat)
+# make test              set up and run the test suite (PYTEST_ARGS="-k ledger -x" to narrow it)
+# make lint              ruff check and ruff format --check
+# make format            ruff format and ruff check --fix
+# make bench             run each bench/*.py with the venv's python (each prints one JSON line)
+# make migrations-check  fail when a model change has no migration
+# make clean             remove var/ (the SQLite database, queue, media and the local keys)
+# make help              this list
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format bench migrations-check clean
+
+help:
+	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
+
+install: $(VENV)/.installed
+
+# Rebuilt when pyproject.toml changes. torch is pinned there (torch==2.13.0); keep that pin.
+$(VENV)/.installed: pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+		if command -v python3.11 >/dev/null 2>&1; then python3.11 -m venv $(VENV); \
+		else python3 -m venv $(VENV); fi; \
+	fi
+	$(PY) -m pip install -e '.[dev]'
+	@touch $@
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo --seed
+	$(PY) manage.py runstack --host $(HOST) --port $(PORT)
+
+test: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	@set -e; found=0; \
+	for script in bench/*.py; do \
+		[ -e "$$script" ] || continue; \
+		case "$$(basename $$script)" in __init__.py|_*) continue;; esac; \
+		found=1; echo "== $$script" >&2; $(PY) "$$script"; \
+	done; \
+	[ $$found = 1 ] || echo "no benchmarks in bench/ yet" >&2
+
+migrations-check: install
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf var/

@@ -1,0 +1,80 @@
+import pytest
+from django.test import Client
+
+from platform_site.celery_app import app as celery_app
+from platform_site.jobs.models import Job
+from tests.factories import UserFactory
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_healthz_is_ok_when_database_broker_worker_and_ledger_key_are_up(client, celery_worker):
+    response = client.get("/healthz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "broker", "worker", "ledger"}
+    assert {"default", "ml"} <= set(body["checks"]["worker"]["queues"])
+    assert len(body["checks"]["ledger"]["signing_key_id"]) == 16
+
+
+@pytest.mark.django_db
+def test_healthz_says_503_and_why_when_no_worker_is_alive(client, settings):
+    settings.WORKER_ONLINE_SECONDS = 0  # every heartbeat is too old
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "down"
+    assert "no Celery worker" in response.json()["checks"]["worker"]["error"]
+
+
+@pytest.mark.django_db
+def test_healthz_says_503_when_the_broker_is_unreachable(client, monkeypatch):
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+
+
+@pytest.mark.django_db
+def test_the_ops_dashboard_shows_failed_jobs_to_staff(staff, alice):
+    Job.objects.create(owner=alice, kind="ml.selftest", status="failed", error="CUDA out of memory")
+    client = Client()
+    client.force_login(staff)
+    response = client.get("/ops/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "CUDA out of memory" in page
+    assert "<svg" in page, "jobs per hour are plotted"
+
+
+@pytest.mark.django_db
+def test_the_ops_dashboard_refuses_non_staff_and_sends_visitors_to_log_in(mallory):
+    client = Client()
+    response = client.get("/ops/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    client.force_login(mallory)
+    assert client.get("/ops/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_every_area_is_reachable_from_the_navigation(client):
+    page = client.get("/").content.decode()
+    for path, title in [
+        ("/data/", "Data"),
+        ("/models/", "Models"),
+        ("/daos/", "DAOs"),
+        ("/federated/", "Federated learning"),
+        ("/finance/", "Finance"),
+        ("/ledger/", "Ledger"),
+    ]:
+        assert f'href="{path}"' in page
+        assert title in client.get(path).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_dashboard_lists_a_users_recent_jobs(client):
+    user = UserFactory(username="dana")
+    Job.objects.create(owner=user, kind="ml.selftest")
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "ml.selftest" in page and "Run the ML self-test" in page
