@@ -42,7 +42,9 @@ def train_selftest(
     torch.manual_seed(seed)
     dev = pick_device(device)
     x, y = load_digits(return_X_y=True)
-    x_train, x_test, y_train, y_test = train_test_split(x / 16.0, y, test_size=0.25, random_state=seed, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x / 16.0, y, test_size=0.25, random_state=seed, stratify=y
+    )
     as_x = lambda a: torch.tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
     as_y = lambda a: torch.tensor(a, dtype=torch.long, device=dev)  # noqa: E731
     xt, yt, xv, yv = as_x(x_train), as_y(y_train), as_x(x_test), as_y(y_test)

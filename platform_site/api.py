@@ -1,6 +1,8 @@
 """The one DRF exception handler: domain errors and model validation errors become 4xx with a message."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,3 +24,10 @@ def paginated_response(*, request, view, queryset, serializer_class):
     paginator = api_settings.DEFAULT_PAGINATION_CLASS()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def not_found(request, exception=None):
+    """404 for unmatched URLs: JSON under /api/, the site's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "no such endpoint", "code": "not_found"}, status=404)
+    return page_not_found(request, exception)

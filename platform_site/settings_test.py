@@ -9,9 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 
-from platform_site.settings import *  # noqa: E402, F403
+from platform_site.settings import *  # noqa: F403
 
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # noqa: S105  (tests only: speed)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # tests only: speed
 REALTIME_POLL_SECONDS = 0.2
 WORKER_HEARTBEAT_SECONDS = 1.0
 # Threads that serve websockets in the tests must not keep connections open past the test database's life.

@@ -38,3 +38,5 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "platform_site.api.not_found"

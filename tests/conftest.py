@@ -77,6 +77,9 @@ def celery_worker(celery_worker_process) -> str:
 
     hostname, proc = celery_worker_process
     wait_for(
-        lambda: WorkerHeartbeat.objects.filter(hostname=hostname).exists(), timeout=30, what="heartbeat", proc=proc
+        lambda: WorkerHeartbeat.objects.filter(hostname=hostname).exists(),
+        timeout=30,
+        what="heartbeat",
+        proc=proc,
     )
     return hostname

@@ -18,7 +18,9 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -38,7 +40,9 @@ class Membership(models.Model):
     joined_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="membership_unique_user")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
@@ -83,7 +87,10 @@ class PublicKey(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=(Q(user__isnull=False, organization__isnull=True) | Q(user__isnull=True, organization__isnull=False)),
+                condition=(
+                    Q(user__isnull=False, organization__isnull=True)
+                    | Q(user__isnull=True, organization__isnull=False)
+                ),
                 name="public_key_one_owner",
             )
         ]

@@ -5,6 +5,7 @@ import hmac
 import secrets
 from datetime import datetime
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.contrib.auth import get_user_model
@@ -28,7 +29,12 @@ def user_signup(*, username: str, password: str, email: str = "", display_name: 
     candidate = user_model(username=username, email=email, display_name=display_name)
     validate_password(password, user=candidate)
     candidate.set_password(password)
-    candidate.save()
+    # A savepoint, so that losing a race for the username leaves the caller's transaction usable.
+    try:
+        with transaction.atomic():
+            candidate.save()
+    except IntegrityError as exc:
+        raise Conflict(f"the username {username!r} is taken") from exc
     return candidate
 
 
@@ -48,8 +54,18 @@ def organization_create(*, owner: User, name: str, description: str = "") -> Org
 
 
 def _require_owner(*, organization: Organization, actor: User) -> None:
-    if not Membership.objects.filter(organization=organization, user=actor, role=Membership.Role.OWNER).exists():
+    if not Membership.objects.filter(
+        organization=organization, user=actor, role=Membership.Role.OWNER
+    ).exists():
         raise PermissionDenied("only an owner of the organization may do this")
+
+
+def _owner_ids_locked(*, organization: Organization) -> list[int]:
+    return list(
+        Membership.objects.select_for_update()
+        .filter(organization=organization, role=Membership.Role.OWNER)
+        .values_list("user_id", flat=True)
+    )
 
 
 def membership_set(*, organization: Organization, actor: User, user: User, role: str) -> Membership:
@@ -57,7 +73,14 @@ def membership_set(*, organization: Organization, actor: User, user: User, role:
     _require_owner(organization=organization, actor=actor)
     if role not in Membership.Role.values:
         raise DomainError(f"unknown role {role!r}; choose one of {', '.join(Membership.Role.values)}")
-    membership, _ = Membership.objects.update_or_create(organization=organization, user=user, defaults={"role": role})
+    # Locked like membership_remove: demoting the last owner would leave the organization ownerless.
+    with transaction.atomic():
+        owners = _owner_ids_locked(organization=organization)
+        if role != Membership.Role.OWNER and owners == [user.pk]:
+            raise DomainError("the last owner cannot step down; make someone else owner first")
+        membership, _ = Membership.objects.update_or_create(
+            organization=organization, user=user, defaults={"role": role}
+        )
     return membership
 
 
@@ -66,11 +89,7 @@ def membership_remove(*, organization: Organization, actor: User, user: User) ->
     _require_owner(organization=organization, actor=actor)
     # Locked so that two owners removing each other at once cannot leave the organization ownerless.
     with transaction.atomic():
-        owners = list(
-            Membership.objects.select_for_update()
-            .filter(organization=organization, role=Membership.Role.OWNER)
-            .values_list("user_id", flat=True)
-        )
+        owners = _owner_ids_locked(organization=organization)
         if owners == [user.pk]:
             raise DomainError("the last owner cannot leave; make someone else owner first")
         Membership.objects.filter(organization=organization, user=user).delete()
@@ -131,13 +150,14 @@ def parse_ed25519_public_key(text: str) -> bytes:
     if text.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_public_key(text.encode())
-        except ValueError as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise DomainError("this PEM block is not a readable public key") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise DomainError("only Ed25519 public keys are accepted")
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     try:
-        raw = base64.b64decode(text, validate=True)
+        # Whitespace is dropped so that base64 wrapped over several lines is accepted.
+        raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise DomainError("this is neither PEM nor valid base64") from exc
     if len(raw) != 32:

@@ -12,7 +12,9 @@ COLORS = {
 }
 
 
-def stacked_bars_svg(*, labels: list[str], series: list[tuple[str, list[int]]], height: int = 180) -> SafeString:
+def stacked_bars_svg(
+    *, labels: list[str], series: list[tuple[str, list[int]]], height: int = 180
+) -> SafeString:
     """Stacked bars, one per label, one colour per series; the y axis is scaled to the tallest bar."""
     width, left, bottom, top = 720, 32, 22, 10
     n = max(len(labels), 1)
@@ -40,9 +42,12 @@ def stacked_bars_svg(*, labels: list[str], series: list[tuple[str, list[int]]], 
                     f"<title>{escape(label)} {escape(name)}: {values[i]}</title></rect>"
                 )
         if i % max(n // 8, 1) == 0:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height - 6}" text-anchor="middle">{escape(label)}</text>')
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" text-anchor="middle">{escape(label)}</text>'
+            )
     parts.append("</svg>")
     legend = "".join(
-        f'<span><i style="background:{COLORS.get(name, "#888")}"></i>{escape(name)}</span>' for name, _ in series
+        f'<span><i style="background:{COLORS.get(name, "#888")}"></i>{escape(name)}</span>'
+        for name, _ in series
     )
     return mark_safe(f'{"".join(parts)}<div class="legend">{legend}</div>')  # noqa: S308  (every input escaped)

@@ -28,7 +28,11 @@ def _broker() -> dict[str, Any]:
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
-        return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str) else str(conn.transport_cls)}
+        return {
+            "transport": conn.transport_cls
+            if isinstance(conn.transport_cls, str)
+            else str(conn.transport_cls)
+        }
 
 
 def _workers() -> dict[str, Any]:

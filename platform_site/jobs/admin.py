@@ -9,7 +9,15 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind", "queue"]
     search_fields = ["id", "kind", "owner__username", "celery_task_id", "error"]
     list_select_related = ["owner"]
-    readonly_fields = ["metrics", "result", "celery_task_id", "created_at", "started_at", "finished_at", "heartbeat_at"]
+    readonly_fields = [
+        "metrics",
+        "result",
+        "celery_task_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+    ]
     date_hierarchy = "created_at"
 
 

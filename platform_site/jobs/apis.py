@@ -1,6 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from platform_site.api import paginated_response
@@ -20,6 +21,8 @@ class JobOutputSerializer(serializers.ModelSerializer):
 
 
 class JobListApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS  # so the schema documents the page envelope
+
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=Job.Status.choices, required=False)
         kind = serializers.CharField(required=False, max_length=64)
@@ -28,8 +31,6 @@ class JobListApi(APIView):
         parameters=[
             OpenApiParameter("status", enum=Job.Status.values),
             OpenApiParameter("kind", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
         ],
         responses=JobOutputSerializer(many=True),
     )
@@ -37,7 +38,9 @@ class JobListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         jobs = job_list_for_user(user=request.user, **filters.validated_data)
-        return paginated_response(request=request, view=self, queryset=jobs, serializer_class=JobOutputSerializer)
+        return paginated_response(
+            request=request, view=self, queryset=jobs, serializer_class=JobOutputSerializer
+        )
 
 
 class JobDetailApi(APIView):

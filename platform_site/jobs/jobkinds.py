@@ -11,7 +11,11 @@ class SelfTestParams(serializers.Serializer):
     hidden = serializers.IntegerField(min_value=4, max_value=512, default=64)
     lr = serializers.FloatField(min_value=1e-5, max_value=1.0, default=0.01)
     fail_at_epoch = serializers.IntegerField(
-        min_value=1, max_value=50, required=False, allow_null=True, default=None,
+        min_value=1,
+        max_value=50,
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="Crash on purpose at this epoch, to see how a failed job looks.",
     )
 
@@ -24,7 +28,11 @@ def run_selftest(*, job, reporter) -> dict:
         reporter(
             report.epoch / report.epochs,
             message=f"epoch {report.epoch}/{report.epochs}",
-            metrics={"step": report.epoch, "loss": round(report.loss, 6), "accuracy": round(report.accuracy, 6)},
+            metrics={
+                "step": report.epoch,
+                "loss": round(report.loss, 6),
+                "accuracy": round(report.accuracy, 6),
+            },
         )
 
     reporter(0.0, message="loading digits")

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from rest_framework import serializers
@@ -19,7 +20,9 @@ class JobKind:
 _KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, label: str, queue: str = "default", params: type[serializers.Serializer] | None = None):
+def job_kind(
+    name: str, *, label: str, queue: str = "default", params: type[serializers.Serializer] | None = None
+):
     """Decorator registering `run(*, job, reporter) -> dict` as the runner of job kind `name`."""
 
     def register(func):
@@ -44,12 +47,9 @@ def all_kinds() -> list[JobKind]:
     return sorted(_KINDS.values(), key=lambda k: k.name)
 
 
+@cache
 def _load_all() -> None:
-    # Each app declares its kinds in `<app>/jobkinds.py`; importing them registers them.
-    from django.apps import apps
+    """Import every app's `jobkinds.py`, which registers its kinds (once per process)."""
     from django.utils.module_loading import autodiscover_modules
 
-    if not getattr(_load_all, "done", False):
-        assert apps.ready
-        autodiscover_modules("jobkinds")
-        _load_all.done = True
+    autodiscover_modules("jobkinds")

@@ -53,7 +53,9 @@ def job_counts_by_hour(*, hours: int = 24) -> list[dict]:
 
 
 def job_failed_recent(*, limit: int = 20) -> QuerySet[Job]:
-    return Job.objects.filter(status=Job.Status.FAILED).select_related("owner").order_by("-finished_at")[:limit]
+    return (
+        Job.objects.filter(status=Job.Status.FAILED).select_related("owner").order_by("-finished_at")[:limit]
+    )
 
 
 def job_status_totals() -> dict[str, int]:

@@ -1,7 +1,7 @@
 import logging
 import uuid
-from functools import partial
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -62,11 +62,15 @@ def job_submit(*, owner: User, kind: str, params: dict[str, Any] | None = None) 
     if job_kind.params is not None:
         serializer = job_kind.params(data=params)
         if not serializer.is_valid():
-            messages = "; ".join(f"{field}: {' '.join(map(str, errs))}" for field, errs in serializer.errors.items())
+            messages = "; ".join(
+                f"{field}: {' '.join(map(str, errs))}" for field, errs in serializer.errors.items()
+            )
             raise DomainError(f"invalid parameters for {kind}: {messages}")
         params = dict(serializer.validated_data)
     task_id = str(uuid.uuid4())
-    job = Job.objects.create(owner=owner, kind=kind, params=params, queue=job_kind.queue, celery_task_id=task_id)
+    job = Job.objects.create(
+        owner=owner, kind=kind, params=params, queue=job_kind.queue, celery_task_id=task_id
+    )
     transaction.on_commit(partial(_dispatch, job.pk, task_id, job_kind.queue))
     return job
 
@@ -157,7 +161,12 @@ def job_execute(*, job_id: int, worker: str) -> None:
 def worker_heartbeat(*, hostname: str, queues: list[str], pid: int, started_at) -> None:
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
-        defaults={"queues": sorted(queues), "pid": pid, "started_at": started_at, "last_seen": timezone.now()},
+        defaults={
+            "queues": sorted(queues),
+            "pid": pid,
+            "started_at": started_at,
+            "last_seen": timezone.now(),
+        },
     )
 
 
@@ -175,7 +184,9 @@ def job_sweep_stale() -> dict[str, int]:
         if job.attempts < settings.JOB_MAX_ATTEMPTS:
             task_id = str(uuid.uuid4())
             if Job.objects.filter(pk=job.pk, status=Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
-                status=Status.QUEUED, celery_task_id=task_id, message=f"requeued: worker {job.worker} was lost"
+                status=Status.QUEUED,
+                celery_task_id=task_id,
+                message=f"requeued: worker {job.worker} was lost",
             ):
                 requeued += 1
                 transaction.on_commit(partial(_dispatch, job.pk, task_id, job.queue))

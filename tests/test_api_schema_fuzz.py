@@ -1,0 +1,69 @@
+"""Schemathesis fuzzes every operation in /api/schema/: no server error and no response that breaks the schema.
+
+New endpoints join this test by appearing in the schema.
+"""
+
+import pytest
+import schemathesis
+from django.core.management import call_command
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+from platform_site.accounts.services import api_token_create
+from tests.factories import UserFactory
+
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+FUZZ = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application()).exclude(
+    path_regex=r"^/api/(schema|docs)/"
+)
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection_open():
+    # Schemathesis calls the WSGI handler directly; Django would close the connection after each request,
+    # and with it the test's transaction (Django's own test client disconnects these handlers too).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def token(db) -> str:
+    user = UserFactory(username="fuzzer")
+    return api_token_create(user=user, name="fuzz")[1]
+
+
+def test_the_schema_is_valid_and_warning_free(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+@schema.parametrize()
+@FUZZ
+def test_anonymous_fuzzing_finds_no_server_error(case):
+    case.call_and_validate(checks=CHECKS)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@FUZZ
+def test_logged_in_fuzzing_finds_no_server_error(case, token):
+    case.call_and_validate(checks=CHECKS, headers={"Authorization": f"Token {token}"})
