@@ -1,3 +1,4 @@
+import asyncio
 import os
 
 import pytest
@@ -83,3 +84,11 @@ def celery_worker(celery_worker_process) -> str:
         proc=proc,
     )
     return hostname
+
+
+def run_async(coro):
+    """asyncio.run with fresh channel layers: a Redis layer's locks belong to the event loop that made them."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    return asyncio.run(coro)

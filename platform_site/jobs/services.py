@@ -37,6 +37,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         "metrics": job.metrics,
         "result": job.result,
         "error": job.error,
+        "attempts": job.attempts,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

@@ -77,6 +77,7 @@
     bar.firstElementChild.style.width = `${pct}%`;
     $("job-percent").textContent = `${pct}%`;
     $("job-message").textContent = job.message || "";
+    $("job-attempts").textContent = job.attempts ?? "";
     renderCharts(job.metrics || []);
     $("job-error-card").hidden = !job.error;
     $("job-error").textContent = job.error || "";

@@ -78,3 +78,11 @@ def test_the_dashboard_lists_a_users_recent_jobs(client):
     client.force_login(user)
     page = client.get("/").content.decode()
     assert "ml.selftest" in page and "Run the ML self-test" in page
+
+
+@pytest.mark.django_db
+def test_the_api_docs_load_swagger_ui_from_our_own_static_files(client):
+    page = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in page
+    assert "cdn" not in page.lower() and "unpkg" not in page.lower()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page

@@ -1,5 +1,3 @@
-import asyncio
-
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -7,7 +5,7 @@ from django.test import Client
 from platform_site.asgi import application
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_submit
-from tests.conftest import api_as
+from tests.conftest import api_as, run_async
 
 pytestmark = pytest.mark.django_db
 
@@ -122,5 +120,5 @@ def test_the_job_websocket_refuses_other_users_and_anonymous_visitors(alice, mal
         (b"origin", b"http://localhost"),
         (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode()),
     ]
-    assert asyncio.run(try_connect(mallory_headers)) is False
-    assert asyncio.run(try_connect([(b"origin", b"http://localhost")])) is False
+    assert run_async(try_connect(mallory_headers)) is False
+    assert run_async(try_connect([(b"origin", b"http://localhost")])) is False

@@ -9,7 +9,7 @@ from django.test import Client
 
 from platform_site.asgi import application
 from platform_site.jobs.models import Job
-from tests.conftest import api_as
+from tests.conftest import api_as, run_async
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,7 +23,7 @@ def session_headers(user) -> list[tuple[bytes, bytes]]:
 
 def watch(user, job_id: int, *, timeout: float = 120, on_snapshot=None) -> list[dict]:
     """Every snapshot the job's websocket sends until the job finishes."""
-    return asyncio.run(_watch(session_headers(user), job_id, timeout=timeout, on_snapshot=on_snapshot))
+    return run_async(_watch(session_headers(user), job_id, timeout=timeout, on_snapshot=on_snapshot))
 
 
 async def _watch(headers, job_id: int, *, timeout: float, on_snapshot) -> list[dict]:
