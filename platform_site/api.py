@@ -1,8 +1,11 @@
-"""The one DRF exception handler: domain errors and model validation errors become 4xx with a message."""
+"""API plumbing shared by every app: the exception handler, error schemas, pagination, the JSON 404."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from django.views.defaults import page_not_found
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -31,3 +34,30 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "no such endpoint", "code": "not_found"}, status=404)
     return page_not_found(request, exception)
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+
+
+_ERRORS = {
+    400: OpenApiResponse(
+        OpenApiTypes.OBJECT,
+        description="Invalid input: `{field: [messages]}` for a malformed body, or `{detail, code}`.",
+    ),
+    401: OpenApiResponse(
+        ErrorSerializer, description="No valid credentials: send `Authorization: Token <key>`."
+    ),
+    403: OpenApiResponse(ErrorSerializer, description="You may not do this."),
+    404: OpenApiResponse(ErrorSerializer, description="No such object among those you may see."),
+    409: OpenApiResponse(
+        ErrorSerializer, description="It conflicts with the current state: it exists already, or is finished."
+    ),
+}
+
+
+def api_errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The documented error responses for the given status codes; 401 is always among them."""
+    return {code: _ERRORS[code] for code in sorted({401, *codes})}

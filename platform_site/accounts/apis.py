@@ -1,7 +1,6 @@
 import base64
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,32 +26,8 @@ from platform_site.accounts.services import (
     public_key_register,
     public_key_revoke,
 )
+from platform_site.api import api_errors as errors
 from platform_site.api import paginated_response
-
-
-@extend_schema_serializer(component_name="AccountsError")
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    code = serializers.CharField(required=False)
-
-
-_ERRORS = {
-    400: OpenApiResponse(
-        OpenApiTypes.OBJECT,
-        description="Invalid input: `{field: [messages]}` for a malformed body, or `{detail, code}`.",
-    ),
-    401: OpenApiResponse(
-        ErrorSerializer, description="No valid credentials: send `Authorization: Token <key>`."
-    ),
-    403: OpenApiResponse(ErrorSerializer, description="Only an owner of the organization may do this."),
-    404: OpenApiResponse(ErrorSerializer, description="No such object among those you may see."),
-    409: OpenApiResponse(ErrorSerializer, description="It already exists."),
-}
-
-
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error responses for the given status codes; 401 is always among them."""
-    return {code: _ERRORS[code] for code in sorted({401, *codes})}
 
 
 @extend_schema_serializer(component_name="OrganizationMember")

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from platform_site.api import paginated_response
+from platform_site.api import api_errors, paginated_response
 from platform_site.jobs.jobkinds import SelfTestParams
 from platform_site.jobs.models import Job
 from platform_site.jobs.selectors import job_get_for_user, job_list_for_user
@@ -32,7 +32,7 @@ class JobListApi(APIView):
             OpenApiParameter("status", enum=Job.Status.values),
             OpenApiParameter("kind", str),
         ],
-        responses=JobOutputSerializer(many=True),
+        responses={200: JobOutputSerializer(many=True), **api_errors(400)},
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -44,14 +44,14 @@ class JobListApi(APIView):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=JobOutputSerializer)
+    @extend_schema(responses={200: JobOutputSerializer, **api_errors(404)})
     def get(self, request, job_id: int):
         job = job_get_for_user(job_id=job_id, user=request.user)
         return Response(JobOutputSerializer(job).data)
 
 
 class JobCancelApi(APIView):
-    @extend_schema(request=None, responses=JobOutputSerializer)
+    @extend_schema(request=None, responses={200: JobOutputSerializer, **api_errors(404, 409)})
     def post(self, request, job_id: int):
         job = job_get_for_user(job_id=job_id, user=request.user)
         job = job_cancel(job=job, actor=request.user)
@@ -59,7 +59,7 @@ class JobCancelApi(APIView):
 
 
 class JobSelfTestApi(APIView):
-    @extend_schema(request=SelfTestParams, responses={201: JobOutputSerializer})
+    @extend_schema(request=SelfTestParams, responses={201: JobOutputSerializer, **api_errors(400)})
     def post(self, request):
         params = SelfTestParams(data=request.data)
         params.is_valid(raise_exception=True)
