@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = int(os.environ.get("BENCH_JOBS", 5))
-EPOCHS = int(os.environ.get("BENCH_EPOCHS", 5))
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", 20))
 
 sys.path.insert(0, str(ROOT))
 scratch = tempfile.mkdtemp(prefix="bench-jobs-")
@@ -89,6 +89,7 @@ def main() -> None:
                 "direct_train_s_median": round(statistics.median(direct), 3),
                 "job_total_s_median": round(statistics.median(total), 3),
                 "queue_pickup_s_median": round(statistics.median(pickup), 3),
+                "job_overhead_s_median": round(statistics.median(total) - statistics.median(direct), 3),
                 "job_over_direct_ratio": round(statistics.median(total) / statistics.median(direct), 3),
             }
         )

@@ -44,8 +44,11 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     }
 
 
-def _push(job_id: int) -> None:
-    job = Job.objects.filter(pk=job_id).first()
+def _push(job_id: int, job: Job | None = None) -> None:
+    """Send the job's snapshot to its websocket group (read from the row unless the caller holds it)."""
+    if settings.REALTIME_POLL:
+        return  # no channel layer shared with the web processes: their websockets read the row themselves
+    job = job or Job.objects.filter(pk=job_id).first()
     if job is not None:
         realtime.job_push(job.pk, job_snapshot(job))
 
@@ -94,23 +97,25 @@ class JobReporter:
     """The one helper a running job calls to report progress and metrics."""
 
     def __init__(self, job: Job) -> None:
-        self.job_id = job.pk
-        self.metrics: list[dict[str, Any]] = list(job.metrics or [])
+        self.job = job
+        self.job.metrics = list(job.metrics or [])
 
     def __call__(self, progress: float, *, message: str = "", metrics: dict[str, Any] | None = None) -> None:
         """Record progress (0..1), a status line and one point of metrics; raise JobCancelled if cancelled."""
+        job = self.job
         if metrics:
-            self.metrics.append(metrics)
-            del self.metrics[:-MAX_METRIC_POINTS]
-        updated = Job.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
-            progress=min(max(float(progress), 0.0), 1.0),
-            message=message[:200],
-            metrics=self.metrics,
-            heartbeat_at=timezone.now(),
+            job.metrics.append(metrics)
+            del job.metrics[:-MAX_METRIC_POINTS]
+        job.progress = min(max(float(progress), 0.0), 1.0)
+        job.message = message[:200]
+        job.heartbeat_at = timezone.now()
+        # Conditional on RUNNING: a job cancelled (or taken over by the sweep) since the last report stops here.
+        updated = Job.objects.filter(pk=job.pk, status=Status.RUNNING).update(
+            progress=job.progress, message=job.message, metrics=job.metrics, heartbeat_at=job.heartbeat_at
         )
         if not updated:
-            raise JobCancelled(self.job_id)
-        _push(self.job_id)
+            raise JobCancelled(job.pk)
+        _push(job.pk, job)
 
 
 def job_start(*, job_id: int, worker: str) -> Job | None:
