@@ -1,4 +1,11 @@
-"""Domain errors raised by services; the API exception handler turns them into HTTP responses."""
+"""Domain errors raised by services; the API exception handler turns them into HTTP responses.
+
+NotFound and PermissionDenied are also Django's own exceptions, so a page view that lets one escape answers
+404 or 403 like any other Django view.
+"""
+
+from django.core import exceptions as django_exceptions
+from django.http import Http404
 
 
 class DomainError(Exception):
@@ -10,12 +17,12 @@ class DomainError(Exception):
         self.message = message
 
 
-class NotFound(DomainError):
+class NotFound(DomainError, Http404):
     status_code = 404
     code = "not_found"
 
 
-class PermissionDenied(DomainError):
+class PermissionDenied(DomainError, django_exceptions.PermissionDenied):
     status_code = 403
     code = "permission_denied"
 

@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -42,7 +42,7 @@ from platform_site.accounts.services import (
     public_key_revoke,
     user_signup,
 )
-from platform_site.errors import Conflict, DomainError, NotFound
+from platform_site.errors import Conflict, DomainError
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -122,10 +122,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    try:
-        token = api_token_get_for_user(token_id=token_id, user=request.user)
-    except NotFound:
-        raise Http404("no such token") from None
+    token = api_token_get_for_user(token_id=token_id, user=request.user)
     try:
         api_token_revoke(token=token, actor=request.user)
     except DomainError as exc:
@@ -160,10 +157,7 @@ def public_key_register_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def public_key_revoke_view(request: HttpRequest, public_key_id: int) -> HttpResponse:
-    try:
-        key = public_key_get_for_user(public_key_id=public_key_id, user=request.user)
-    except NotFound:
-        raise Http404("no such key") from None
+    key = public_key_get_for_user(public_key_id=public_key_id, user=request.user)
     try:
         public_key_revoke(key=key, actor=request.user)
     except DomainError as exc:
@@ -192,13 +186,6 @@ def organization_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/organization_list.html", {"organizations": organizations, "form": form})
 
 
-def _organization_or_404(request: HttpRequest, organization_id: int) -> Organization:
-    try:
-        return organization_get_for_user(organization_id=organization_id, user=request.user)
-    except NotFound:
-        raise Http404("no such organization") from None
-
-
 def _render_organization(
     request: HttpRequest, organization: Organization, *, add_form: MembershipAddForm | None = None
 ) -> HttpResponse:
@@ -215,13 +202,15 @@ def _render_organization(
 
 @login_required
 def organization_detail(request: HttpRequest, organization_id: int) -> HttpResponse:
-    return _render_organization(request, _organization_or_404(request, organization_id))
+    return _render_organization(
+        request, organization_get_for_user(organization_id=organization_id, user=request.user)
+    )
 
 
 @login_required
 @require_POST
 def membership_add(request: HttpRequest, organization_id: int) -> HttpResponse:
-    organization = _organization_or_404(request, organization_id)
+    organization = organization_get_for_user(organization_id=organization_id, user=request.user)
     form = MembershipAddForm(request.POST)
     if not form.is_valid():
         return _render_organization(request, organization, add_form=form)
@@ -242,8 +231,8 @@ def membership_add(request: HttpRequest, organization_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def membership_role(request: HttpRequest, organization_id: int, user_id: int) -> HttpResponse:
-    organization = _organization_or_404(request, organization_id)
-    membership = _membership_or_404(organization, user_id)
+    organization = organization_get_for_user(organization_id=organization_id, user=request.user)
+    membership = membership_get_for_organization(organization=organization, user_id=user_id)
     form = MembershipRoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a role: owner or member.")
@@ -265,8 +254,8 @@ def membership_role(request: HttpRequest, organization_id: int, user_id: int) ->
 @login_required
 @require_POST
 def membership_remove_view(request: HttpRequest, organization_id: int, user_id: int) -> HttpResponse:
-    organization = _organization_or_404(request, organization_id)
-    membership = _membership_or_404(organization, user_id)
+    organization = organization_get_for_user(organization_id=organization_id, user=request.user)
+    membership = membership_get_for_organization(organization=organization, user_id=user_id)
     try:
         membership_remove(organization=organization, actor=request.user, user=membership.user)
     except DomainError as exc:
@@ -277,10 +266,3 @@ def membership_remove_view(request: HttpRequest, organization_id: int, user_id: 
         return redirect("accounts:organizations")
     messages.success(request, f"{membership.user.username} is no longer a member of {organization.name}.")
     return redirect("accounts:organization-detail", organization_id=organization.pk)
-
-
-def _membership_or_404(organization: Organization, user_id: int) -> Membership:
-    try:
-        return membership_get_for_organization(organization=organization, user_id=user_id)
-    except NotFound:
-        raise Http404("no such member") from None

@@ -1,10 +1,9 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from platform_site.errors import DomainError, NotFound
+from platform_site.errors import DomainError
 from platform_site.jobs.selectors import job_get_for_user, job_list_for_user
 from platform_site.jobs.services import job_cancel, job_snapshot, job_submit
 
@@ -17,10 +16,7 @@ def job_list(request):
 
 @login_required
 def job_detail(request, job_id: int):
-    try:
-        job = job_get_for_user(job_id=job_id, user=request.user)
-    except NotFound:
-        raise Http404("no such job") from None
+    job = job_get_for_user(job_id=job_id, user=request.user)
     return render(request, "jobs/detail.html", {"job": job, "snapshot": job_snapshot(job)})
 
 
@@ -34,11 +30,9 @@ def job_selftest(request):
 @login_required
 @require_POST
 def job_cancel_view(request, job_id: int):
+    job = job_get_for_user(job_id=job_id, user=request.user)
     try:
-        job = job_get_for_user(job_id=job_id, user=request.user)
         job_cancel(job=job, actor=request.user)
-    except NotFound:
-        raise Http404("no such job") from None
     except DomainError as exc:
         messages.error(request, exc.message)
     return redirect("jobs:detail", job_id=job_id)
