@@ -103,9 +103,16 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${scheme}://${location.host}/ws/jobs/${root.dataset.jobId}/`);
     let opened = false;
-    ws.onopen = () => { opened = true; $("job-live").textContent = "live"; };
+    let refresher = null;
+    ws.onopen = () => {
+      opened = true;
+      $("job-live").textContent = "live";
+      // Pushes are best effort; asking for a snapshot now and then heals one that was lost.
+      refresher = setInterval(() => { if (!done) ws.send(JSON.stringify({ type: "refresh" })); }, 10000);
+    };
     ws.onmessage = (e) => render(JSON.parse(e.data));
     ws.onclose = () => {
+      clearInterval(refresher);
       if (done) return;
       $("job-live").textContent = opened ? "reconnecting…" : "live updates unavailable; polling";
       if (opened) setTimeout(connect, 1000); else poll();

@@ -122,3 +122,28 @@ def test_the_job_websocket_refuses_other_users_and_anonymous_visitors(alice, mal
     ]
     assert run_async(try_connect(mallory_headers)) is False
     assert run_async(try_connect([(b"origin", b"http://localhost")])) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_job_websocket_sends_a_fresh_snapshot_when_asked(alice):
+    job = make_job(alice, progress=0.25, message="epoch 1/4")
+    browser = Client()
+    browser.force_login(alice)
+    headers = [
+        (b"origin", b"http://localhost"),
+        (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode()),
+    ]
+
+    async def snapshots() -> tuple[dict, dict]:
+        communicator = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        first = await communicator.receive_json_from(timeout=5)
+        await communicator.send_json_to({"type": "refresh"})
+        second = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return first, second
+
+    first, second = run_async(snapshots())
+    assert first == second
+    assert first["progress"] == 0.25 and first["message"] == "epoch 1/4"
