@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from django.views.defaults import page_not_found
+from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
@@ -61,3 +62,14 @@ _ERRORS = {
 def api_errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The documented error responses for the given status codes; 401 is always among them."""
     return {code: _ERRORS[code] for code in sorted({401, *codes})}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """Names a serializer nested in an API class after both (`TransferApi.InputSerializer` → `TransferInput`),
+    so the house style's many `InputSerializer`/`OutputSerializer` classes never collide in the schema."""
+
+    def get_serializer_name(self, serializer, direction) -> str:
+        outer, _, inner = type(serializer).__qualname__.rpartition(".")
+        if outer and "<locals>" not in outer:
+            return outer.rpartition(".")[2].removesuffix("Api") + inner
+        return super().get_serializer_name(serializer, direction)

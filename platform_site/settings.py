@@ -194,6 +194,16 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep-stale": {"task": "jobs.sweep_stale", "schedule": 60.0, "options": {"queue": "default"}},
+    "ledger-checkpoint": {
+        "task": "ledger.checkpoint",
+        "schedule": float(os.environ.get("LEDGER_CHECKPOINT_SECONDS", 300)),
+        "options": {"queue": "default"},
+    },
+    "ledger-escrow-deadlines": {
+        "task": "ledger.refund_expired_escrows",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -209,6 +219,11 @@ ML_DEVICE = os.environ.get("ML_DEVICE", "")
 # The platform's Ed25519 ledger signing key; created (mode 0600) on first use when absent.
 LEDGER_KEY_FILE = Path(os.environ.get("LEDGER_KEY_FILE", VAR_DIR / "keys" / "ledger_ed25519.pem"))
 LEDGER_ORIGIN = os.environ.get("LEDGER_ORIGIN", "platform.example/ledger")
+# A signed checkpoint every N entries (queued on the append that reaches it) and every T seconds (beat).
+LEDGER_CHECKPOINT_EVERY = int(os.environ.get("LEDGER_CHECKPOINT_EVERY", 1000))
+LEDGER_CHECKPOINT_SECONDS = float(os.environ.get("LEDGER_CHECKPOINT_SECONDS", 300))
+# Minor units (1 token = 100) the demo faucet mints per user per day; 0 closes it.
+LEDGER_FAUCET_AMOUNT = int(os.environ.get("LEDGER_FAUCET_AMOUNT", 100_000))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -226,7 +241,7 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("THROTTLE_ANON", "60/minute"),
         "user": os.environ.get("THROTTLE_USER", "1200/minute"),
     },
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "platform_site.api.AutoSchema",
     "EXCEPTION_HANDLER": "platform_site.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

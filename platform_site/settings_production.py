@@ -8,6 +8,7 @@ from platform_site.settings import *  # noqa: F403
 from platform_site.settings import env_bool
 
 DEBUG = False
+LEDGER_FAUCET_AMOUNT = int(os.environ.get("LEDGER_FAUCET_AMOUNT", 0))  # no free tokens unless asked for
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters")

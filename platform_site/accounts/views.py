@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
 from platform_site.accounts.forms import (
     ApiTokenCreateForm,
     MembershipAddForm,
@@ -69,6 +71,34 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup.html", {"form": form})
 
 
+WALLET_ENTRIES = 10
+
+
+def _wallet(user, memberships: list[Membership]) -> dict:
+    name = ledger_services.account_name_for_user(user)
+    balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
+    rows = []
+    for entry in ledger_selectors.entry_list_for_account(name=name, limit=WALLET_ENTRIES):
+        postings = [p for p in entry.payload["postings"] if isinstance(p, dict) and p.get("account") == name]
+        delta = sum(p["amount"] for p in postings if isinstance(p.get("amount"), int))
+        rows.append(
+            {"entry": entry, "delta": ("+" if delta > 0 else "") + ledger_services.format_amount(delta)}
+        )
+    return {
+        "account": name,
+        "balance": ledger_services.format_amount(balances.get(name, 0)),
+        "organizations": [
+            {
+                "organization": m.organization,
+                "account": f"org:{m.organization_id}",
+                "balance": ledger_services.format_amount(balances.get(f"org:{m.organization_id}", 0)),
+            }
+            for m in memberships
+        ],
+        "entries": rows,
+    }
+
+
 def _render_profile(
     request: HttpRequest,
     *,
@@ -79,8 +109,10 @@ def _render_profile(
 ) -> HttpResponse:
     user = request.user
     owned = organization_list_owned_by(user=user)
+    memberships = list(membership_list_for_user(user=user))
     context = {
-        "memberships": membership_list_for_user(user=user),
+        "memberships": memberships,
+        "wallet": _wallet(user, memberships),
         "tokens": api_token_list_for_user(user=user),
         "public_keys": public_key_list_for_user(user=user),
         "owned_organization_ids": set(owned.values_list("pk", flat=True)),

@@ -1,11 +1,16 @@
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
+from platform_site.accounts.selectors import membership_list_for_user
 from platform_site.home.charts import stacked_bars_svg
 from platform_site.home.selectors import health_checks, ops_mode
 from platform_site.jobs.models import Job
@@ -27,10 +32,24 @@ AREAS = [
 ]
 
 
+def _wallet(user) -> dict:
+    name = ledger_services.account_name_for_user(user)
+    balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
+    return {
+        "account": name,
+        "balance": ledger_services.format_amount(balances.get(name, 0)),
+        "organizations": [
+            (m.organization.name, ledger_services.format_amount(balances.get(f"org:{m.organization_id}", 0)))
+            for m in membership_list_for_user(user=user)
+        ],
+    }
+
+
 def dashboard(request):
     context = {"areas": AREAS}
     if request.user.is_authenticated:
         context["jobs"] = job_list_for_user(user=request.user)[:5]
+        context["wallet"] = _wallet(request.user)
     return render(request, "home/dashboard.html", context)
 
 
@@ -55,6 +74,31 @@ def staff_required(view):
     return wrapped
 
 
+def _ledger_figures() -> dict:
+    size = ledger_selectors.ledger_size()
+    head = ledger_selectors.entry_get(seq=size - 1) if size else None
+    active_key = ledger_selectors.signing_key_list().filter(active=True).first()
+    checkpoint = ledger_selectors.checkpoint_latest()
+    age = timezone.now() - checkpoint.created_at if checkpoint else None
+    covered = checkpoint.tree_size if checkpoint else 0
+    # How long the oldest entry that no checkpoint covers has waited for one.
+    waiting_since = ledger_selectors.entry_get(seq=covered).created_at if size > covered else None
+    waiting = timezone.now() - waiting_since if waiting_since else None
+    return {
+        "size": size,
+        "head_hash": bytes(head.entry_hash).hex() if head else "",
+        "active_key_id": active_key.key_id if active_key else "",
+        "checkpoint": checkpoint,
+        "checkpoint_age": age,
+        "uncovered": size - covered,
+        "waiting_since": waiting_since,
+        # Beat signs one every LEDGER_CHECKPOINT_SECONDS while entries come in: twice that means it has stopped.
+        "stale": bool(waiting and waiting.total_seconds() > 2 * settings.LEDGER_CHECKPOINT_SECONDS),
+        "accounts": ledger_selectors.account_count(),
+        "supply": ledger_services.format_amount(ledger_selectors.total_supply()),
+    }
+
+
 @staff_required
 def ops(request):
     hours = job_counts_by_hour(hours=24)
@@ -70,5 +114,6 @@ def ops(request):
             "totals": job_status_totals(),
             "hours_chart": stacked_bars_svg(labels=labels, series=series),
             "failed": job_failed_recent(),
+            "ledger": _ledger_figures(),
         },
     )

@@ -26,3 +26,12 @@ def rsa_pem() -> str:
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
+
+
+def ed25519_keypair() -> tuple[Ed25519PrivateKey, str]:
+    """A fresh private key and its public half as PEM, as a signing client would register it."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return key, pem.decode()

@@ -84,7 +84,7 @@ def test_the_profile_shows_wallet_organizations_tokens_and_keys(client, alice):
     public_key_register(actor=alice, name="signing", key_text=ed25519_pem())
     client.force_login(alice)
     page = client.get(PROFILE).content.decode()
-    assert "0 tokens — the ledger opens soon" in page
+    assert "0.00 tokens" in page
     assert "Acme" in page
     assert "Owner" in page
     assert "laptop" in page

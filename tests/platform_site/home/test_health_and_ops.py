@@ -15,7 +15,7 @@ def test_healthz_is_ok_when_database_broker_worker_and_ledger_key_are_up(client,
     assert body["status"] == "ok"
     assert set(body["checks"]) == {"database", "broker", "worker", "ledger"}
     assert {"default", "ml"} <= set(body["checks"]["worker"]["queues"])
-    assert len(body["checks"]["ledger"]["signing_key_id"]) == 16
+    assert len(body["checks"]["ledger"]["signing_key_id"]) == 8  # the C2SP key id of the ledger key
 
 
 @pytest.mark.django_db
@@ -58,6 +58,7 @@ def test_the_ops_dashboard_refuses_non_staff_and_sends_visitors_to_log_in(mallor
 
 @pytest.mark.django_db
 def test_every_area_is_reachable_from_the_navigation(client):
+    client.force_login(UserFactory(username="nav"))
     page = client.get("/").content.decode()
     for path, title in [
         ("/data/", "Data"),
@@ -86,3 +87,25 @@ def test_the_api_docs_load_swagger_ui_from_our_own_static_files(client):
     assert "swagger-ui" in page
     assert "cdn" not in page.lower() and "unpkg" not in page.lower()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+
+
+@pytest.mark.django_db
+def test_healthz_says_503_when_the_key_file_is_not_the_key_the_ledger_signs_with(client, settings, tmp_path):
+    from django.db import transaction
+
+    from ledger import services
+    from platform_site.keys import platform_signing_key
+
+    with transaction.atomic():
+        services.mint(
+            destination="treasury", amount=1, actor="system", reason="first entry registers the key"
+        )
+    assert client.get("/healthz").json()["checks"]["ledger"]["size"] == 1
+    settings.LEDGER_KEY_FILE = tmp_path / "another.pem"  # a fresh key appears there
+    platform_signing_key.cache_clear()
+    try:
+        response = client.get("/healthz")
+    finally:
+        platform_signing_key.cache_clear()
+    assert response.status_code == 503
+    assert "LEDGER_KEY_FILE holds key" in response.json()["checks"]["ledger"]["error"]
