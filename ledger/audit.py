@@ -1,14 +1,18 @@
-"""verify_ledger's checks: the offline verifier over the database's own export, then what only the database has."""
+"""Verifying the stored ledger: all of it (verify_ledger), and one entry at a time (the entry page)."""
 
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ledger import merkle
+from django.conf import settings
+
+from ledger import chain, merkle, notes, selectors
 from ledger.export import export_records
-from ledger.models import Entry, Escrow, LedgerHead, MerkleNode
+from ledger.models import Checkpoint, Entry, Escrow, LedgerHead, MerkleNode, SigningKey
 from ledger.verify import verify_export
+from platform_site.accounts.models import PublicKey
+from platform_site.errors import DomainError
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,188 @@ def progress_printer(total: int, stream=sys.stderr) -> Callable[[int], None]:
                 stream.write("\n")
 
     return show
+
+
+# ---------------------------------------------------------------------------------------------------- one entry
+# What the entry page shows: every check an outsider would make of one entry, against the stored rows.
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: nothing to check (no actor signature) or not yet (no checkpoint covers the entry)
+    detail: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or {True: "valid", False: "invalid", None: "pending"}[self.ok]
+
+
+@dataclass
+class Verification:
+    checks: list[Check] = field(default_factory=list)
+    leaf_hash: bytes | None = None
+    checkpoint: Checkpoint | None = None
+    proof: list[bytes] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return all(check.ok is not False for check in self.checks)
+
+    @property
+    def reason(self) -> str:
+        return next((f"{c.name}: {c.detail}" for c in self.checks if c.ok is False), "")
+
+    def add(self, name: str, ok: bool | None, detail: str, label: str = "") -> None:
+        self.checks.append(Check(name, ok, detail, label))
+
+
+def _expected_key_id(seq: int, keys: list[SigningKey]) -> str | None:
+    """The platform key that must sign entry `seq`: the last one whose first entry is at or before it."""
+    current = None
+    for key in keys:
+        if key.first_seq <= seq:
+            current = key.key_id
+    return current
+
+
+def _verify_checkpoint(checkpoint: Checkpoint, keys: dict[str, SigningKey]) -> str:
+    """'' when the checkpoint's note is signed by its platform key and states its size and root; else why not."""
+    key = keys.get(checkpoint.key_id)
+    if key is None:
+        return f"the checkpoint is signed by an unknown key {checkpoint.key_id}"
+    if not notes.verify_note(checkpoint.note, key.verifier_key):
+        return f"the checkpoint's note does not carry a valid signature by {checkpoint.key_id}"
+    try:
+        origin, size, root = notes.parse_checkpoint(notes.parse_note(checkpoint.note)[0])
+    except ValueError as exc:
+        return f"the checkpoint's note is malformed: {exc}"
+    if (origin, size, root) != (settings.LEDGER_ORIGIN, checkpoint.tree_size, bytes(checkpoint.root_hash)):
+        return "the checkpoint's note does not state the stored origin, size and root"
+    return ""
+
+
+def verify_entry(entry: Entry) -> Verification:
+    """Recompute everything an outsider would check about one entry (FORMAT.md), against the stored rows."""
+    result = Verification()
+    try:
+        canonical = chain.canonical_bytes(
+            seq=entry.seq,
+            kind=entry.kind,
+            actor=entry.actor,
+            payload=entry.payload,
+            created_at=chain.format_timestamp(entry.created_at),
+            key_id=entry.key_id,
+            actor_key_id=entry.actor_key_id,
+        )
+    except (ValueError, TypeError) as exc:
+        result.add("canonical bytes", False, f"the entry cannot be canonicalized: {exc}")
+        return result
+    prev_hash, stored_hash = bytes(entry.prev_hash), bytes(entry.entry_hash)
+    computed = chain.entry_hash(prev_hash, canonical)
+    result.leaf_hash = chain.leaf_hash(canonical)
+    if computed == stored_hash:
+        result.add("entry hash", True, "SHA-256(prev_hash ‖ canonical bytes) equals the stored hash")
+    else:
+        result.add(
+            "entry hash", False, f"the content hashes to {computed.hex()}, not the stored {stored_hash.hex()}"
+        )
+    if result.leaf_hash == bytes(entry.leaf_hash):
+        result.add("leaf hash", True, "SHA-256(0x00 ‖ canonical bytes) equals the stored leaf hash")
+    else:
+        result.add("leaf hash", False, "the stored leaf hash is not the hash of the entry's canonical bytes")
+
+    if entry.seq == 0:
+        expected_prev: bytes | None = chain.ZERO_HASH
+    else:
+        row = Entry.objects.filter(seq=entry.seq - 1).values_list("entry_hash", flat=True).first()
+        expected_prev = bytes(row) if row is not None else None
+    if expected_prev is None:
+        result.add("chain link", False, f"entry {entry.seq - 1} is missing")
+    elif prev_hash == expected_prev:
+        what = "32 zero bytes (the first entry)" if entry.seq == 0 else f"the hash of entry {entry.seq - 1}"
+        result.add("chain link", True, f"prev_hash is {what}")
+    else:
+        result.add("chain link", False, f"prev_hash is not the hash of entry {entry.seq - 1}")
+
+    keys = list(selectors.signing_key_list())
+    keys_by_id = {key.key_id: key for key in keys}
+    expected_key = _expected_key_id(entry.seq, keys)
+    signing_key = keys_by_id.get(entry.key_id)
+    if signing_key is None:
+        result.add("platform signature", False, f"no platform key {entry.key_id}")
+    elif expected_key != entry.key_id:
+        result.add(
+            "platform signature",
+            False,
+            f"entry {entry.seq} must be signed by {expected_key}, not {entry.key_id}",
+        )
+    elif chain.verify_signature(bytes(signing_key.public_key), bytes(entry.signature), stored_hash):
+        result.add("platform signature", True, f"valid Ed25519 signature of the entry hash by {entry.key_id}")
+    else:
+        result.add("platform signature", False, f"the signature is not valid under key {entry.key_id}")
+
+    _verify_actor(entry, result)
+    _verify_inclusion(entry, result, keys_by_id)
+    return result
+
+
+def _verify_actor(entry: Entry, result: Verification) -> None:
+    name = "actor signature"
+    if entry.actor_key_id is None:
+        if entry.actor_signature is not None:
+            result.add(name, False, "an actor signature without an actor key id")
+        else:
+            result.add(
+                name, None, "not signed by the actor (the platform's signature vouches for it)", "none"
+            )
+        return
+    key = PublicKey.objects.filter(key_id=entry.actor_key_id).first()
+    if key is None:
+        result.add(name, False, f"no registered key {entry.actor_key_id}")
+    elif key.owner_label != entry.actor:
+        result.add(
+            name, False, f"the key {entry.actor_key_id} belongs to {key.owner_label}, not {entry.actor}"
+        )
+    elif entry.actor_signature is None:
+        result.add(name, False, "the entry names an actor key but carries no actor signature")
+    else:
+        try:
+            statement = chain.actor_statement(actor=entry.actor, kind=entry.kind, payload=entry.payload)
+        except ValueError as exc:
+            result.add(name, False, f"the statement cannot be canonicalized: {exc}")
+            return
+        if chain.verify_signature(bytes(key.raw), bytes(entry.actor_signature), statement):
+            result.add(name, True, f"valid Ed25519 signature by {entry.actor}'s key {entry.actor_key_id}")
+        else:
+            result.add(
+                name, False, f"the signature is not valid under {entry.actor}'s key {entry.actor_key_id}"
+            )
+
+
+def _verify_inclusion(entry: Entry, result: Verification, keys: dict[str, SigningKey]) -> None:
+    name = "inclusion proof"
+    checkpoint = selectors.checkpoint_latest()
+    if checkpoint is None or entry.seq >= checkpoint.tree_size:
+        result.add(name, None, "not yet in a checkpoint")
+        return
+    result.checkpoint = checkpoint
+    problem = _verify_checkpoint(checkpoint, keys)
+    if problem:
+        result.add(name, False, problem)
+        return
+    try:
+        proof = selectors.inclusion_proof(seq=entry.seq, tree_size=checkpoint.tree_size)
+    except (DomainError, RuntimeError) as exc:
+        result.add(name, False, f"no proof: {exc}")
+        return
+    result.proof = proof.proof
+    if merkle.verify_inclusion(
+        entry.seq, checkpoint.tree_size, result.leaf_hash, proof.proof, bytes(checkpoint.root_hash)
+    ):
+        detail = f"the entry is leaf {entry.seq} of the signed checkpoint of {checkpoint.tree_size} entries"
+        result.add(name, True, detail)
+    else:
+        result.add(
+            name, False, f"the entry's leaf does not lead to the root of checkpoint {checkpoint.tree_size}"
+        )

@@ -8,6 +8,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def job_group(job_id: int) -> str:
 
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Best effort: a lost push only delays the browser until its next snapshot, so it never fails a caller."""
+    if settings.REALTIME_POLL:
+        return  # no channel layer shared with the web processes: their consumers read the rows themselves
     layer = get_channel_layer()
     if layer is None:
         return

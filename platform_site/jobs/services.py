@@ -47,7 +47,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
 def _push(job_id: int, job: Job | None = None) -> None:
     """Send the job's snapshot to its websocket group (read from the row unless the caller holds it)."""
     if settings.REALTIME_POLL:
-        return  # no channel layer shared with the web processes: their websockets read the row themselves
+        return  # realtime would drop it anyway; skip reading the row for nothing
     job = job or Job.objects.filter(pk=job_id).first()
     if job is not None:
         realtime.job_push(job.pk, job_snapshot(job))

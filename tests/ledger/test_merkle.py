@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 
 from ledger import merkle
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parents[3] / "shared/vectors/rfc6962_vectors.json").read_text()
-)
+VECTORS = json.loads((Path(__file__).resolve().parent / "vectors/rfc6962_vectors.json").read_text())
 MAX_SIZE = 300
 
 
