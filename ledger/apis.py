@@ -283,3 +283,19 @@ class FaucetApi(APIView):
     def post(self, request):
         entry = services.faucet_request(user=request.user)
         return Response(EntryOutputSerializer(entry).data, status=status.HTTP_201_CREATED)
+
+
+class MintApi(APIView):
+    """Staff grant new tokens; everyone else gets a 403."""
+
+    class InputSerializer(serializers.Serializer):
+        destination = serializers.CharField(max_length=64)
+        amount = serializers.IntegerField(min_value=1, help_text="minor units (1 token = 100)")
+        reason = serializers.CharField(max_length=200)
+
+    @extend_schema(request=InputSerializer, responses={201: EntryOutputSerializer, **api_errors(400, 403)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entry = services.mint_request(staff=request.user, **data.validated_data)
+        return Response(EntryOutputSerializer(entry).data, status=status.HTTP_201_CREATED)

@@ -7,12 +7,15 @@ together. The `*_request` functions are the outermost services the API and pages
 
 import base64
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -60,12 +63,18 @@ def _public_raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes_raw()
 
 
+def _retired_key_path(key_id: str) -> Path:
+    path = Path(settings.LEDGER_KEY_FILE)
+    return path.with_name(f"{path.name}.{key_id}.retired")
+
+
 def _private_key_for(key_id: str) -> Ed25519PrivateKey:
-    """The private key with this id, read from LEDGER_KEY_FILE (which holds the active key)."""
+    """The private key with this id: LEDGER_KEY_FILE holds the active one, `<file>.<id>.retired` older ones."""
     with _keys_lock:
         key = _private_keys.get(key_id)
         if key is None:
-            key = load_or_create_ed25519(settings.LEDGER_KEY_FILE)
+            retired = _retired_key_path(key_id)
+            key = load_or_create_ed25519(retired if retired.exists() else settings.LEDGER_KEY_FILE)
             loaded_id = chain.key_id_for(settings.LEDGER_ORIGIN, _public_raw(key))
             _private_keys[loaded_id] = key
             if loaded_id != key_id:
@@ -599,7 +608,7 @@ def signing_key_rotate() -> SigningKey:
 
     The new private key replaces LEDGER_KEY_FILE; the old one is kept beside it as `<file>.<key_id>.retired`.
     """
-    path = settings.LEDGER_KEY_FILE
+    path = Path(settings.LEDGER_KEY_FILE)
     with transaction.atomic(durable=True):
         head = _lock_head()
         old_id = head.active_key_id
@@ -618,28 +627,21 @@ def signing_key_rotate() -> SigningKey:
         )
         signing_key = _register_key(new_key, first_seq=entry.seq + 1)
         LedgerHead.objects.filter(pk=1).update(active_key_id=new_id)
-        _write_rotated_key_files(path, old_key, old_id, new_key)
+        # Both keys are on disk before the commit; the new one takes LEDGER_KEY_FILE's place only after it.
+        _write_private_key(_retired_key_path(old_id), old_key)
+        staged = path.with_name(path.name + ".new")
+        _write_private_key(staged, new_key)
+        transaction.on_commit(lambda: os.replace(staged, path))
     return signing_key
 
 
-def _write_rotated_key_files(
-    path, old_key: Ed25519PrivateKey, old_id: str, new_key: Ed25519PrivateKey
-) -> None:
-    import os
-
-    from cryptography.hazmat.primitives import serialization
-
-    def pem(key: Ed25519PrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    retired = path.with_name(f"{path.name}.{old_id}.retired")
-    for target, key in ((retired, old_key), (path.with_name(path.name + ".new"), new_key)):
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem(key))
-    os.replace(path.with_name(path.name + ".new"), path)
+def _write_private_key(target: Path, key: Ed25519PrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
 
 
 # ---------------------------------------------------------------------------------------------------- witnesses

@@ -22,4 +22,5 @@ api_urlpatterns = [
     path("accounts/", apis.AccountListApi.as_view(), name="api-ledger-accounts"),
     path("transfers/", apis.TransferApi.as_view(), name="api-ledger-transfers"),
     path("faucet/", apis.FaucetApi.as_view(), name="api-ledger-faucet"),
+    path("mints/", apis.MintApi.as_view(), name="api-ledger-mints"),
 ]

@@ -178,3 +178,13 @@ def test_a_cosignature_from_an_unregistered_witness_is_refused(grown):
         "/api/ledger/witness/cosign/", {"tree_size": 21, "cosignature": line}, content_type="application/json"
     )
     assert response.status_code == 403
+
+
+def test_only_staff_grant_new_tokens(alice, staff):
+    body = {"destination": f"user:{alice.pk}", "amount": 5_000, "reason": "grant for the pilot"}
+    assert api_as(alice).post("/api/ledger/mints/", body, format="json").status_code == 403
+    assert not Entry.objects.filter(kind="ledger.mint").exists()
+    response = api_as(staff).post("/api/ledger/mints/", body, format="json")
+    assert response.status_code == 201
+    assert response.json()["payload"]["reason"] == "grant for the pilot"
+    assert api_as(staff).post("/api/ledger/mints/", {**body, "reason": " "}, format="json").status_code == 400

@@ -164,13 +164,16 @@ def test_a_checkpoint_signs_the_current_root_and_is_not_repeated(accounts):
     assert Checkpoint.objects.count() == 2
 
 
-def test_a_rotated_key_is_announced_by_the_old_key_and_signs_what_follows(accounts, settings, tmp_path):
+def test_a_rotated_key_is_announced_by_the_old_key_and_signs_what_follows(
+    accounts, settings, tmp_path, django_capture_on_commit_callbacks
+):
     a, b = accounts
     key_file = tmp_path / "ledger.pem"  # rotation rewrites the key file: not the suite's own
     key_file.write_bytes(settings.LEDGER_KEY_FILE.read_bytes())
     settings.LEDGER_KEY_FILE = key_file
     old = SigningKey.objects.get(active=True)
-    new = services.signing_key_rotate()
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.signing_key_rotate()
     pay(a, b, 10)
     rotation = Entry.objects.get(kind="ledger.key.rotated")
     assert rotation.key_id == old.key_id
@@ -179,6 +182,10 @@ def test_a_rotated_key_is_announced_by_the_old_key_and_signs_what_follows(accoun
     assert new.first_seq == rotation.seq + 1
     assert list(SigningKey.objects.filter(active=True)) == [new]
     assert (tmp_path / f"ledger.pem.{old.key_id}.retired").exists(), "the old private key is kept, not lost"
+    from platform_site.keys import load_or_create_ed25519
+
+    on_disk = load_or_create_ed25519(key_file).public_key().public_bytes_raw()
+    assert on_disk == bytes(new.public_key), "after the commit, the key file holds the new key"
 
 
 def test_the_faucet_mints_once_a_day(alice):
