@@ -1,6 +1,5 @@
 """Verifying the stored ledger: all of it (verify_ledger), and one entry at a time (the entry page)."""
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ class Finding:
     seq: int | None = None
 
 
-def _lines(records: Iterator[dict], on_entry: Callable[[int], None] | None) -> Iterator[str]:
+def _records(records: Iterator[dict], on_entry: Callable[[int], None] | None) -> Iterator[dict]:
     for record in records:
         if on_entry is not None and record["type"] == "entry":
             on_entry(record["seq"])
-        yield json.dumps(record, ensure_ascii=False)
+        yield record
 
 
 def _stored_tree_problem(tree: merkle.InMemoryTree) -> str | None:
@@ -84,7 +83,7 @@ def audit(
     *, trusted_key: str | None = None, jobs: int = 1, on_entry: Callable[[int], None] | None = None
 ) -> Finding:
     """Re-verify the whole ledger from the stored fields; the first problem found, or OK."""
-    report = verify_export(_lines(export_records(), on_entry), trusted_key=trusted_key, jobs=jobs)
+    report = verify_export(_records(export_records(), on_entry), trusted_key=trusted_key, jobs=jobs)
     if not report.ok:
         return Finding(False, report.line(), report.seq)
     for problem in (_stored_tree_problem(report.tree), _escrow_problem()):

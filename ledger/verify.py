@@ -113,7 +113,9 @@ class _Export:
     balances: dict[str, int]
 
 
-def _lines(path_or_lines: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[str | bytes]:
+def _lines(
+    path_or_lines: str | os.PathLike[str] | Iterable[str | bytes | dict[str, Any]],
+) -> Iterator[str | bytes | dict[str, Any]]:
     if isinstance(path_or_lines, str | os.PathLike):
         # Binary, so that a line of bad UTF-8 is that line's problem rather than the end of the run.
         with open(path_or_lines, "rb") as f:
@@ -158,16 +160,19 @@ def _parse_key(obj: dict[str, Any], origin: str, where: str) -> _Key:
     return _Key(key_id, raw, vkey, first_seq)
 
 
-def _load(path_or_lines: str | os.PathLike[str] | Iterable[str | bytes]) -> _Export:
+def _load(path_or_lines: str | os.PathLike[str] | Iterable[str | bytes | dict[str, Any]]) -> _Export:
     export: _Export | None = None
     section = -1
     for lineno, line in enumerate(_lines(path_or_lines), start=1):
         where = f"line={lineno}"
         try:
-            text = line.decode("utf-8") if isinstance(line, bytes) else line
-            if not text.strip():
-                continue
-            obj = _decode(text)
+            if isinstance(line, dict):  # a record straight from an in-process producer (verify_ledger)
+                obj = line
+            else:
+                text = line.decode("utf-8") if isinstance(line, bytes) else line
+                if not text.strip():
+                    continue
+                obj = _decode(text)
         except ValueError as exc:  # UnicodeDecodeError included
             # A broken line among the entries is that entry's problem, reported in seq order.
             if export is not None and section <= _SECTIONS["entry"]:
@@ -525,7 +530,7 @@ def _check_keys(export: _Export, trusted_key: str | None) -> None:
 
 
 def verify_export(
-    path_or_lines: str | os.PathLike[str] | Iterable[str | bytes],
+    path_or_lines: str | os.PathLike[str] | Iterable[str | bytes | dict[str, Any]],
     *,
     trusted_key: str | None = None,
     jobs: int = 1,
