@@ -1,14 +1,13 @@
 """The ledger in the admin: everything read-only (only ledger.services writes these rows), except that a witness
 may be switched off and on."""
 
-import base64
-
 from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from ledger import chain
 from ledger.models import (
     Account,
     Checkpoint,
@@ -28,7 +27,7 @@ def _hex(data: bytes | memoryview | None) -> str:
 
 
 def _b64(data: bytes | memoryview | None) -> str:
-    return base64.b64encode(bytes(data)).decode() if data is not None else "—"
+    return chain.b64encode(bytes(data)) if data is not None else "—"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

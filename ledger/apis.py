@@ -1,5 +1,3 @@
-import base64
-
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -9,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from ledger import selectors, services
+from ledger import chain, selectors, services
 from ledger.export import entry_record
 from platform_site.accounts.models import Organization
 from platform_site.api import api_errors, paginated_response
@@ -171,7 +169,7 @@ class PublicKeyListApi(APIView):
             {
                 "name": settings.LEDGER_ORIGIN,
                 "key_id": key.key_id,
-                "public_key": base64.b64encode(bytes(key.public_key)).decode(),
+                "public_key": chain.b64encode(bytes(key.public_key)),
                 "verifier_key": key.verifier_key,
                 "first_seq": key.first_seq,
                 "active": key.active,

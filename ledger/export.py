@@ -1,6 +1,5 @@
 """The ledger as export records (FORMAT.md, "Export"): what export_ledger writes and verify_ledger checks."""
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ CHUNK = 2000
 
 
 def _b64(data) -> str | None:
-    return None if data is None else base64.b64encode(bytes(data)).decode()
+    return None if data is None else chain.b64encode(bytes(data))
 
 
 def entry_record(entry: Entry) -> dict[str, Any]:

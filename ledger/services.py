@@ -5,7 +5,6 @@ escrow_*, split_pay) must run inside the caller's transaction, so that the busin
 together. The `*_request` functions are the outermost services the API and pages call: they open it.
 """
 
-import base64
 import json
 import logging
 import os
@@ -662,7 +661,7 @@ def signing_key_rotate() -> SigningKey:
             actor="system",
             payload={
                 "new_key_id": new_id,
-                "new_public_key": base64.b64encode(raw).decode(),
+                "new_public_key": chain.b64encode(raw),
                 "new_verifier_key": chain.verifier_key(settings.LEDGER_ORIGIN, raw),
             },
         )

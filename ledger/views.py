@@ -1,6 +1,5 @@
 """The ledger's pages: the live explorer, one entry with its server-side verification, and the demo faucet."""
 
-import base64
 import json
 from functools import cached_property
 from typing import Any
@@ -116,7 +115,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def _b64(data: bytes | memoryview | None) -> str:
-    return base64.b64encode(bytes(data)).decode() if data is not None else ""
+    return chain.b64encode(bytes(data)) if data is not None else ""
 
 
 def _postings(payload: Any) -> list[dict[str, Any]]:
