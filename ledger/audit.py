@@ -80,10 +80,18 @@ def _escrow_problem() -> str | None:
 
 
 def audit(
-    *, trusted_key: str | None = None, jobs: int = 1, on_entry: Callable[[int], None] | None = None
+    *,
+    trusted_key: str | None = None,
+    jobs: int = 1,
+    since: int = 0,
+    on_entry: Callable[[int], None] | None = None,
 ) -> Finding:
-    """Re-verify the whole ledger from the stored fields; the first problem found, or OK."""
-    report = verify_export(_records(export_records(), on_entry), trusted_key=trusted_key, jobs=jobs)
+    """Re-verify the whole ledger from the stored fields; the first problem found, or OK.
+
+    `since` skips re-checking signatures before that seq; everything is still re-hashed, linked and replayed."""
+    report = verify_export(
+        _records(export_records(), on_entry), trusted_key=trusted_key, jobs=jobs, since=since
+    )
     if not report.ok:
         return Finding(False, report.line(), report.seq)
     for problem in (_stored_tree_problem(report.tree), _escrow_problem()):

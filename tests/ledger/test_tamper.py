@@ -223,3 +223,13 @@ def test_a_changed_stored_merkle_node_or_leaf_hash_is_caught_by_verify_ledger(le
     Entry.objects.filter(pk=entry.pk).update(leaf_hash=flip(entry.leaf_hash))
     said = verify_ledger_says()
     assert f"seq={TARGET}" in said and "leaf hash" in said
+
+
+def test_since_skips_only_the_old_signatures_and_still_catches_changed_content(ledger):
+    entry = Entry.objects.get(seq=20)
+    Entry.objects.filter(pk=entry.pk).update(signature=flip(entry.signature))
+    assert "seq=20" in verify_ledger_says()
+    call_command("verify_ledger", "--quiet", "--since", "21")  # the signature before 21 is not re-checked
+    Entry.objects.filter(seq=TARGET).update(actor="user:999")
+    with pytest.raises(CommandError, match=f"seq={TARGET}"):
+        call_command("verify_ledger", "--quiet", "--since", "200")  # content before `since` is still re-hashed

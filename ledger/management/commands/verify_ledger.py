@@ -16,9 +16,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--jobs", type=int, default=1, help="processes for signature checks (default 1)")
         parser.add_argument("--quiet", action="store_true", help="print nothing when the ledger is sound")
+        parser.add_argument(
+            "--since", type=int, default=0,
+            help="check signatures from this seq on; every entry is still re-hashed, linked and replayed",
+        )  # fmt: skip
 
-    def handle(self, *args, key: str | None, jobs: int, quiet: bool, **options) -> None:
-        finding = audit(trusted_key=key, jobs=max(jobs, 1), on_entry=progress_printer(ledger_size()))
+    def handle(self, *args, key: str | None, jobs: int, quiet: bool, since: int, **options) -> None:
+        if since < 0:
+            raise CommandError("--since must be 0 or more")
+        finding = audit(
+            trusted_key=key, jobs=max(jobs, 1), since=since, on_entry=progress_printer(ledger_size())
+        )
         if not finding.ok:
             raise CommandError(finding.line)
         if not quiet:
