@@ -232,4 +232,6 @@ def test_since_skips_only_the_old_signatures_and_still_catches_changed_content(l
     call_command("verify_ledger", "--quiet", "--since", "21")  # the signature before 21 is not re-checked
     Entry.objects.filter(seq=TARGET).update(actor="user:999")
     with pytest.raises(CommandError, match=f"seq={TARGET}"):
-        call_command("verify_ledger", "--quiet", "--since", "200")  # content before `since` is still re-hashed
+        call_command(
+            "verify_ledger", "--quiet", "--since", "200"
+        )  # content before `since` is still re-hashed
