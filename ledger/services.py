@@ -739,3 +739,13 @@ def cosignature_add(*, tree_size: int, cosignature_line: str) -> Cosignature:
             raise Conflict("this witness has cosigned this checkpoint already")
         Witness.objects.filter(pk=witness.pk, last_tree_size__lt=tree_size).update(last_tree_size=tree_size)
     return cosignature
+
+
+def content_hash(value: Any) -> str:
+    """Hex SHA-256 of a JSON value's RFC 8785 bytes: how apps fingerprint terms and results. Unlike entries,
+    the value may hold floats (scores, centroids); only the hash goes on the ledger."""
+    import hashlib
+
+    import rfc8785
+
+    return hashlib.sha256(rfc8785.dumps(value)).hexdigest()

@@ -1,1 +1,117 @@
-from django.db import models  # noqa: F401
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Dataset(models.Model):
+    """A listing: what is sold, its terms and prices; the data itself lives in its versions."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        PUBLISHED = "published"
+        WITHDRAWN = "withdrawn"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="datasets")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    # Minor units (1 token = 100); None when the tier is not offered.
+    price_download = models.BigIntegerField(null=True, blank=True)
+    price_compute = models.BigIntegerField(null=True, blank=True)
+    terms = models.JSONField(default=dict)
+    preview_enabled = models.BooleanField(default=False)
+    current_version = models.ForeignKey(
+        "DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(price_download__isnull=True) | Q(price_download__gt=0))
+                & (Q(price_compute__isnull=True) | Q(price_compute__gt=0)),
+                name="dataset_prices_positive",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class DatasetVersion(models.Model):
+    """One upload of a dataset's file, with the SHA-256 that the ledger records as its provenance."""
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    file = models.FileField(upload_to="datasets/%Y/%m/")
+    format = models.CharField(max_length=8, choices=[("csv", "CSV"), ("jsonl", "JSON Lines")])
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    stats = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    stats_job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    published_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="dataset_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} v{self.number}"
+
+
+class License(models.Model):
+    """A buyer's right to one tier of a dataset version, granted by a ledgered purchase."""
+
+    class Tier(models.TextChoices):
+        DOWNLOAD = "download"
+        COMPUTE = "compute"
+
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="data_licenses"
+    )
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="licenses")
+    version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="licenses")
+    tier = models.CharField(max_length=10, choices=Tier.choices)
+    price = models.BigIntegerField()
+    terms = models.JSONField()
+    terms_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    entry_seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["buyer", "dataset", "tier"], name="one_license_per_tier")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.buyer} {self.tier} {self.dataset}"
+
+
+class Download(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="downloads")
+    version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="downloads")
+    license = models.ForeignKey(
+        License, null=True, blank=True, on_delete=models.PROTECT, related_name="downloads"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} downloaded {self.version}"

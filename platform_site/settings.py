@@ -213,6 +213,9 @@ JOB_MAX_ATTEMPTS = int(os.environ.get("JOB_MAX_ATTEMPTS", 2))
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", 5))
 WORKER_ONLINE_SECONDS = float(os.environ.get("WORKER_ONLINE_SECONDS", 30))
 
+# Marketplace: the platform's fee on every sale, in basis points (250 = 2.5%), paid to the treasury.
+MARKETPLACE_FEE_BP = int(os.environ.get("MARKETPLACE_FEE_BP", 250))
+
 # ML: "cuda" or "cpu" forces a device; empty picks CUDA when available.
 ML_DEVICE = os.environ.get("ML_DEVICE", "")
 

@@ -1,0 +1,216 @@
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from marketplace import selectors, services
+from marketplace.models import Dataset, DatasetVersion, License
+from platform_site.api import api_errors, paginated_response
+from platform_site.jobs.apis import JobOutputSerializer
+
+
+class VersionOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "number",
+            "format",
+            "size",
+            "sha256",
+            "status",
+            "stats",
+            "error",
+            "published_seq",
+            "created_at",
+        ]
+
+
+class DatasetOutputSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username")
+    current_version = VersionOutputSerializer(allow_null=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "title", "description", "tags", "owner", "status", "price_download", "price_compute", "terms",
+            "preview_enabled", "current_version", "created_at",
+        ]  # fmt: skip
+
+
+class LicenseOutputSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number")
+
+    class Meta:
+        model = License
+        fields = [
+            "id",
+            "dataset",
+            "version",
+            "tier",
+            "price",
+            "terms",
+            "terms_hash",
+            "expires_at",
+            "entry_seq",
+        ]
+
+
+class DatasetListApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    class FilterSerializer(serializers.Serializer):
+        q = serializers.CharField(required=False, max_length=100)
+        tier = serializers.ChoiceField(choices=["download", "compute"], required=False)
+        tag = serializers.CharField(required=False, max_length=50)
+        owner = serializers.CharField(required=False, max_length=150)
+        price_max = serializers.IntegerField(required=False, min_value=0)
+        ordering = serializers.ChoiceField(
+            choices=["-created_at", "created_at", "price_download", "-price_download", "title"],
+            required=False,
+        )
+
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, default="", allow_blank=True)
+        tags = serializers.ListField(
+            child=serializers.CharField(max_length=40), required=False, max_length=20
+        )
+        terms_preset = serializers.ChoiceField(choices=list(services.TERM_PRESETS))
+        terms_text = serializers.CharField(required=False, default="", allow_blank=True, max_length=5000)
+        price_download = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+        price_compute = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+        preview_enabled = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: DatasetOutputSerializer(many=True), **api_errors(400)}
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        datasets = selectors.dataset_list_public(**filters.validated_data)
+        return paginated_response(
+            request=request, view=self, queryset=datasets, serializer_class=DatasetOutputSerializer
+        )
+
+    @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer, **api_errors(400)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        terms = services.terms_build(preset=fields.pop("terms_preset"), free_text=fields.pop("terms_text"))
+        dataset = services.dataset_create(owner=request.user, terms=terms, **fields)
+        return Response(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    @extend_schema(responses={200: DatasetOutputSerializer, **api_errors(404)})
+    def get(self, request, dataset_id: int):
+        return Response(
+            DatasetOutputSerializer(
+                selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+            ).data
+        )
+
+
+class VersionUploadApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text=".csv or .jsonl; streamed to storage, hashed on the way")
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409)},
+    )
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.dataset_version_upload(
+            dataset=dataset, actor=request.user, upload=data.validated_data["file"]
+        )
+        return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetPublishApi(APIView):
+    @extend_schema(request=None, responses={200: DatasetOutputSerializer, **api_errors(403, 404, 409)})
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        return Response(
+            DatasetOutputSerializer(services.dataset_publish(dataset=dataset, actor=request.user)).data
+        )
+
+
+class DatasetWithdrawApi(APIView):
+    @extend_schema(request=None, responses={200: DatasetOutputSerializer, **api_errors(403, 404, 409)})
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        return Response(
+            DatasetOutputSerializer(services.dataset_withdraw(dataset=dataset, actor=request.user)).data
+        )
+
+
+class DatasetBuyApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        tier = serializers.ChoiceField(choices=License.Tier.choices)
+
+    @extend_schema(
+        request=InputSerializer, responses={201: LicenseOutputSerializer, **api_errors(400, 404, 409)}
+    )
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        license = services.license_purchase(
+            buyer=request.user, dataset=dataset, tier=data.validated_data["tier"]
+        )
+        return Response(LicenseOutputSerializer(license).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDownloadApi(APIView):
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            **api_errors(403, 404),
+        }
+    )
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        version = services.download_authorize(user=request.user, dataset=dataset)
+        # Streamed from storage in blocks; never read whole.
+        return FileResponse(
+            version.file.open("rb"), as_attachment=True, filename=version.file.name.rsplit("/", 1)[-1],
+            content_type="application/octet-stream",
+        )  # fmt: skip
+
+
+class LicenseListApi(APIView):
+    @extend_schema(responses={200: LicenseOutputSerializer(many=True)})
+    def get(self, request):
+        return Response(
+            LicenseOutputSerializer(selectors.license_list_for_user(user=request.user), many=True).data
+        )
+
+
+class AnalysisSubmitApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
+        k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None)
+        eps = serializers.FloatField(min_value=0.001, max_value=100, required=False, default=0.5)
+        min_samples = serializers.IntegerField(min_value=2, max_value=1000, required=False, default=5)
+        max_categories = serializers.IntegerField(min_value=2, max_value=100, required=False, default=20)
+        missing = serializers.ChoiceField(choices=["impute", "drop"], required=False, default="impute")
+
+    @extend_schema(
+        request=InputSerializer, responses={201: JobOutputSerializer, **api_errors(400, 403, 404, 409)}
+    )
+    def post(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.analysis_submit(user=request.user, dataset=dataset, params=dict(data.validated_data))
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,34 @@
+"""The marketplace's jobs: statistics of an uploaded version (and, next, unsupervised analyses)."""
+
+from rest_framework import serializers
+
+from platform_site.jobs.registry import job_kind
+
+
+class StatsParams(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+
+
+@job_kind("marketplace.stats", label="Dataset statistics", queue="ml", params=StatsParams)
+def run_stats(*, job, reporter) -> dict:
+    from marketplace.services import version_stats_compute
+
+    return version_stats_compute(version_id=job.params["version"], reporter=reporter)
+
+
+class AnalysisParams(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+    analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
+    k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None,
+                                 help_text="k-means clusters; empty: chosen by silhouette")  # fmt: skip
+    eps = serializers.FloatField(min_value=0.001, max_value=100, default=0.5)
+    min_samples = serializers.IntegerField(min_value=2, max_value=1000, default=5)
+    max_categories = serializers.IntegerField(min_value=2, max_value=100, default=20)
+    missing = serializers.ChoiceField(choices=["impute", "drop"], default="impute")
+
+
+@job_kind("marketplace.analysis", label="Unsupervised analysis", queue="ml", params=AnalysisParams)
+def run_analysis(*, job, reporter) -> dict:
+    from marketplace.services import analysis_run
+
+    return analysis_run(job=job, reporter=reporter)

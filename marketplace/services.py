@@ -1,0 +1,322 @@
+"""Every write of the data marketplace: listings, versions, publishing, purchases, downloads and analyses."""
+
+import hashlib
+import os
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from ledger import services as ledger
+from marketplace.models import Dataset, DatasetVersion, Download, License
+from platform_site.accounts.models import User
+from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
+from platform_site.jobs.services import job_submit
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TERM_PRESETS: dict[str, dict[str, Any]] = {
+    "research": {"commercial_use": False, "redistribution": False, "attribution": True, "term_days": 365},
+    "commercial": {"commercial_use": True, "redistribution": False, "attribution": True, "term_days": None},
+    "open": {"commercial_use": True, "redistribution": True, "attribution": True, "term_days": None},
+}
+
+
+def terms_build(*, preset: str, free_text: str = "", **overrides: Any) -> dict[str, Any]:
+    """License terms from a preset, with the fields a lawyer asks about; overrides must be known fields."""
+    if preset not in TERM_PRESETS:
+        raise DomainError(f"unknown terms preset {preset!r}; choose one of {', '.join(TERM_PRESETS)}")
+    terms = {**TERM_PRESETS[preset], "preset": preset, "free_text": free_text.strip()}
+    for key, value in overrides.items():
+        if key not in TERM_PRESETS[preset]:
+            raise DomainError(f"unknown terms field {key!r}")
+        terms[key] = value
+    if terms["term_days"] is not None and (
+        not isinstance(terms["term_days"], int) or terms["term_days"] <= 0
+    ):
+        raise DomainError("the term is a positive number of days, or none for perpetual")
+    return terms
+
+
+def _check_prices(price_download: int | None, price_compute: int | None) -> None:
+    if price_download is None and price_compute is None:
+        raise DomainError("offer at least one tier: download or compute-only")
+    for name, price in (("download", price_download), ("compute-only", price_compute)):
+        if price is not None and (isinstance(price, bool) or not isinstance(price, int) or price <= 0):
+            raise DomainError(f"the {name} price must be a positive whole number of minor units")
+
+
+def dataset_create(
+    *,
+    owner: User,
+    title: str,
+    description: str = "",
+    tags: list[str] | None = None,
+    terms: dict[str, Any],
+    price_download: int | None = None,
+    price_compute: int | None = None,
+    preview_enabled: bool = False,
+) -> Dataset:
+    """A draft listing; it is sold once a version is uploaded, analysed and published."""
+    if not title.strip():
+        raise DomainError("give the dataset a title")
+    _check_prices(price_download, price_compute)
+    tags = sorted({t.strip().lower() for t in (tags or []) if t.strip()})
+    return Dataset.objects.create(
+        owner=owner, title=title.strip(), description=description, tags=tags, terms=terms,
+        price_download=price_download, price_compute=price_compute, preview_enabled=preview_enabled,
+    )  # fmt: skip
+
+
+class _HashingFile(File):
+    """Streams an upload into storage chunk by chunk, hashing and counting as it goes, never whole in memory."""
+
+    def __init__(self, upload, limit: int) -> None:
+        super().__init__(upload, name=upload.name)
+        self.upload, self.limit = upload, limit
+        self.sha256, self.bytes = hashlib.sha256(), 0
+
+    def chunks(self, chunk_size=None):
+        for chunk in self.upload.chunks(chunk_size or 1 << 20):
+            self.bytes += len(chunk)
+            if self.bytes > self.limit:
+                raise DomainError(f"the file is larger than the limit of {self.limit:,} bytes")
+            self.sha256.update(chunk)
+            yield chunk
+
+    def __iter__(self):
+        return self.chunks()
+
+
+def dataset_version_upload(*, dataset: Dataset, actor: User, upload) -> DatasetVersion:
+    """Store a new version of the dataset's file, hashing it while streaming, and queue its statistics job."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner uploads new versions")
+    if dataset.status == Dataset.Status.WITHDRAWN:
+        raise Conflict("the listing is withdrawn")
+    fmt = FORMATS.get(os.path.splitext(upload.name or "")[1].lower())
+    if fmt is None:
+        raise DomainError("upload a .csv or .jsonl file")
+    stream = _HashingFile(upload, settings.UPLOAD_MAX_BYTES)
+    name = default_storage.get_available_name(f"datasets/{dataset.pk}/{os.path.basename(upload.name)}")
+    try:
+        name = default_storage.save(name, stream)
+    except DomainError:
+        default_storage.delete(name)  # storage leaves what it wrote before the limit stopped it
+        raise
+    if stream.bytes == 0:
+        default_storage.delete(name)
+        raise DomainError("the file is empty")
+    # One transaction: the version row and its job exist together or not at all.
+    with transaction.atomic():
+        number = (dataset.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+        version = DatasetVersion.objects.create(
+            dataset=dataset, number=number, file=name, format=fmt, size=stream.bytes,
+            sha256=stream.sha256.hexdigest(),
+        )  # fmt: skip
+        version.stats_job = job_submit(owner=actor, kind="marketplace.stats", params={"version": version.pk})
+        version.save(update_fields=["stats_job"])
+    return version
+
+
+def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
+    """The statistics job: column types and per-column statistics, stored on the version (no rows)."""
+    from ml.tabular import TabularError, column_stats, read_table
+
+    version = DatasetVersion.objects.get(pk=version_id)
+    reporter(0.1, message="reading the file")
+    try:
+        with default_storage.open(version.file.name, "rb") as fh:
+            stats = column_stats(read_table(fh, fmt=version.format))
+    except TabularError as exc:
+        DatasetVersion.objects.filter(pk=version.pk).update(
+            status=DatasetVersion.Status.FAILED, error=str(exc)
+        )
+        raise DomainError(str(exc)) from exc
+    DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY, stats=stats)
+    return {"rows": stats["rows"], "columns": stats["columns"]}
+
+
+def dataset_publish(*, dataset: Dataset, actor: User) -> Dataset:
+    """Put the latest ready version on sale; its SHA-256 goes on the ledger as the dataset's provenance."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner publishes")
+    if dataset.status == Dataset.Status.WITHDRAWN:
+        raise Conflict("a withdrawn listing stays withdrawn; create a new one")
+    version = dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number").first()
+    if version is None:
+        raise Conflict("upload a file and wait for its statistics before publishing")
+    if version.published_seq is not None and dataset.status == Dataset.Status.PUBLISHED:
+        raise Conflict(f"version {version.number} is published already")
+    with transaction.atomic(durable=True):
+        entry = ledger.entry_append(
+            kind="marketplace.dataset.published",
+            actor=f"user:{actor.pk}",
+            payload={
+                "dataset": dataset.pk, "version": version.number, "sha256": version.sha256, "size": version.size,
+                "format": version.format, "price_download": dataset.price_download,
+                "price_compute": dataset.price_compute, "terms_hash": ledger.content_hash(dataset.terms),
+            },
+        )  # fmt: skip
+        version.published_seq = entry.seq
+        version.save(update_fields=["published_seq"])
+        dataset.status = Dataset.Status.PUBLISHED
+        dataset.current_version = version
+        dataset.save(update_fields=["status", "current_version", "updated_at"])
+    return dataset
+
+
+def dataset_withdraw(*, dataset: Dataset, actor: User) -> Dataset:
+    """No new sales; licenses already sold keep working until they expire."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner withdraws")
+    if dataset.status != Dataset.Status.PUBLISHED:
+        raise Conflict(f"the listing is {dataset.status}, not on sale")
+    with transaction.atomic(durable=True):
+        ledger.entry_append(
+            kind="marketplace.dataset.withdrawn", actor=f"user:{actor.pk}", payload={"dataset": dataset.pk}
+        )
+        dataset.status = Dataset.Status.WITHDRAWN
+        dataset.save(update_fields=["status", "updated_at"])
+    return dataset
+
+
+def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
+    """Buy a tier: the price goes to the owner less the platform fee, and the license is granted, in one entry."""
+    if tier not in License.Tier.values:
+        raise DomainError(f"unknown tier {tier!r}; choose download or compute")
+    price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
+    if dataset.status != Dataset.Status.PUBLISHED or dataset.current_version_id is None:
+        raise Conflict("this dataset is not on sale")
+    if dataset.owner_id == buyer.pk:
+        raise Conflict("you own this dataset")
+    if price is None:
+        raise DomainError(f"this dataset is not sold with {tier} access")
+    if License.objects.filter(buyer=buyer, dataset=dataset, tier=tier).exists():
+        raise Conflict(f"you hold a {tier} license for this dataset already")
+    fee = settings.MARKETPLACE_FEE_BP
+    shares = [ledger.Share(f"user:{dataset.owner_id}", 10_000 - fee)] + (
+        [ledger.Share(ledger.TREASURY, fee)] if fee else []
+    )
+    term_days = dataset.terms.get("term_days")
+    expires_at = timezone.now() + timedelta(days=term_days) if term_days else None
+    terms_hash = ledger.content_hash(dataset.terms)
+    with transaction.atomic(durable=True):
+        entry = ledger.split_pay(
+            source=f"user:{buyer.pk}", amount=price, shares=shares, actor=f"user:{buyer.pk}",
+            kind="marketplace.license.granted",
+            memo=f"dataset {dataset.pk} v{dataset.current_version.number} {tier}; terms {terms_hash}",
+        )  # fmt: skip
+        return License.objects.create(
+            buyer=buyer, dataset=dataset, version=dataset.current_version, tier=tier, price=price,
+            terms=dataset.terms, terms_hash=terms_hash, expires_at=expires_at, entry_seq=entry.seq,
+        )  # fmt: skip
+
+
+def _valid_license(user: User, dataset: Dataset, tiers: tuple[str, ...]) -> License | None:
+    now = timezone.now()
+    return (
+        License.objects.filter(buyer=user, dataset=dataset, tier__in=tiers)
+        .exclude(expires_at__lt=now)
+        .order_by("tier")
+        .first()
+    )
+
+
+def download_authorize(
+    *, user: User, dataset: Dataset, version: DatasetVersion | None = None
+) -> DatasetVersion:
+    """The version the user may download (the owner, or a holder of a valid download license); recorded."""
+    if dataset.status == Dataset.Status.DRAFT and dataset.owner_id != user.pk:
+        raise NotFound("no such dataset")
+    license = None
+    if dataset.owner_id != user.pk:
+        license = _valid_license(user, dataset, (License.Tier.DOWNLOAD,))
+        if license is None:
+            raise PermissionDenied("downloading needs a valid download license")
+    version = version or (license.version if license else dataset.current_version or dataset.versions.first())
+    if version is None or version.dataset_id != dataset.pk:
+        raise NotFound("no such version")
+    if license is not None and version.number > license.version.number:
+        raise PermissionDenied("your license covers an earlier version")
+    Download.objects.create(user=user, version=version, license=license)
+    return version
+
+
+ANALYSES = ("kmeans", "dbscan", "pca", "isolation_forest")
+
+
+def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
+    """Queue an unsupervised analysis of the dataset's version the user may use (owner, or either license)."""
+    if dataset.owner_id == user.pk:
+        version = (
+            dataset.current_version or dataset.versions.filter(status=DatasetVersion.Status.READY).first()
+        )
+    else:
+        license = _valid_license(user, dataset, (License.Tier.DOWNLOAD, License.Tier.COMPUTE))
+        if license is None:
+            raise PermissionDenied("analyses need ownership or a valid license for this dataset")
+        version = license.version
+    if version is None or version.status != DatasetVersion.Status.READY:
+        raise Conflict("the dataset has no analysed version yet")
+    return job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
+
+
+def analysis_run(*, job, reporter) -> dict[str, Any]:
+    """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger."""
+    from ml import unsupervised
+    from ml.tabular import TabularError, read_table
+
+    params = job.params
+    version = DatasetVersion.objects.select_related("dataset").get(pk=params["version"])
+
+    def progress(fraction: float, message: str = "") -> None:
+        reporter(0.1 + 0.8 * fraction, message=message)
+
+    reporter(0.02, message="reading the data")
+    try:
+        with default_storage.open(version.file.name, "rb") as fh:
+            table = read_table(fh, fmt=version.format)
+        prepared = unsupervised.prepare(
+            table, max_categories=params["max_categories"], missing=params["missing"]
+        )
+        if not prepared.numeric_columns:
+            dropped = "; ".join(f"{c}: {why}" for c, why in prepared.dropped_columns.items())
+            raise DomainError(
+                "the data has no numeric columns to analyse" + (f" ({dropped})" if dropped else "")
+            )
+        kind = params["analysis"]
+        if kind == "kmeans":
+            result = unsupervised.kmeans(prepared, k=params.get("k"), progress=progress)
+            plot = unsupervised.scatter_svg(result)
+        elif kind == "dbscan":
+            result = unsupervised.dbscan(
+                prepared, eps=params["eps"], min_samples=params["min_samples"], progress=progress
+            )
+            plot = None
+        elif kind == "pca":
+            result = unsupervised.pca(prepared, progress=progress)
+            plot = unsupervised.pca_svg(result)
+        else:
+            result = unsupervised.isolation_forest(prepared, progress=progress)
+            plot = unsupervised.histogram_svg(result)
+    except (TabularError, ValueError) as exc:
+        raise DomainError(str(exc)) from exc
+    result_hash = ledger.content_hash(result)
+    with transaction.atomic(durable=True):
+        entry = ledger.entry_append(
+            kind="marketplace.analysis.completed",
+            actor=f"user:{job.owner_id}",
+            payload={"dataset": version.dataset_id, "version": version.number, "analysis": kind, "job": job.pk,
+                     "result_sha256": result_hash},
+        )  # fmt: skip
+    return {
+        "analysis": kind,
+        "result": result,
+        "plot_svg": plot,
+        "result_sha256": result_hash,
+        "entry_seq": entry.seq,
+    }

@@ -1,0 +1,331 @@
+"""Uploaded tables (CSV or JSON Lines) read into numpy columns, and aggregate-only statistics about them.
+
+pandas is not a dependency: the stdlib `csv`/`json` readers feed a small column store (`Table`).
+"""
+
+import csv
+import hashlib
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal
+
+import numpy as np
+
+Progress = Callable[[float, str], None]
+Source = str | os.PathLike[str] | IO[bytes] | IO[str]
+
+# Compared after strip() and lower(); "nan" would parse as a float anyway, the rest would not.
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+_PROGRESS_EVERY = 50_000
+
+
+class TabularError(ValueError):
+    """A table that cannot be read or analysed; the message is meant for the user who uploaded it."""
+
+
+@dataclass
+class Table:
+    """Columns in file order; each is in exactly one of `numeric` (float64, nan = missing) or `categorical`."""
+
+    columns: list[str]
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, list[str | None]]
+    n_rows: int
+    truncated: bool = False  # stopped at `max_rows` before the end of the file
+    kinds: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kinds = {c: ("numeric" if c in self.numeric else "categorical") for c in self.columns}
+
+
+def read_table(
+    source: Source,
+    *,
+    fmt: Literal["csv", "jsonl"],
+    max_rows: int | None = None,
+    progress: Progress | None = None,
+) -> Table:
+    """Read a CSV (with a header row) or JSON Lines file into a `Table`, inferring numeric columns."""
+    if fmt not in ("csv", "jsonl"):
+        raise TabularError(f"unknown format {fmt!r}: expected 'csv' or 'jsonl'")
+    if max_rows is not None and max_rows < 1:
+        raise TabularError("max_rows must be at least 1")
+    with _open(source) as (fh, total_bytes):
+        lines = _decoded_lines(fh, total_bytes, progress)
+        if fmt == "csv":
+            columns, raw, truncated = _read_csv(lines, max_rows)
+        else:
+            columns, raw, truncated = _read_jsonl(lines, max_rows)
+    n_rows = len(raw[0]) if raw else 0
+    if n_rows == 0:
+        raise TabularError("the file has no data rows")
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, list[str | None]] = {}
+    for name, values in zip(columns, raw, strict=True):
+        as_numbers = _as_numeric(values)
+        if as_numbers is None:
+            categorical[name] = [_as_category(v) for v in values]
+        else:
+            numeric[name] = as_numbers
+    if progress is not None:
+        progress(1.0, f"read {n_rows} rows and {len(columns)} columns")
+    return Table(
+        columns=columns, numeric=numeric, categorical=categorical, n_rows=n_rows, truncated=truncated
+    )
+
+
+@contextmanager
+def _open(source: Source) -> Iterator[tuple[IO[Any], int | None]]:
+    """The file to read, and its remaining size in bytes when it can be known (for progress)."""
+    if isinstance(source, str | os.PathLike):
+        try:
+            fh = open(source, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise TabularError(f"cannot open the file: {exc.strerror}") from None
+        try:
+            yield fh, os.fstat(fh.fileno()).st_size
+        finally:
+            fh.close()
+        return
+    size = None
+    try:
+        here = source.tell()
+        size = source.seek(0, os.SEEK_END) - here
+        source.seek(here)
+    except (AttributeError, OSError, ValueError):
+        pass  # not seekable: progress then counts lines only
+    yield source, size
+
+
+def _decoded_lines(fh: Iterable[Any], total_bytes: int | None, progress: Progress | None) -> Iterator[str]:
+    # Decoding line by line is exact for UTF-8 (no multi-byte sequence contains b"\n") and lets the error
+    # name the line.
+    done = 0
+    for number, raw in enumerate(fh, start=1):
+        if isinstance(raw, bytes):
+            done += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TabularError(
+                    f"the file is not UTF-8 text: undecodable byte on line {number}, "
+                    f"position {exc.start + 1}; save it as UTF-8 and upload it again"
+                ) from None
+        else:
+            text = raw
+            done += len(raw)
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        if progress is not None and number % _PROGRESS_EVERY == 0:
+            fraction = min(done / total_bytes, 0.99) if total_bytes else 0.0
+            progress(fraction, f"read {number} lines")
+        yield text
+
+
+def _read_csv(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], list[list[Any]], bool]:
+    # strict=True turns stray quotes into errors instead of silently merging fields.
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise TabularError("the file is empty: expected a header row and at least one data row")
+        columns = _header_names(header, reader.line_num)
+        raw: list[list[Any]] = [[] for _ in columns]
+        truncated = False
+        n = 0
+        for row in reader:
+            if not row:
+                continue  # blank line
+            if len(row) != len(columns):
+                raise TabularError(
+                    f"line {reader.line_num} has {len(row)} fields but the header has {len(columns)}"
+                )
+            if max_rows is not None and n >= max_rows:
+                truncated = True
+                break
+            for values, value in zip(raw, row, strict=True):
+                values.append(value)
+            n += 1
+    except csv.Error as exc:
+        raise TabularError(f"malformed CSV on line {reader.line_num}: {exc}") from None
+    return columns, raw, truncated
+
+
+def _header_names(header: list[str], line: int) -> list[str]:
+    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
+    if all(h.strip() == "" for h in header):
+        raise TabularError(f"line {line} should be a header row with column names but it is blank")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise TabularError(f"the header repeats column name(s): {', '.join(duplicates)}")
+    return names
+
+
+def _read_jsonl(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], list[list[Any]], bool]:
+    # Keys may differ between lines: the columns are their union in first-seen order, absent = missing.
+    index: dict[str, int] = {}
+    raw: list[list[Any]] = []
+    n = 0
+    truncated = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if max_rows is not None and n >= max_rows:
+            truncated = True
+            break
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TabularError(f"line {number} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise TabularError(f"line {number} is a JSON {type(obj).__name__}, expected an object")
+        for key, value in obj.items():
+            column = index.get(key)
+            if column is None:
+                column = index[key] = len(raw)
+                raw.append([None] * n)
+            raw[column].append(_json_scalar(value))
+        n += 1
+        for values in raw:
+            if len(values) < n:
+                values.append(None)
+    if not raw and n == 0:
+        raise TabularError("the file has no data rows")
+    if not raw:
+        raise TabularError("the JSON objects have no keys: there are no columns")
+    return list(index), raw, truncated
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # a flag is a category, not the numbers 0 and 1
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS)
+
+
+def _as_numeric(values: list[Any]) -> np.ndarray | None:
+    """The column as float64 if every non-missing value parses as a float, else None."""
+    try:
+        out = np.array(values, dtype=np.float64)  # fast path: no missing tokens numpy cannot parse
+    except (ValueError, TypeError):
+        out = np.empty(len(values), dtype=np.float64)
+        for i, value in enumerate(values):
+            if _is_missing(value):
+                out[i] = math.nan
+                continue
+            try:
+                out[i] = float(value)
+            except (ValueError, TypeError):
+                return None
+    # Infinities cannot enter means or distances; they are counted as missing.
+    out[~np.isfinite(out)] = math.nan
+    return out
+
+
+def _as_category(value: Any) -> str | None:
+    return None if _is_missing(value) else str(value).strip()
+
+
+def column_stats(table: Table, *, min_count: int = 5) -> dict:
+    """Per-column aggregates; nothing that describes fewer than `min_count` rows is reported.
+
+    For that reason `min` and `max` are the `min_count`-th smallest and largest values (exact only when
+    `min_count` is 1): the true extremes would single out one row.
+    """
+    min_count = max(int(min_count), 1)
+    columns = []
+    for name in table.columns:
+        if name in table.numeric:
+            columns.append(_numeric_stats(name, table.numeric[name], min_count))
+        else:
+            columns.append(_categorical_stats(name, table.categorical[name], min_count))
+    return {
+        "rows": table.n_rows,
+        "n_columns": len(table.columns),
+        "truncated": table.truncated,
+        "min_count": min_count,
+        "columns": columns,
+    }
+
+
+def _numeric_stats(name: str, values: np.ndarray, min_count: int) -> dict:
+    present = values[~np.isnan(values)]
+    n = int(present.size)
+    out: dict[str, Any] = {"name": name, "type": "numeric", "count": n, "missing": int(values.size - n)}
+    if n < min_count:
+        out.update(min=None, max=None, mean=None, std=None, suppressed=n > 0)
+        return out
+    low = np.partition(present, min_count - 1)[min_count - 1]
+    high = np.partition(present, n - min_count)[n - min_count]
+    out.update(
+        min=_round(low),
+        max=_round(high),
+        mean=_round(present.mean()),
+        std=_round(present.std(ddof=1)) if n > 1 else 0.0,
+        suppressed=False,
+    )
+    return out
+
+
+def _categorical_stats(name: str, values: list[str | None], min_count: int) -> dict:
+    counts = Counter(v for v in values if v is not None)
+    present = sum(counts.values())
+    top = counts.most_common(5)
+    shown = [{"value": v, "count": c} for v, c in top if c >= min_count]
+    return {
+        "name": name,
+        "type": "categorical",
+        "count": present,
+        "missing": len(values) - present,
+        "distinct": len(counts),
+        "top": shown,
+        "top_suppressed": len(top) - len(shown),
+    }
+
+
+def stream_stats(
+    source: Source,
+    *,
+    fmt: Literal["csv", "jsonl"],
+    min_count: int = 5,
+    max_rows: int | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """`column_stats` of a file. Not a one-pass stream: it reads the table (the top values of a column can
+    only be known once its type is), so memory grows with the file; use `max_rows` to bound it."""
+
+    def reading(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(0.9 * fraction, message)
+
+    table = read_table(source, fmt=fmt, max_rows=max_rows, progress=reading)
+    stats = column_stats(table, min_count=min_count)
+    if progress is not None:
+        progress(1.0, "statistics computed")
+    return stats
+
+
+def sha256_stream(fileobj: IO[bytes], chunk_size: int = 1 << 20) -> tuple[str, int]:
+    """SHA-256 hex digest and size in bytes of what is left in `fileobj`, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := fileobj.read(chunk_size):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _round(x: Any, digits: int = 6) -> float | None:
+    """A JSON-safe float: rounded, and None for nan or infinity (which JSON cannot carry)."""
+    value = float(x)
+    return round(value, digits) if math.isfinite(value) else None

@@ -1,0 +1,580 @@
+"""Unsupervised analyses of a `Table` for buyers with compute-only access: every result is an aggregate.
+
+No result carries a row: cluster sizes, centroids and histogram bins that describe fewer than
+`min_cluster_size` (or `min_count`) rows are suppressed, and scatter plots are density grids, not points.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from xml.sax.saxutils import escape
+
+import numpy as np
+from sklearn.cluster import DBSCAN, KMeans, MiniBatchKMeans
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import silhouette_score
+
+from ml.tabular import Progress, Table, TabularError
+
+SILHOUETTE_ROWS = 5_000  # silhouette is quadratic in rows: always scored on a sample this large
+SELECTION_ROWS = 50_000  # choosing k fits one model per candidate: on a sample this large
+MINI_BATCH_ABOVE = 100_000
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+
+
+@dataclass
+class Prepared:
+    """A standardized feature matrix: numeric features first (z-scores), then one-hot categories (0/1)."""
+
+    X: np.ndarray
+    feature_names: list[str]
+    numeric_columns: list[str]
+    categorical_columns_used: list[str]
+    onehot: list[tuple[str, str]]  # (column, value) of each one-hot feature, in order after the numeric ones
+    dropped_columns: dict[str, str]  # column -> why it was not used
+    rows_used: int
+    rows_dropped: int
+    means: np.ndarray  # of the numeric columns, to turn z-scores back into original units
+    stds: np.ndarray
+
+    def summary(self) -> dict:
+        return {
+            "rows_used": self.rows_used,
+            "rows_dropped": self.rows_dropped,
+            "numeric_columns": list(self.numeric_columns),
+            "categorical_columns_used": list(self.categorical_columns_used),
+            "dropped_columns": [{"column": c, "reason": r} for c, r in self.dropped_columns.items()],
+            "n_features": len(self.feature_names),
+        }
+
+
+def prepare(
+    table: Table, *, max_categories: int = 20, missing: Literal["impute", "drop"] = "impute"
+) -> Prepared:
+    """Standardize numeric columns and one-hot encode categorical ones with at most `max_categories` values.
+
+    `missing="impute"` fills a missing number with its column mean (z-score 0) and a missing category with
+    all-zero indicators; `missing="drop"` drops every row with a missing value in a used column.
+    """
+    if missing not in ("impute", "drop"):
+        raise TabularError(f"missing must be 'impute' or 'drop', not {missing!r}")
+    dropped: dict[str, str] = {}
+    numeric: list[str] = []
+    categorical: list[tuple[str, list[str]]] = []
+    for name in table.columns:
+        if name in table.numeric:
+            if np.isnan(table.numeric[name]).all():
+                dropped[name] = "all values missing"
+            else:
+                numeric.append(name)
+            continue
+        counts = Counter(v for v in table.categorical[name] if v is not None)
+        if not counts:
+            dropped[name] = "all values missing"
+        elif len(counts) > max_categories:
+            dropped[name] = f"too many categories ({len(counts)} > {max_categories})"
+        else:
+            categorical.append((name, sorted(counts, key=lambda v: (-counts[v], v))))
+    if not numeric and not categorical:
+        why = "; ".join(f"{c}: {r}" for c, r in dropped.items())
+        raise TabularError(
+            "no usable columns: no numeric or low-cardinality categorical columns"
+            + (f" ({why})" if why else "")
+        )
+
+    keep: np.ndarray | None = None
+    if missing == "drop":
+        keep = np.ones(table.n_rows, dtype=bool)
+        for name in numeric:
+            keep &= ~np.isnan(table.numeric[name])
+        for name, _ in categorical:
+            keep &= np.fromiter((v is not None for v in table.categorical[name]), bool, table.n_rows)
+    rows_used = table.n_rows if keep is None else int(keep.sum())
+    if rows_used == 0:
+        raise TabularError("no rows left after dropping rows with missing values; try missing='impute'")
+
+    n_features = len(numeric) + sum(len(levels) for _, levels in categorical)
+    # Filled in place, column by column, so the one big allocation is the matrix itself.
+    X = np.zeros((rows_used, n_features), dtype=np.float64)
+    means = np.empty(len(numeric))
+    stds = np.empty(len(numeric))
+    for j, name in enumerate(numeric):
+        col = table.numeric[name] if keep is None else table.numeric[name][keep]
+        mean, std = float(np.nanmean(col)), float(np.nanstd(col))
+        std = std if std > 0 else 1.0  # a constant column stays at 0 instead of becoming nan
+        means[j], stds[j] = mean, std
+        out = X[:, j]
+        np.subtract(col, mean, out=out)
+        out /= std
+        out[np.isnan(out)] = 0.0
+    onehot: list[tuple[str, str]] = []
+    start = len(numeric)
+    for name, levels in categorical:
+        code_of = {v: i for i, v in enumerate(levels)}
+        codes = np.fromiter((code_of.get(v, -1) for v in table.categorical[name]), np.int64, table.n_rows)
+        if keep is not None:
+            codes = codes[keep]
+        rows = np.flatnonzero(codes >= 0)
+        X[rows, start + codes[rows]] = 1.0
+        onehot.extend((name, v) for v in levels)
+        start += len(levels)
+    return Prepared(
+        X=X,
+        feature_names=numeric + [f"{c}={v}" for c, v in onehot],
+        numeric_columns=numeric,
+        categorical_columns_used=[name for name, _ in categorical],
+        onehot=onehot,
+        dropped_columns=dropped,
+        rows_used=rows_used,
+        rows_dropped=table.n_rows - rows_used,
+        means=means,
+        stds=stds,
+    )
+
+
+def kmeans(
+    prepared: Prepared,
+    *,
+    k: int | None = None,
+    k_range: tuple[int, int] = (2, 8),
+    mini_batch: bool | None = None,
+    seed: int = 0,
+    min_cluster_size: int = 5,
+    bins: int = 40,
+    progress: Progress | None = None,
+) -> dict:
+    """k-means clusters: sizes, centroids in original units, silhouette, and a per-cluster density grid.
+
+    With `k=None`, k is the silhouette-best in `k_range` (inclusive), each candidate fitted on a sample.
+    `mini_batch=None` uses MiniBatchKMeans above 100,000 rows.
+    """
+    report = progress or _silent
+    X = prepared.X
+    n = X.shape[0]
+    if mini_batch is None:
+        mini_batch = n > MINI_BATCH_ABOVE
+    candidates: list[dict] = []
+    if k is None:
+        low, high = int(k_range[0]), min(int(k_range[1]), n - 1)
+        if low < 2 or low > high:
+            raise TabularError(f"cannot choose k in {list(k_range)} with {n} rows: need 2 <= k < rows")
+        sample = X[_sample(n, SELECTION_ROWS, seed)] if n > SELECTION_ROWS else X
+        for i, candidate in enumerate(range(low, high + 1)):
+            report(0.5 * i / (high - low + 1), f"trying k={candidate}")
+            labels = _kmeans_model(candidate, mini_batch, seed).fit(sample).labels_
+            candidates.append({"k": candidate, "silhouette": _silhouette(sample, labels, seed)})
+        scored = [c for c in candidates if c["silhouette"] is not None]
+        k = max(scored, key=lambda c: c["silhouette"])["k"] if scored else low
+        chosen_by = "silhouette"
+    else:
+        if k < 1:
+            raise TabularError("k must be at least 1")
+        if n < k:
+            raise TabularError(
+                f"cannot make {k} clusters from {n} rows: need at least as many rows as clusters"
+            )
+        chosen_by = "given"
+    report(0.5, f"fitting k-means with k={k} on {n} rows")
+    model = _kmeans_model(k, mini_batch, seed).fit(X)
+    labels = model.labels_
+    report(0.8, "scoring and summarizing clusters")
+    sizes = np.bincount(labels, minlength=k)
+    silhouette = _silhouette(X, labels, seed) if k > 1 else None
+    scatter = _density_grid(X, labels, model.cluster_centers_, sizes, bins, min_cluster_size)
+    result = {
+        "algorithm": "minibatch_kmeans" if mini_batch else "kmeans",
+        "k": int(k),
+        "chosen_by": chosen_by,
+        "candidates": candidates,
+        "silhouette": _round(silhouette),
+        "inertia": _round(model.inertia_),
+        "rows": n,
+        "min_cluster_size": min_cluster_size,
+        "clusters": _clusters(prepared, model.cluster_centers_, sizes, min_cluster_size),
+        "feature_names": list(prepared.feature_names),
+        "scatter": scatter,
+        "input": prepared.summary(),
+    }
+    report(1.0, "done")
+    return result
+
+
+def _kmeans_model(k: int, mini_batch: bool, seed: int) -> KMeans | MiniBatchKMeans:
+    if mini_batch:
+        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init="auto", batch_size=4096)
+    return KMeans(n_clusters=k, random_state=seed, n_init="auto")
+
+
+def dbscan(
+    prepared: Prepared,
+    *,
+    eps: float = 0.5,
+    min_samples: int = 5,
+    min_cluster_size: int = 5,
+    max_rows: int = 50_000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict:
+    """DBSCAN clusters (eps in standardized units): sizes, noise count, silhouette of the non-noise rows.
+
+    Above `max_rows` rows it runs on a random sample of that many, since its memory grows with density.
+    """
+    report = progress or _silent
+    X = prepared.X
+    n = X.shape[0]
+    sampled = n > max_rows
+    if sampled:
+        X = X[_sample(n, max_rows, seed)]
+    report(0.1, f"running DBSCAN on {X.shape[0]} rows")
+    labels = DBSCAN(eps=eps, min_samples=min_samples).fit(X).labels_
+    report(0.8, "summarizing clusters")
+    clustered = labels >= 0
+    n_clusters = int(labels.max()) + 1 if clustered.any() else 0
+    sizes = np.bincount(labels[clustered], minlength=n_clusters)
+    centers = np.zeros((n_clusters, X.shape[1]))
+    np.add.at(centers, labels[clustered], X[clustered])
+    centers /= np.maximum(sizes, 1)[:, None]
+    noise = int((~clustered).sum())
+    silhouette = _silhouette(X[clustered], labels[clustered], seed) if n_clusters >= 2 else None
+    noise_hidden = 0 < noise < min_cluster_size
+    result = {
+        "algorithm": "dbscan",
+        "eps": float(eps),
+        "min_samples": int(min_samples),
+        "rows": int(X.shape[0]),
+        "sampled": sampled,
+        "n_clusters": n_clusters,
+        "noise": None if noise_hidden else noise,
+        "noise_suppressed": noise_hidden,
+        "silhouette": _round(silhouette),
+        "min_cluster_size": min_cluster_size,
+        "clusters": _clusters(prepared, centers, sizes, min_cluster_size),
+        "feature_names": list(prepared.feature_names),
+        "input": prepared.summary(),
+    }
+    report(1.0, "done")
+    return result
+
+
+def pca(
+    prepared: Prepared, *, n_components: int | None = None, seed: int = 0, progress: Progress | None = None
+) -> dict:
+    """Principal components of the standardized features: explained variance ratios and loadings."""
+    report = progress or _silent
+    n, f = prepared.X.shape
+    if n < 2:
+        raise TabularError("PCA needs at least 2 rows")
+    limit = min(n, f)
+    n_components = min(10, limit) if n_components is None else int(n_components)
+    if not 1 <= n_components <= limit:
+        raise TabularError(
+            f"n_components must be between 1 and {limit} (rows and features), not {n_components}"
+        )
+    report(0.1, f"fitting PCA with {n_components} components")
+    model = PCA(n_components=n_components, random_state=seed).fit(prepared.X)
+    ratio = model.explained_variance_ratio_
+    result = {
+        "algorithm": "pca",
+        "rows": n,
+        "n_components": n_components,
+        "components": [f"PC{i + 1}" for i in range(n_components)],
+        "feature_names": list(prepared.feature_names),
+        "explained_variance_ratio": _round_list(ratio),
+        "cumulative": _round_list(np.cumsum(ratio)),
+        "loadings": [_round_list(row) for row in model.components_],
+        "input": prepared.summary(),
+    }
+    report(1.0, "done")
+    return result
+
+
+def isolation_forest(
+    prepared: Prepared,
+    *,
+    contamination: Literal["auto"] | float = "auto",
+    seed: int = 0,
+    n_estimators: int = 100,
+    bins: int = 30,
+    min_count: int = 5,
+    progress: Progress | None = None,
+) -> dict:
+    """Anomaly scores (0..1, higher = more isolated) as a histogram, with the threshold and the share flagged.
+
+    Which rows are flagged is not reported: only how many.
+    """
+    report = progress or _silent
+    X = prepared.X
+    if contamination != "auto" and not (isinstance(contamination, int | float) and 0 < contamination <= 0.5):
+        raise TabularError(f"contamination must be 'auto' or a number in (0, 0.5], not {contamination!r}")
+    report(0.1, "fitting the isolation forest")
+    model = IsolationForest(n_estimators=n_estimators, contamination=contamination, random_state=seed).fit(X)
+    report(0.5, "scoring rows")
+    scores = -model.score_samples(X)
+    threshold = -float(model.offset_)
+    flagged = int((scores > threshold).sum())  # the rule IsolationForest.predict uses
+    # Range rounded outward so the edges are not the exact score of the most (or least) anomalous row.
+    low = math.floor(float(scores.min()) * 100) / 100
+    high = max(math.ceil(float(scores.max()) * 100) / 100, low + 0.01)
+    counts, edges = np.histogram(scores, bins=bins, range=(low, high))
+    hidden = (counts > 0) & (counts < min_count)
+    counts[hidden] = 0
+    result = {
+        "algorithm": "isolation_forest",
+        "rows": int(X.shape[0]),
+        "contamination": contamination if contamination == "auto" else float(contamination),
+        "threshold": _round(threshold),
+        "flagged": flagged,
+        "share_flagged": _round(flagged / X.shape[0]),
+        "bins": _round_list(edges),
+        "counts": [int(c) for c in counts],
+        "suppressed_bins": int(hidden.sum()),
+        "min_count": min_count,
+        "input": prepared.summary(),
+    }
+    report(1.0, "done")
+    return result
+
+
+# --- shared helpers ------------------------------------------------------------------------------------
+
+
+def _silent(fraction: float, message: str) -> None:
+    pass
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    # Sorted, so that fancy indexing walks memory forward.
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def _silhouette(X: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
+    if X.shape[0] > SILHOUETTE_ROWS:
+        idx = _sample(X.shape[0], SILHOUETTE_ROWS, seed)
+        X, labels = X[idx], labels[idx]
+    if not 2 <= len(np.unique(labels)) <= X.shape[0] - 1:
+        return None
+    return float(silhouette_score(X, labels))
+
+
+def _clusters(prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_size: int) -> list[dict]:
+    """Each cluster's size and centroid in original units; both hidden when it is smaller than `min_size`."""
+    n_num = len(prepared.numeric_columns)
+    out = []
+    for i, (center, size) in enumerate(zip(centers, sizes, strict=True)):
+        if size < min_size:
+            out.append(
+                {"cluster": i, "size": None, "suppressed": True, "centroid": None, "category_shares": None}
+            )
+            continue
+        original = center[:n_num] * prepared.stds + prepared.means
+        shares: dict[str, dict[str, float | None]] = {}
+        for (column, value), share in zip(prepared.onehot, center[n_num:], strict=True):
+            shares.setdefault(column, {})[value] = _round(min(max(share, 0.0), 1.0))
+        out.append(
+            {
+                "cluster": i,
+                "size": int(size),
+                "suppressed": False,
+                "centroid": {c: _round(v) for c, v in zip(prepared.numeric_columns, original, strict=True)},
+                "category_shares": shares,
+            }
+        )
+    return out
+
+
+def _density_grid(
+    X: np.ndarray, labels: np.ndarray, centers: np.ndarray, sizes: np.ndarray, bins: int, min_count: int
+) -> dict:
+    """Counts of each cluster's rows on a bins x bins grid over the first two principal components."""
+    mean, axes, ratio = _top2_axes(X)
+    points = X @ axes.T
+    points -= mean @ axes.T
+    edges = []
+    index = np.zeros(X.shape[0], dtype=np.int64)
+    for d in range(2):
+        # The range covers the central 99% padded by 5%: min and max would be the coordinates of single rows.
+        lo, hi = np.quantile(points[:, d], [0.005, 0.995])
+        pad = max(hi - lo, 1e-9) * 0.05
+        lo, hi = lo - pad, hi + pad
+        edges.append(np.linspace(lo, hi, bins + 1))
+        cell = np.floor((points[:, d] - lo) * (bins / (hi - lo))).astype(np.int64)
+        np.clip(cell, 0, bins - 1, out=cell)  # rows outside the range are counted in the edge cells
+        index = index * bins + cell
+    k = len(centers)
+    # One bincount for all clusters instead of a histogram2d pass per cluster.
+    counts = np.bincount(labels.astype(np.int64) * bins * bins + index, minlength=k * bins * bins)
+    counts = counts.reshape(k, bins, bins)
+    hidden = (counts > 0) & (counts < min_count)
+    counts[hidden] = 0
+    projected = (centers - mean) @ axes.T
+    return {
+        "axes": ["PC1", "PC2"],
+        "explained_variance_ratio": _round_list(ratio),
+        "bins": bins,
+        "x_edges": _round_list(edges[0]),
+        "y_edges": _round_list(edges[1]),
+        "counts": counts.tolist(),  # counts[cluster][x bin][y bin]
+        "suppressed_cells": int(hidden.sum()),
+        "centroids": [
+            None if size < min_count else _round_list(p) for p, size in zip(projected, sizes, strict=True)
+        ],
+    }
+
+
+def _top2_axes(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, the two leading principal axes (2 x features) and their explained variance ratios.
+
+    From the features x features covariance, so the only pass over X is one matrix product (no copy of X).
+    """
+    n = X.shape[0]
+    mean = X.mean(axis=0)
+    cov = (X.T @ X) / n - np.outer(mean, mean)
+    values, vectors = np.linalg.eigh(cov)
+    values, vectors = values[::-1].clip(min=0), vectors[:, ::-1]
+    axes = np.zeros((2, X.shape[1]))
+    m = min(2, X.shape[1])
+    axes[:m] = vectors[:, :m].T
+    total = values.sum()
+    ratio = np.zeros(2)
+    if total > 0:
+        ratio[:m] = values[:m] / total
+    return mean, axes, ratio
+
+
+def _round(x: Any, digits: int = 6) -> float | None:
+    if x is None:
+        return None
+    value = float(x)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _round_list(values: Sequence[float] | np.ndarray) -> list[float | None]:
+    return [_round(v) for v in values]
+
+
+# --- SVG -----------------------------------------------------------------------------------------------
+
+_W, _H, _M = 480, 360, 48  # width, height, margin
+
+
+def _svg(body: list[str], title: str, width: int = _W, height: int = _H) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
+        f"<title>{escape(title)}</title>"
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>' + "".join(body) + "</svg>"
+    )
+
+
+def _text(x: float, y: float, text: str, anchor: str = "middle", extra: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{escape(text)}</text>'
+
+
+def scatter_svg(result: dict) -> str:
+    """The k-means density grid as an SVG: each cluster's cells in its colour, darker where denser."""
+    grid = result["scatter"]
+    bins = grid["bins"]
+    size = 360
+    width, height = size + 2 * _M + 90, size + 2 * _M
+    cell = size / bins
+    counts = np.asarray(grid["counts"], dtype=np.float64)
+    top = math.log1p(counts.max()) if counts.size and counts.max() > 0 else 1.0
+    body = [f'<rect x="{_M}" y="{_M}" width="{size}" height="{size}" fill="none" stroke="#999999"/>']
+    for c, cluster in enumerate(counts):
+        colour = PALETTE[c % len(PALETTE)]
+        for i, j in zip(*np.nonzero(cluster), strict=True):
+            opacity = 0.15 + 0.85 * math.log1p(cluster[i, j]) / top
+            x, y = _M + i * cell, _M + size - (j + 1) * cell  # y grows upward, as on a plot
+            body.append(
+                f'<rect x="{x:.2f}" y="{y:.2f}" width="{cell:.2f}" height="{cell:.2f}" '
+                f'fill="{colour}" fill-opacity="{opacity:.3f}"/>'
+            )
+    x_edges, y_edges = grid["x_edges"], grid["y_edges"]
+    for c, point in enumerate(grid["centroids"]):
+        if point is None:
+            continue
+        x = _M + (point[0] - x_edges[0]) / (x_edges[-1] - x_edges[0]) * size
+        y = _M + size - (point[1] - y_edges[0]) / (y_edges[-1] - y_edges[0]) * size
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#ffffff" stroke="#000000" stroke-width="2"/>'
+        )
+        body.append(_text(x + 8, y - 6, str(c), "start", ' font-weight="bold"'))
+    for c, cluster in enumerate(result["clusters"]):
+        y = _M + 14 + 18 * c
+        label = f"cluster {c}: " + ("suppressed" if cluster["suppressed"] else f"{cluster['size']} rows")
+        body.append(
+            f'<rect x="{_M + size + 10}" y="{y - 9}" width="10" height="10" fill="{PALETTE[c % len(PALETTE)]}"/>'
+        )
+        body.append(_text(_M + size + 24, y, label, "start"))
+    ratio = grid["explained_variance_ratio"]
+    body.append(_text(_M + size / 2, height - 12, f"PC1 ({100 * (ratio[0] or 0):.1f}% of variance)"))
+    body.append(
+        _text(
+            14,
+            _M + size / 2,
+            f"PC2 ({100 * (ratio[1] or 0):.1f}% of variance)",
+            extra=f' transform="rotate(-90 14 {_M + size / 2:.1f})"',
+        )
+    )
+    body.append(_text(_M + size / 2, 20, f"k-means, k={result['k']}: rows per cell by cluster"))
+    return _svg(body, f"k-means clusters, k={result['k']}", width, height)
+
+
+def _bars(values: list[float], labels: list[str], title: str, y_label: str, ymax: float) -> list[str]:
+    plot_w, plot_h = _W - 2 * _M, _H - 2 * _M
+    step = plot_w / max(len(values), 1)
+    body = [
+        f'<line x1="{_M}" y1="{_M + plot_h}" x2="{_M + plot_w}" y2="{_M + plot_h}" stroke="#333333"/>',
+        f'<line x1="{_M}" y1="{_M}" x2="{_M}" y2="{_M + plot_h}" stroke="#333333"/>',
+        _text(_M - 4, _M + 4, f"{ymax:g}", "end"),
+        _text(_M - 4, _M + plot_h + 4, "0", "end"),
+        _text(_W / 2, 20, title),
+        _text(14, _H / 2, y_label, extra=f' transform="rotate(-90 14 {_H / 2:.1f})"'),
+    ]
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
+        h = plot_h * min(max(value or 0.0, 0.0) / ymax, 1.0) if ymax > 0 else 0.0
+        x = _M + i * step
+        body.append(
+            f'<rect x="{x + step * 0.1:.2f}" y="{_M + plot_h - h:.2f}" width="{step * 0.8:.2f}" '
+            f'height="{h:.2f}" fill="{PALETTE[0]}"/>'
+        )
+        if label:
+            body.append(_text(x + step / 2, _M + plot_h + 14, label))
+    return body
+
+
+def pca_svg(result: dict) -> str:
+    """Bar chart of each component's explained variance ratio, with the cumulative ratio as a line."""
+    ratios = result["explained_variance_ratio"]
+    body = _bars(ratios, result["components"], "PCA: explained variance", "share of variance", 1.0)
+    plot_w, plot_h = _W - 2 * _M, _H - 2 * _M
+    step = plot_w / max(len(ratios), 1)
+    points = " ".join(
+        f"{_M + (i + 0.5) * step:.2f},{_M + plot_h * (1 - min(c or 0.0, 1.0)):.2f}"
+        for i, c in enumerate(result["cumulative"])
+    )
+    body.append(f'<polyline points="{points}" fill="none" stroke="{PALETTE[1]}" stroke-width="2"/>')
+    body.append(_text(_W - _M, _M - 6, "line: cumulative", "end"))
+    return _svg(body, "PCA explained variance")
+
+
+def histogram_svg(result: dict) -> str:
+    """Histogram of isolation-forest anomaly scores with the flagging threshold as a dashed line."""
+    counts, edges = result["counts"], result["bins"]
+    ymax = float(max(counts)) if counts and max(counts) > 0 else 1.0
+    every = max(len(counts) // 6, 1)
+    labels = [f"{edges[i]:.2f}" if i % every == 0 else "" for i in range(len(counts))]
+    body = _bars([float(c) for c in counts], labels, "Isolation forest: anomaly scores", "rows", ymax)
+    threshold, lo, hi = result["threshold"], edges[0], edges[-1]
+    if threshold is not None and lo <= threshold <= hi:
+        x = _M + (threshold - lo) / (hi - lo) * (_W - 2 * _M)
+        body.append(
+            f'<line x1="{x:.2f}" y1="{_M}" x2="{x:.2f}" y2="{_H - _M}" stroke="{PALETTE[3]}" '
+            f'stroke-dasharray="4 3" stroke-width="2"/>'
+        )
+        share = 100 * (result["share_flagged"] or 0)
+        body.append(_text(x + 4, _M + 12, f"threshold: {share:.1f}% flagged", "start"))
+    return _svg(body, "Isolation forest anomaly scores")

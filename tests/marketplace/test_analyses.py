@@ -1,0 +1,127 @@
+"""Unsupervised learning on purchased data: results for licensees, never rows, every run on the ledger."""
+
+import json
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ledger.models import Entry
+from marketplace import services
+from marketplace.models import DatasetVersion
+from platform_site.errors import Conflict, PermissionDenied
+from platform_site.jobs.models import Job
+from platform_site.jobs.services import job_execute
+from tests.conftest import api_as
+from tests.ledger.helpers import fund
+
+pytestmark = pytest.mark.django_db
+
+OUTLIER = 987654.321
+
+
+def blobs_csv(rows: int = 300) -> bytes:
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0, 0], [10, 10, 10], [-10, 10, -10]])
+    points = np.concatenate([rng.normal(c, 1.0, size=(rows // 3, 3)) for c in centers])
+    lines = ["x,y,z,segment"] + [
+        f"{x:.4f},{y:.4f},{z:.4f},{'abc'[i // (rows // 3)]}" for i, (x, y, z) in enumerate(points)
+    ]
+    lines.append(f"{OUTLIER},0,0,a")  # one row that must never be singled out
+    return ("\n".join(lines) + "\n").encode()
+
+
+def listing_with(owner, content: bytes, name: str = "data.csv"):
+    dataset = services.dataset_create(
+        owner=owner, title="Blobs", terms=services.terms_build(preset="research"), price_download=5_000,
+        price_compute=1_000,
+    )  # fmt: skip
+    version = services.dataset_version_upload(
+        dataset=dataset, actor=owner, upload=SimpleUploadedFile(name, content)
+    )
+    job_execute(job_id=version.stats_job_id, worker="test")  # the statistics job, run here in-process
+    version.refresh_from_db()
+    if version.status == DatasetVersion.Status.READY:
+        services.dataset_publish(dataset=dataset, actor=owner)
+    return dataset, version
+
+
+def run(job) -> Job:
+    job_execute(job_id=job.pk, worker="test")
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_compute_only_buyer_gets_clusters_but_no_rows_and_no_download(alice, bob):
+    dataset, _version = listing_with(alice, blobs_csv())
+    fund(f"user:{bob.pk}", 10_000)
+    services.license_purchase(buyer=bob, dataset=dataset, tier="compute")
+    job = run(services.analysis_submit(user=bob, dataset=dataset, params={"analysis": "kmeans", "k": None}))
+    assert job.status == "succeeded", job.error
+    result = job.result["result"]
+    # Three blobs, and the planted outlier alone in a cluster whose size and centroid are suppressed.
+    visible = [c for c in result["clusters"] if not c["suppressed"]]
+    assert len(visible) == 3 and sorted(c["size"] for c in visible) == [100, 100, 100]
+    assert all(c["size"] is None for c in result["clusters"] if c["suppressed"])
+    assert job.result["plot_svg"].startswith("<svg")
+    assert str(OUTLIER) not in json.dumps(job.result), "no value singles out a row"
+    entry = Entry.objects.get(kind="marketplace.analysis.completed")
+    assert entry.payload["result_sha256"] == job.result["result_sha256"]
+    with pytest.raises(PermissionDenied):
+        services.download_authorize(user=bob, dataset=dataset)
+    assert api_as(bob).get(f"/api/data/datasets/{dataset.pk}/download/").status_code == 403
+
+
+@pytest.mark.parametrize("analysis", ["pca", "isolation_forest", "dbscan"])
+def test_the_other_analyses_run_for_the_owner(alice, analysis):
+    dataset, _version = listing_with(alice, blobs_csv())
+    job = run(services.analysis_submit(user=alice, dataset=dataset, params={"analysis": analysis}))
+    assert job.status == "succeeded", job.error
+    assert str(OUTLIER) not in json.dumps(job.result)
+
+
+def test_strangers_cannot_run_analyses(alice, mallory):
+    dataset, _version = listing_with(alice, blobs_csv())
+    with pytest.raises(PermissionDenied):
+        services.analysis_submit(user=mallory, dataset=dataset, params={"analysis": "pca"})
+    response = api_as(mallory).post(
+        f"/api/data/datasets/{dataset.pk}/analyses/", {"analysis": "pca"}, format="json"
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "params", "message"),
+    [
+        (b"city,team\nOslo,a\n" * 3, "data.csv", {"analysis": "kmeans", "k": 2}, "numeric"),
+        (b"x,y\n1,2\n3,4\n5,6\n", "data.csv", {"analysis": "kmeans", "k": 5}, "k"),
+        (b"x,y\n1,\n2,\n3,\n4,\n5,\n6,\n", "data.csv", {"analysis": "pca"}, None),
+    ],
+    ids=["no-numeric-columns", "fewer-rows-than-clusters", "all-missing-column"],
+)
+def test_bad_data_fails_the_job_with_a_clear_reason(alice, content, name, params, message):
+    dataset, _version = listing_with(alice, content, name)
+    job = run(services.analysis_submit(user=alice, dataset=dataset, params=params))
+    if message is None:  # an all-missing column is dropped and named, and the rest is analysed
+        assert job.status == "succeeded", job.error
+        assert "y" in json.dumps(job.result["result"]["input"])
+    else:
+        assert job.status == "failed"
+        assert message in job.error.lower()
+        assert not Entry.objects.filter(kind="marketplace.analysis.completed").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "name"),
+    [
+        (b"\xff\xfe\x00bad", "data.csv"),
+        (b'{"x": 1}\n{not json\n', "data.jsonl"),
+        (b"a,b\n1,2,3\n", "data.csv"),
+    ],
+    ids=["mis-encoded", "malformed-jsonl", "ragged-csv"],
+)
+def test_a_malformed_file_fails_its_statistics_job_and_cannot_be_published(alice, content, name):
+    dataset, version = listing_with(alice, content, name)
+    assert version.status == "failed" and version.error
+    assert Job.objects.get(pk=version.stats_job_id).status == "failed"
+    with pytest.raises(Conflict):
+        services.dataset_publish(dataset=dataset, actor=alice)

@@ -1,0 +1,69 @@
+"""The whole sale through the API, with the statistics job on a real worker."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+
+from ledger.models import Entry
+from marketplace.models import DatasetVersion
+from platform_site.jobs.models import Job
+from tests.conftest import api_as
+from tests.ledger.helpers import fund
+from tests.processes import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CSV = b"age,income,city\n" + b"".join(
+    f"{20 + i % 40},{30000 + 137 * i},{['Oslo', 'Bergen'][i % 2]}\n".encode() for i in range(200)
+)
+
+
+def test_upload_stats_publish_buy_and_download_with_a_stranger_refused(
+    alice, bob, mallory, celery_worker, api
+):
+    owner = api_as(alice)
+    created = owner.post(
+        "/api/data/datasets/",
+        {
+            "title": "Incomes 2026",
+            "tags": ["finance"],
+            "terms_preset": "commercial",
+            "price_download": 10_000,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    dataset_id = created.json()["id"]
+    uploaded = owner.post(
+        f"/api/data/datasets/{dataset_id}/versions/",
+        {"file": SimpleUploadedFile("incomes.csv", CSV, content_type="text/csv")},
+        format="multipart",
+    )
+    assert uploaded.status_code == 201, uploaded.content
+    assert owner.post(f"/api/data/datasets/{dataset_id}/publish/").status_code == 409  # stats not ready yet
+
+    version = DatasetVersion.objects.get(dataset_id=dataset_id)
+    wait_for(lambda: Job.objects.get(pk=version.stats_job_id).is_finished, timeout=90, what="the stats job")
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+    assert version.stats["rows"] == 200
+    assert owner.post(f"/api/data/datasets/{dataset_id}/publish/").status_code == 200
+
+    assert api.get(f"/api/data/datasets/{dataset_id}/download/").status_code in (401, 403)
+    assert api_as(mallory).get(f"/api/data/datasets/{dataset_id}/download/").status_code == 403
+    fund(f"user:{bob.pk}", 20_000)
+    bought = api_as(bob).post(f"/api/data/datasets/{dataset_id}/buy/", {"tier": "download"}, format="json")
+    assert bought.status_code == 201, bought.content
+    download = api_as(bob).get(f"/api/data/datasets/{dataset_id}/download/")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == CSV
+    assert (
+        api_as(bob)
+        .post(f"/api/data/datasets/{dataset_id}/buy/", {"tier": "download"}, format="json")
+        .status_code
+        == 409
+    )
+
+    kinds = list(Entry.objects.order_by("seq").values_list("kind", flat=True))
+    assert "marketplace.dataset.published" in kinds and "marketplace.license.granted" in kinds
+    call_command("verify_ledger", "--quiet")

@@ -1,0 +1,146 @@
+import hashlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ml.tabular import TabularError, column_stats, read_table, sha256_stream, stream_stats
+
+ROWS = [
+    {
+        "age": 30 + i,
+        "city": ["paris", "lyon", "nice"][i % 3],
+        "score": None if i == 4 else i / 2,
+        "code": f"{i:03d}",
+    }
+    for i in range(30)
+]
+
+
+def write_csv(path, rows=ROWS):
+    header = list(rows[0])
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join("" if row[c] is None else str(row[c]) for c in header))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_jsonl(path, rows=ROWS):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_it_infers_numeric_and_categorical_columns(tmp_path, fmt):
+    path = write_csv(tmp_path / "d.csv") if fmt == "csv" else write_jsonl(tmp_path / "d.jsonl")
+    table = read_table(path, fmt=fmt)
+    assert table.n_rows == 30
+    assert table.columns == ["age", "city", "score", "code"]
+    assert table.kinds == {"age": "numeric", "city": "categorical", "score": "numeric", "code": "numeric"}
+    assert math.isnan(table.numeric["score"][4])
+    assert table.numeric["age"].dtype == np.float64
+    assert table.categorical["city"][:3] == ["paris", "lyon", "nice"]
+
+
+def test_it_treats_missing_tokens_as_missing_and_other_text_as_categories():
+    data = b"a,b,c\n1,NA,x\nnull,2,\n3.5,,y\n"
+    table = read_table(io.BytesIO(data), fmt="csv")
+    assert table.kinds == {"a": "numeric", "b": "numeric", "c": "categorical"}
+    assert np.isnan(table.numeric["a"]).tolist() == [False, True, False]
+    assert table.categorical["c"] == ["x", None, "y"]
+
+
+def test_it_reads_jsonl_with_differing_keys_and_booleans_as_categories():
+    data = b'{"a": 1, "flag": true}\n\n{"b": "x", "flag": false, "a": null}\n'
+    table = read_table(io.BytesIO(data), fmt="jsonl")
+    assert table.columns == ["a", "flag", "b"]
+    assert table.categorical["flag"] == ["true", "false"]
+    assert table.categorical["b"] == [None, "x"]
+    assert table.kinds["a"] == "numeric"
+
+
+def test_it_stops_at_max_rows_and_says_so(tmp_path):
+    table = read_table(write_csv(tmp_path / "d.csv"), fmt="csv", max_rows=10)
+    assert table.n_rows == 10
+    assert table.truncated
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_column_stats_report_aggregates_and_hide_rare_values(tmp_path, fmt):
+    rows = [*ROWS, {"age": 99, "city": "rare-town", "score": 1.0, "code": "999"}]
+    path = write_csv(tmp_path / "d.csv", rows) if fmt == "csv" else write_jsonl(tmp_path / "d.jsonl", rows)
+    stats = column_stats(read_table(path, fmt=fmt))
+    assert stats["rows"] == 31
+    assert stats["n_columns"] == 4
+    by_name = {c["name"]: c for c in stats["columns"]}
+    age = by_name["age"]
+    assert age["type"] == "numeric"
+    assert age["missing"] == 0
+    ages = np.array([r["age"] for r in rows], dtype=float)
+    assert age["mean"] == pytest.approx(ages.mean())
+    assert age["std"] == pytest.approx(ages.std(ddof=1))
+    # The extremes are the 5th smallest and largest, so the lone 99 is not exposed.
+    assert age["min"] == 34
+    assert age["max"] == 56
+    assert by_name["score"]["missing"] == 1
+    city = by_name["city"]
+    assert city["type"] == "categorical"
+    assert city["distinct"] == 4
+    assert city["top"] == [
+        {"value": "paris", "count": 10},
+        {"value": "lyon", "count": 10},
+        {"value": "nice", "count": 10},
+    ]
+    assert city["top_suppressed"] == 1
+    assert "rare-town" not in json.dumps(stats)
+    assert 99 not in (age["min"], age["max"], age["mean"])
+
+
+def test_column_stats_suppress_a_numeric_column_with_too_few_values():
+    table = read_table(io.BytesIO(b"x,y\n1,\n2,\n3,\n4,5\n5,\n6,\n"), fmt="csv")
+    y = next(c for c in column_stats(table)["columns"] if c["name"] == "y")
+    assert y["suppressed"] is True
+    assert y["mean"] is None
+    assert y["min"] is None
+
+
+def test_stream_stats_reports_progress_and_matches_column_stats(tmp_path):
+    path = write_csv(tmp_path / "d.csv")
+    calls = []
+    stats = stream_stats(path, fmt="csv", progress=lambda f, m: calls.append(f))
+    assert stats == column_stats(read_table(path, fmt="csv"))
+    assert calls[-1] == 1.0
+    json.dumps(stats, allow_nan=False)
+
+
+def test_sha256_stream_hashes_in_chunks():
+    data = bytes(range(256)) * 1000
+    assert sha256_stream(io.BytesIO(data), chunk_size=1000) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data", "message"),
+    [
+        ("csv", b"a,b\n1,2\n3,\xff\xfe\n", "not UTF-8 text: undecodable byte on line 3"),
+        ("csv", b"a,b\n1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),
+        ("csv", b'a,b\n1,"x"y\n', "malformed CSV on line 2"),
+        ("csv", b"", "the file is empty"),
+        ("csv", b"a,b\n", "no data rows"),
+        ("csv", b"a,a\n1,2\n", "repeats column name(s): a"),
+        ("jsonl", b'{"a": 1}\n{"a": 2\n', "line 2 is not valid JSON"),
+        ("jsonl", b'{"a": 1}\n[1, 2]\n', "line 2 is a JSON list, expected an object"),
+        ("jsonl", b"\n\n", "no data rows"),
+    ],
+)
+def test_it_refuses_bad_input_with_a_message_that_says_why(fmt, data, message):
+    with pytest.raises(TabularError) as caught:
+        read_table(io.BytesIO(data), fmt=fmt)
+    assert message in str(caught.value)
+
+
+def test_it_refuses_an_unknown_format():
+    with pytest.raises(TabularError, match="unknown format"):
+        read_table(io.BytesIO(b"a\n1\n"), fmt="xlsx")  # type: ignore[arg-type]
