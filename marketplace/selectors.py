@@ -1,4 +1,5 @@
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
 
 from marketplace.models import Dataset, License
 from platform_site.accounts.models import User
@@ -43,3 +44,22 @@ def dataset_get_for_user(*, dataset_id: int, user: User) -> Dataset:
 
 def license_list_for_user(*, user: User) -> QuerySet[License]:
     return License.objects.filter(buyer=user).select_related("dataset", "version")
+
+
+def license_list_valid(*, user: User, dataset: Dataset) -> QuerySet[License]:
+    """The user's unexpired licenses for one dataset."""
+    return (
+        License.objects.filter(buyer=user, dataset=dataset)
+        .exclude(expires_at__lt=timezone.now())
+        .select_related("version")
+    )
+
+
+def dataset_list_for_owner(*, owner: User) -> QuerySet[Dataset]:
+    """The owner's listings with their sales count and gross, in one grouped query."""
+    return (
+        Dataset.objects.filter(owner=owner)
+        .select_related("current_version")
+        .annotate(sales=Count("licenses"), gross=Sum("licenses__price"))
+        .order_by("-created_at", "-pk")
+    )

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ledger import services as ledger
+from marketplace import selectors
 from marketplace.models import Dataset, DatasetVersion, Download, License
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
@@ -217,10 +218,9 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
 
 
 def _valid_license(user: User, dataset: Dataset, tiers: tuple[str, ...]) -> License | None:
-    now = timezone.now()
     return (
-        License.objects.filter(buyer=user, dataset=dataset, tier__in=tiers)
-        .exclude(expires_at__lt=now)
+        selectors.license_list_valid(user=user, dataset=dataset)
+        .filter(tier__in=tiers)
         .order_by("tier")
         .first()
     )

@@ -4,7 +4,17 @@ from marketplace import apis, views
 
 app_name = "marketplace"
 
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("new/", views.new, name="new"),
+    path("mine/", views.mine, name="mine"),
+    path("<int:dataset_id>/", views.detail, name="detail"),
+    path("<int:dataset_id>/buy/", views.buy, name="buy"),
+    path("<int:dataset_id>/publish/", views.publish, name="publish"),
+    path("<int:dataset_id>/withdraw/", views.withdraw, name="withdraw"),
+    path("<int:dataset_id>/versions/", views.version_upload, name="version-upload"),
+    path("<int:dataset_id>/analyses/", views.analysis_submit, name="analysis"),
+]
 
 api_urlpatterns = [
     path("datasets/", apis.DatasetListApi.as_view(), name="api-data-datasets"),

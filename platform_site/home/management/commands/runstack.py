@@ -48,13 +48,17 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 class Command(BaseCommand):
     help = (
-        "Run the web server (daphne), one Celery worker (queues default and ml) and Celery beat together; "
+        "Run the web server (uvicorn), one Celery worker (queues default and ml) and Celery beat together; "
         "Ctrl-C stops them all."
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="address daphne binds to (default 127.0.0.1)")
-        parser.add_argument("--port", type=int, default=8000, help="port daphne listens on (default 8000)")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address the web server binds to (default 127.0.0.1)"
+        )
+        parser.add_argument(
+            "--port", type=int, default=8000, help="port the web server listens on (default 8000)"
+        )
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
         parser.add_argument(
             "--queues", default="default,ml", help="queues the worker consumes (default default,ml)"
@@ -81,7 +85,18 @@ class Command(BaseCommand):
         worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         children = [
             Child(
-                "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "platform_site.asgi:application"]
+                "web",
+                # uvicorn streams request bodies to the app; daphne holds a whole upload in memory first.
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "platform_site.asgi:application",
+                ],
             ),
             Child("worker", worker),
             Child(

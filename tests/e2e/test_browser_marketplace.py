@@ -1,0 +1,92 @@
+"""The data sale in a real browser: alice lists and publishes, bob buys and downloads, mallory is refused."""
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.factories import PASSWORD, UserFactory
+from tests.ledger.helpers import fund
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CSV = b"age,income,city\n" + b"".join(
+    f"{20 + i % 40},{30000 + 137 * i},{['Oslo', 'Bergen'][i % 2]}\n".encode() for i in range(60)
+)
+
+
+def log_in(browser, base: str, username: str) -> Page:
+    page = browser.new_context(accept_downloads=True).new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    expect(page.get_by_test_id("nav-profile")).to_have_text(username)
+    return page
+
+
+@pytest.fixture
+def people(transactional_db) -> None:
+    """alice, bob with tokens, and mallory; made before the browser starts its event loop in this thread, where
+    the ORM refuses to run."""
+    UserFactory(username="alice")
+    bob = UserFactory(username="bob")
+    UserFactory(username="mallory")
+    fund(f"user:{bob.pk}", 50_000)
+
+
+def test_alice_sells_a_dataset_bob_downloads_it_and_mallory_is_refused(
+    celery_worker, asgi_server, people, browser, tmp_path
+):
+    data_file = tmp_path / "incomes.csv"
+    data_file.write_bytes(CSV)
+
+    alice_page = log_in(browser, asgi_server, "alice")
+    alice_page.goto(f"{asgi_server}/data/new/")
+    alice_page.fill("input[name=title]", "Household incomes 2026")
+    alice_page.fill("textarea[name=description]", "Synthetic survey of incomes")
+    alice_page.fill("input[name=tags]", "finance, survey")
+    alice_page.select_option("select[name=terms_preset]", "commercial")
+    alice_page.fill("input[name=price_download]", "100")
+    alice_page.fill("input[name=price_compute]", "40")
+    alice_page.set_input_files("input[name=file]", str(data_file))
+    alice_page.get_by_role("button", name="Create listing").click()
+    expect(alice_page).to_have_url(re.compile(r"/data/\d+/$"))
+    expect(
+        alice_page.get_by_text("statistics are being computed; publish when they are ready")
+    ).to_be_visible()
+    detail_url = alice_page.url
+
+    deadline = time.monotonic() + 60
+    while alice_page.get_by_test_id("stats-table").count() == 0:
+        assert time.monotonic() < deadline, "the statistics table did not appear within 60 s"
+        time.sleep(1)
+        alice_page.reload()
+    expect(alice_page.get_by_test_id("stats-table")).to_contain_text("income")
+    alice_page.get_by_test_id("publish").click()
+    expect(alice_page.get_by_text("Published version 1")).to_be_visible()
+    expect(alice_page.get_by_test_id("dataset-status")).to_have_text("Published")
+    expect(alice_page.get_by_test_id("ledger-link")).to_be_visible()
+
+    bob_page = log_in(browser, asgi_server, "bob")
+    bob_page.goto(f"{asgi_server}/data/")
+    bob_page.get_by_role("link", name="Household incomes 2026").click()
+    expect(bob_page).to_have_url(detail_url)
+    expect(bob_page.get_by_test_id("download")).to_have_count(0)
+    bob_page.get_by_role("button", name="Buy download access").click()
+    expect(bob_page.get_by_text("You bought download access for 100.00 tokens")).to_be_visible()
+    with bob_page.expect_download() as download_info:
+        bob_page.get_by_test_id("download").click()
+    saved = tmp_path / "downloaded.csv"
+    download_info.value.save_as(saved)
+    assert saved.read_bytes() == CSV
+
+    mallory_page = log_in(browser, asgi_server, "mallory")
+    mallory_page.goto(detail_url)
+    expect(mallory_page.get_by_role("button", name="Buy download access")).to_be_visible()
+    expect(mallory_page.get_by_test_id("download")).to_have_count(0)
+    dataset_id = re.search(r"/data/(\d+)/$", detail_url).group(1)
+    refused = mallory_page.request.get(f"{asgi_server}/api/data/datasets/{dataset_id}/download/")
+    assert refused.status == 403
