@@ -6,6 +6,7 @@ DATABASE_URL/REDIS_URL are set (then it uses that database: point it at a scratc
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,4 +98,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

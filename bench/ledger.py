@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +25,8 @@ PER_WRITER = int(os.environ.get("BENCH_TRANSFERS", 150))
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 32))
 
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-ledger-"))
+SCRATCH = tempfile.mkdtemp(prefix="bench-ledger-")
+os.environ.setdefault("VAR_DIR", SCRATCH)
 os.environ["DJANGO_SETTINGS_MODULE"] = "platform_site.settings"
 os.environ.setdefault("LEDGER_CHECKPOINT_EVERY", "0")  # checkpoints are made by beat, not in this loop
 
@@ -151,4 +153,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
