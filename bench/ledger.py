@@ -25,8 +25,10 @@ PER_WRITER = int(os.environ.get("BENCH_TRANSFERS", 150))
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 32))
 
 sys.path.insert(0, str(ROOT))
-SCRATCH = tempfile.mkdtemp(prefix="bench-ledger-")
-os.environ.setdefault("VAR_DIR", SCRATCH)
+# Made once, by the parent: the writer processes import this module again and inherit VAR_DIR.
+SCRATCH = "" if "VAR_DIR" in os.environ else tempfile.mkdtemp(prefix="bench-ledger-")
+if SCRATCH:
+    os.environ["VAR_DIR"] = SCRATCH
 os.environ["DJANGO_SETTINGS_MODULE"] = "platform_site.settings"
 os.environ.setdefault("LEDGER_CHECKPOINT_EVERY", "0")  # checkpoints are made by beat, not in this loop
 
@@ -156,4 +158,5 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        shutil.rmtree(SCRATCH, ignore_errors=True)
+        if SCRATCH:
+            shutil.rmtree(SCRATCH, ignore_errors=True)
