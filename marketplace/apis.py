@@ -8,6 +8,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from marketplace import selectors, services
+from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.api import api_errors, paginated_response
 from platform_site.jobs.apis import JobOutputSerializer
@@ -197,13 +198,7 @@ class LicenseListApi(APIView):
 
 
 class AnalysisSubmitApi(APIView):
-    class InputSerializer(serializers.Serializer):
-        analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
-        k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None)
-        eps = serializers.FloatField(min_value=0.001, max_value=100, required=False, default=0.5)
-        min_samples = serializers.IntegerField(min_value=2, max_value=1000, required=False, default=5)
-        max_categories = serializers.IntegerField(min_value=2, max_value=100, required=False, default=20)
-        missing = serializers.ChoiceField(choices=["impute", "drop"], required=False, default="impute")
+    InputSerializer = AnalysisOptions
 
     @extend_schema(
         request=InputSerializer, responses={201: JobOutputSerializer, **api_errors(400, 403, 404, 409)}

@@ -16,8 +16,9 @@ def run_stats(*, job, reporter) -> dict:
     return version_stats_compute(version_id=job.params["version"], reporter=reporter)
 
 
-class AnalysisParams(serializers.Serializer):
-    version = serializers.IntegerField(min_value=1)
+class AnalysisOptions(serializers.Serializer):
+    """What a user chooses for an analysis (the API's body)."""
+
     analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
     k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None,
                                  help_text="k-means clusters; empty: chosen by silhouette")  # fmt: skip
@@ -25,6 +26,12 @@ class AnalysisParams(serializers.Serializer):
     min_samples = serializers.IntegerField(min_value=2, max_value=1000, default=5)
     max_categories = serializers.IntegerField(min_value=2, max_value=100, default=20)
     missing = serializers.ChoiceField(choices=["impute", "drop"], default="impute")
+
+
+class AnalysisParams(AnalysisOptions):
+    """The job's parameters: the options and the version the user may analyse."""
+
+    version = serializers.IntegerField(min_value=1)
 
 
 @job_kind("marketplace.analysis", label="Unsupervised analysis", queue="ml", params=AnalysisParams)

@@ -246,9 +246,6 @@ def download_authorize(
     return version
 
 
-ANALYSES = ("kmeans", "dbscan", "pca", "isolation_forest")
-
-
 def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
     """Queue an unsupervised analysis of the dataset's version the user may use (owner, or either license)."""
     if dataset.owner_id == user.pk:

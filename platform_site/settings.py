@@ -192,11 +192,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_RESULT_EXTENDED = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The platform's Ed25519 ledger signing key; created (mode 0600) on first use when absent.
+LEDGER_KEY_FILE = Path(os.environ.get("LEDGER_KEY_FILE", VAR_DIR / "keys" / "ledger_ed25519.pem"))
+LEDGER_ORIGIN = os.environ.get("LEDGER_ORIGIN", "platform.example/ledger")
+# A signed checkpoint every N entries (queued on the append that reaches it) and every T seconds (beat).
+LEDGER_CHECKPOINT_EVERY = int(os.environ.get("LEDGER_CHECKPOINT_EVERY", 1000))
+LEDGER_CHECKPOINT_SECONDS = float(os.environ.get("LEDGER_CHECKPOINT_SECONDS", 300))
+# Minor units (1 token = 100) the demo faucet mints per user per day; 0 closes it.
+LEDGER_FAUCET_AMOUNT = int(os.environ.get("LEDGER_FAUCET_AMOUNT", 100_000))
+
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep-stale": {"task": "jobs.sweep_stale", "schedule": 60.0, "options": {"queue": "default"}},
     "ledger-checkpoint": {
         "task": "ledger.checkpoint",
-        "schedule": float(os.environ.get("LEDGER_CHECKPOINT_SECONDS", 300)),
+        "schedule": LEDGER_CHECKPOINT_SECONDS,
         "options": {"queue": "default"},
     },
     "ledger-escrow-deadlines": {
@@ -219,14 +228,6 @@ MARKETPLACE_FEE_BP = int(os.environ.get("MARKETPLACE_FEE_BP", 250))
 # ML: "cuda" or "cpu" forces a device; empty picks CUDA when available.
 ML_DEVICE = os.environ.get("ML_DEVICE", "")
 
-# The platform's Ed25519 ledger signing key; created (mode 0600) on first use when absent.
-LEDGER_KEY_FILE = Path(os.environ.get("LEDGER_KEY_FILE", VAR_DIR / "keys" / "ledger_ed25519.pem"))
-LEDGER_ORIGIN = os.environ.get("LEDGER_ORIGIN", "platform.example/ledger")
-# A signed checkpoint every N entries (queued on the append that reaches it) and every T seconds (beat).
-LEDGER_CHECKPOINT_EVERY = int(os.environ.get("LEDGER_CHECKPOINT_EVERY", 1000))
-LEDGER_CHECKPOINT_SECONDS = float(os.environ.get("LEDGER_CHECKPOINT_SECONDS", 300))
-# Minor units (1 token = 100) the demo faucet mints per user per day; 0 closes it.
-LEDGER_FAUCET_AMOUNT = int(os.environ.get("LEDGER_FAUCET_AMOUNT", 100_000))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -49,24 +49,23 @@ def _workers() -> dict[str, Any]:
 def _ledger() -> dict[str, Any]:
     from django.utils import timezone
 
-    from ledger import chain
-    from ledger.models import Checkpoint, LedgerHead, SigningKey
+    from ledger import chain, selectors
     from platform_site.keys import platform_signing_key
 
     file_key_id = chain.key_id_for(
         settings.LEDGER_ORIGIN, platform_signing_key().public_key().public_bytes_raw()
     )
-    active = SigningKey.objects.filter(active=True).values_list("key_id", flat=True).first()
+    active = selectors.signing_key_list().filter(active=True).values_list("key_id", flat=True).first()
     if active is not None and active != file_key_id:
         raise RuntimeError(f"LEDGER_KEY_FILE holds key {file_key_id} but the ledger signs with {active}")
-    head = LedgerHead.objects.filter(pk=1).first()
-    checkpoint = Checkpoint.objects.order_by("-tree_size").values("tree_size", "created_at").first()
+    checkpoint = selectors.checkpoint_latest()
+    size = selectors.ledger_size()
     return {
         "signing_key_id": file_key_id,
-        "size": head.size if head else 0,
-        "head": bytes(head.head_hash).hex() if head else None,
-        "checkpoint_size": checkpoint["tree_size"] if checkpoint else None,
-        "checkpoint_age_s": round((timezone.now() - checkpoint["created_at"]).total_seconds())
+        "size": size,
+        "head": bytes(selectors.entry_get(seq=size - 1).entry_hash).hex() if size else None,
+        "checkpoint_size": checkpoint.tree_size if checkpoint else None,
+        "checkpoint_age_s": round((timezone.now() - checkpoint.created_at).total_seconds())
         if checkpoint
         else None,
     }
