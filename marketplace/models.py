@@ -57,6 +57,10 @@ class DatasetVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
     stats = models.JSONField(null=True, blank=True)
+    # The first rows as uploaded (strings), shown only when the owner opts in with `Dataset.preview_enabled`.
+    preview = models.JSONField(null=True, blank=True)
+    # The parsed columns (.npz, written by the statistics job) so that analyses never re-read the upload.
+    columns_file = models.FileField(upload_to="datasets/columns/", blank=True)
     error = models.TextField(blank=True)
     stats_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
