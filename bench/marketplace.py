@@ -3,10 +3,12 @@
 1. Upload of a generated CSV (1 GiB by default) through the real web server (uvicorn, as `make run` serves) and the API: peak memory of
    the server process (goal: under 150 MB) and upload throughput relative to plain `hashlib.sha256` over the same
    bytes (the upload hashes while it streams).
-2. k-means (k=8) on 1,000,000 x 20 rows through the analysis job (read the file, prepare, cluster, summarise,
-   ledger the result), divided by plain scikit-learn KMeans on the same array (goal ≤ 1.2).
+2. k-means (k=8) on 1,000,000 x 20 rows through the analysis job (load the columns the statistics job parsed,
+   standardize, cluster, score, summarise, plot, ledger the result; run by `job_execute`, the worker's own
+   code, so queue pick-up is not counted: see bench/jobs.py), divided by plain scikit-learn KMeans on the same
+   standardized array already in memory (goal <= 1.2). Medians of BENCH_REPEATS interleaved runs.
 
-Runs on the embedded default in a scratch folder. Sizes: BENCH_UPLOAD_MB, BENCH_KMEANS_ROWS.
+Runs on the embedded default in a scratch folder. Sizes: BENCH_UPLOAD_MB, BENCH_KMEANS_ROWS, BENCH_REPEATS.
 """
 
 import hashlib
@@ -14,6 +16,7 @@ import http.client
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UPLOAD_MB = int(os.environ.get("BENCH_UPLOAD_MB", 1024))
 KMEANS_ROWS = int(os.environ.get("BENCH_KMEANS_ROWS", 1_000_000))
+REPEATS = int(os.environ.get("BENCH_REPEATS", 3))
 SCRATCH = Path(tempfile.mkdtemp(prefix="bench-marketplace-"))
 
 sys.path.insert(0, str(ROOT))
@@ -152,30 +156,43 @@ def main() -> None:
     dataset = services.dataset_create(owner=owner, title="k", terms=terms, price_compute=100)
     with data.open("rb") as fh:
         version = services.dataset_version_upload(dataset=dataset, actor=owner, upload=File(fh, name="k.csv"))
-    job_execute(job_id=version.stats_job_id, worker="bench")
+    t0 = time.perf_counter()
+    job_execute(job_id=version.stats_job_id, worker="bench")  # parses once, saves the columns
+    stats_seconds = time.perf_counter() - t0
     services.dataset_publish(dataset=dataset, actor=owner)
-    job = services.analysis_submit(user=owner, dataset=dataset, params={"analysis": "kmeans", "k": 8})
-    t0 = time.perf_counter()
-    job_execute(job_id=job.pk, worker="bench")
-    job_seconds = time.perf_counter() - t0
-    job.refresh_from_db()
-    if job.status != "succeeded":
-        raise SystemExit(f"the k-means job failed: {job.error}")
+    version.refresh_from_db()
 
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+    import numpy as np
+    from sklearn.cluster import KMeans
 
-    from ml import tabular, unsupervised
+    array = np.load(version.features_file.path)  # the standardized matrix the job clusters, in memory
 
-    with data.open("rb") as fh:
-        prepared = unsupervised.prepare(tabular.read_table(fh, fmt="csv"))
-    algorithm = job.result["result"].get("algorithm", "")
-    model = MiniBatchKMeans if "mini" in algorithm.lower() else KMeans
-    t0 = time.perf_counter()
-    model(n_clusters=8, n_init=1, random_state=0).fit(prepared.X)
-    sklearn_seconds = time.perf_counter() - t0
+    def through_job() -> float:
+        job = services.analysis_submit(user=owner, dataset=dataset, params={"analysis": "kmeans", "k": 8})
+        t0 = time.perf_counter()
+        job_execute(job_id=job.pk, worker="bench")
+        seconds = time.perf_counter() - t0
+        job.refresh_from_db()
+        if job.status != "succeeded":
+            raise SystemExit(f"the k-means job failed: {job.error}")
+        if job.result["result"]["algorithm"] != "kmeans":
+            raise SystemExit(f"the job ran {job.result['result']['algorithm']}, not Lloyd's k-means")
+        return seconds
+
+    def plain() -> float:
+        t0 = time.perf_counter()
+        KMeans(n_clusters=8, n_init="auto", random_state=0).fit(array)
+        return time.perf_counter() - t0
+
+    job_runs, plain_runs = [], []
+    for _ in range(REPEATS):  # interleaved, so both see the same machine
+        job_runs.append(through_job())
+        plain_runs.append(plain())
+    job_seconds, sklearn_seconds = statistics.median(job_runs), statistics.median(plain_runs)
     figures.update(
-        kmeans_rows=KMEANS_ROWS, kmeans_algorithm=model.__name__, job_s=round(job_seconds, 2),
-        sklearn_same_algorithm_s=round(sklearn_seconds, 2), job_over_sklearn=round(job_seconds / sklearn_seconds, 3),
+        kmeans_rows=KMEANS_ROWS, stats_job_s=round(stats_seconds, 2), job_s=round(job_seconds, 3),
+        sklearn_kmeans_s=round(sklearn_seconds, 3), job_over_sklearn=round(job_seconds / sklearn_seconds, 3),
+        job_runs_s=[round(x, 3) for x in job_runs], sklearn_runs_s=[round(x, 3) for x in plain_runs],
     )  # fmt: skip
     print(json.dumps(figures))
 

@@ -1,4 +1,4 @@
-"""The marketplace's jobs: statistics of an uploaded version (and, next, unsupervised analyses)."""
+"""The marketplace's jobs: statistics of an uploaded version, and unsupervised analyses."""
 
 from rest_framework import serializers
 
@@ -22,6 +22,10 @@ class AnalysisOptions(serializers.Serializer):
     analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
     k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None,
                                  help_text="k-means clusters; empty: chosen by silhouette")  # fmt: skip
+    algorithm = serializers.ChoiceField(
+        choices=["auto", "lloyd", "minibatch"], default="auto",
+        help_text="k-means: Lloyd's exact algorithm, or mini-batches; auto uses mini-batches above 5,000,000 rows",
+    )  # fmt: skip
     eps = serializers.FloatField(min_value=0.001, max_value=100, default=0.5)
     min_samples = serializers.IntegerField(min_value=2, max_value=1000, default=5)
     max_categories = serializers.IntegerField(min_value=2, max_value=100, default=20)

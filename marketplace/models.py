@@ -61,6 +61,10 @@ class DatasetVersion(models.Model):
     preview = models.JSONField(null=True, blank=True)
     # The parsed columns (.npz, written by the statistics job) so that analyses never re-read the upload.
     columns_file = models.FileField(upload_to="datasets/columns/", blank=True)
+    # The standardized feature matrix (.npy) for the default preprocessing, loaded by analyses without a copy,
+    # and `{"options": ..., "metadata": ...}` to rebuild it (ml.unsupervised.Prepared).
+    features_file = models.FileField(upload_to="datasets/features/", blank=True)
+    features = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     stats_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -2,9 +2,11 @@
 
 import hashlib
 import os
+import tempfile
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -123,22 +125,86 @@ def dataset_version_upload(*, dataset: Dataset, actor: User, upload) -> DatasetV
     return version
 
 
+# The preprocessing whose feature matrix the statistics job saves: analyses with these options skip it.
+DEFAULT_PREPARE = {"max_categories": 20, "missing": "impute"}
+
+
+def _save_temp(name: str, write) -> str:
+    """Save what `write(fileobj)` writes under `name` in storage, through a temporary file."""
+    with tempfile.TemporaryFile() as tmp:
+        write(tmp)
+        tmp.seek(0)
+        return default_storage.save(name, File(tmp))
+
+
 def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
-    """The statistics job: column types and per-column statistics, stored on the version (no rows)."""
-    from ml.tabular import TabularError, column_stats, read_table
+    """The statistics job: column types and per-column statistics (no rows) stored on the version, the first
+    rows kept for an opt-in preview, and the parsed columns and default features saved for analyses."""
+    from ml import unsupervised
+    from ml.tabular import TabularError, column_stats, read_table, table_save
 
     version = DatasetVersion.objects.get(pk=version_id)
-    reporter(0.1, message="reading the file")
+
+    def reading(fraction: float, message: str) -> None:
+        reporter(0.7 * fraction, message=message)
+
+    reporter(0.0, message="reading the file")
     try:
         with default_storage.open(version.file.name, "rb") as fh:
-            stats = column_stats(read_table(fh, fmt=version.format))
+            table = read_table(fh, fmt=version.format, progress=reading)
+        stats = column_stats(table)
     except TabularError as exc:
         DatasetVersion.objects.filter(pk=version.pk).update(
             status=DatasetVersion.Status.FAILED, error=str(exc)
         )
         raise DomainError(str(exc)) from exc
-    DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersion.Status.READY, stats=stats)
-    return {"rows": stats["rows"], "columns": stats["columns"]}
+    reporter(0.75, message="saving the parsed columns")
+    stem = f"datasets/{version.dataset_id}/v{version.number}"
+    fields: dict[str, Any] = {
+        "columns_file": _save_temp(f"{stem}-columns.npz", lambda fh: table_save(table, fh)),
+        "features_file": "",
+        "features": None,
+    }
+    reporter(0.85, message="standardizing the features")
+    try:
+        prepared = unsupervised.prepare(table, **DEFAULT_PREPARE)
+    except TabularError:
+        pass  # nothing to analyse: analyses will say why
+    else:
+        fields["features_file"] = _save_temp(
+            f"{stem}-features.npy", lambda fh: np.save(fh, prepared.X, allow_pickle=False)
+        )
+        fields["features"] = {"options": DEFAULT_PREPARE, "metadata": prepared.metadata()}
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        status=DatasetVersion.Status.READY,
+        stats=stats,
+        preview={"columns": table.columns, "rows": table.head},
+        **fields,
+    )
+    return {"rows": stats["rows"], "columns": stats["n_columns"]}
+
+
+def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: str):
+    """The version's feature matrix for these options: the statistics job's own when they are its defaults
+    (memory-mapped where storage is local, so not copied), else prepared from the parsed columns."""
+    from ml import unsupervised
+    from ml.tabular import read_table, table_load
+
+    options = {"max_categories": max_categories, "missing": missing}
+    if version.features_file and version.features and version.features["options"] == options:
+        try:
+            X = np.load(default_storage.path(version.features_file.name), mmap_mode="r", allow_pickle=False)
+        except NotImplementedError:  # storage without local paths
+            with default_storage.open(version.features_file.name, "rb") as fh:
+                X = np.load(fh, allow_pickle=False)
+        return unsupervised.Prepared.restore(X, version.features["metadata"])
+    if version.columns_file:
+        with default_storage.open(version.columns_file.name, "rb") as fh:
+            table = table_load(fh)
+    else:  # uploaded before columns were saved
+        with default_storage.open(version.file.name, "rb") as fh:
+            table = read_table(fh, fmt=version.format)
+    return unsupervised.prepare(table, **options)
 
 
 def dataset_publish(*, dataset: Dataset, actor: User) -> Dataset:
@@ -182,6 +248,15 @@ def dataset_withdraw(*, dataset: Dataset, actor: User) -> Dataset:
         )
         dataset.status = Dataset.Status.WITHDRAWN
         dataset.save(update_fields=["status", "updated_at"])
+    return dataset
+
+
+def dataset_preview_set(*, dataset: Dataset, actor: User, enabled: bool) -> Dataset:
+    """Show (or hide) the current version's first rows on the listing; only the owner decides."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner turns the preview on or off")
+    dataset.preview_enabled = bool(enabled)
+    dataset.save(update_fields=["preview_enabled", "updated_at"])
     return dataset
 
 
@@ -265,7 +340,7 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
 def analysis_run(*, job, reporter) -> dict[str, Any]:
     """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger."""
     from ml import unsupervised
-    from ml.tabular import TabularError, read_table
+    from ml.tabular import TabularError
 
     params = job.params
     version = DatasetVersion.objects.select_related("dataset").get(pk=params["version"])
@@ -275,10 +350,8 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
 
     reporter(0.02, message="reading the data")
     try:
-        with default_storage.open(version.file.name, "rb") as fh:
-            table = read_table(fh, fmt=version.format)
-        prepared = unsupervised.prepare(
-            table, max_categories=params["max_categories"], missing=params["missing"]
+        prepared = _version_prepared(
+            version, max_categories=params["max_categories"], missing=params["missing"]
         )
         if not prepared.numeric_columns:
             dropped = "; ".join(f"{c}: {why}" for c, why in prepared.dropped_columns.items())
@@ -287,7 +360,10 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
             )
         kind = params["analysis"]
         if kind == "kmeans":
-            result = unsupervised.kmeans(prepared, k=params.get("k"), progress=progress)
+            mini_batch = {"lloyd": False, "minibatch": True}.get(params.get("algorithm", "auto"))
+            result = unsupervised.kmeans(
+                prepared, k=params.get("k"), mini_batch=mini_batch, progress=progress
+            )
             plot = unsupervised.scatter_svg(result)
         elif kind == "dbscan":
             result = unsupervised.dbscan(

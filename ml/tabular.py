@@ -29,18 +29,94 @@ class TabularError(ValueError):
 
 
 @dataclass
+class Categorical:
+    """A text column as integer codes into `levels` (first-seen order); -1 marks a missing value."""
+
+    codes: np.ndarray  # int32, one per row
+    levels: list[str]
+
+    @classmethod
+    def from_values(cls, values: Iterable[str | None]) -> "Categorical":
+        code_of: dict[str, int] = {}
+        codes = np.fromiter(
+            (-1 if v is None else code_of.setdefault(v, len(code_of)) for v in values), dtype=np.int32
+        )
+        return cls(codes=codes, levels=list(code_of))
+
+    def counts(self) -> np.ndarray:
+        """Rows per level."""
+        return np.bincount(self.codes[self.codes >= 0], minlength=len(self.levels))
+
+    def tolist(self) -> list[str | None]:
+        levels = self.levels
+        return [None if code < 0 else levels[code] for code in self.codes.tolist()]
+
+
+@dataclass
 class Table:
     """Columns in file order; each is in exactly one of `numeric` (float64, nan = missing) or `categorical`."""
 
     columns: list[str]
     numeric: dict[str, np.ndarray]
-    categorical: dict[str, list[str | None]]
+    categorical: dict[str, Categorical]
     n_rows: int
     truncated: bool = False  # stopped at `max_rows` before the end of the file
+    head: list[list[str | None]] = field(default_factory=list)  # the first rows as written in the file
     kinds: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.kinds = {c: ("numeric" if c in self.numeric else "categorical") for c in self.columns}
+
+
+HEAD_ROWS = 10
+_COLUMNS_FORMAT = 1
+
+
+def table_save(table: Table, fileobj: IO[bytes]) -> None:
+    """Write the parsed columns as an uncompressed .npz (no pickles), so they are parsed only once.
+
+    Numeric columns are one column-major float64 matrix, so each column loads as a contiguous array;
+    categorical columns are one int32 matrix of codes, with their levels in the JSON metadata.
+    """
+    numeric_names = [c for c in table.columns if c in table.numeric]
+    categorical_names = [c for c in table.columns if c in table.categorical]
+    numeric = np.empty((table.n_rows, len(numeric_names)), dtype=np.float64, order="F")
+    for j, name in enumerate(numeric_names):
+        numeric[:, j] = table.numeric[name]
+    codes = np.empty((table.n_rows, len(categorical_names)), dtype=np.int32, order="F")
+    for j, name in enumerate(categorical_names):
+        codes[:, j] = table.categorical[name].codes
+    meta = {
+        "format": _COLUMNS_FORMAT,
+        "columns": table.columns,
+        "numeric": numeric_names,
+        "levels": {name: table.categorical[name].levels for name in categorical_names},
+        "n_rows": table.n_rows,
+        "truncated": table.truncated,
+        "head": table.head,
+    }
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(fileobj, numeric=numeric, codes=codes, meta=blob)
+
+
+def table_load(fileobj: IO[bytes] | str | os.PathLike[str]) -> Table:
+    """The `Table` that `table_save` wrote."""
+    with np.load(fileobj, allow_pickle=False) as data:
+        meta = json.loads(data["meta"].tobytes())
+        if meta.get("format") != _COLUMNS_FORMAT:
+            raise TabularError(f"unknown parsed-columns format {meta.get('format')!r}")
+        numeric, codes = data["numeric"], data["codes"]
+    levels = meta["levels"]
+    return Table(
+        columns=meta["columns"],
+        numeric={name: numeric[:, j] for j, name in enumerate(meta["numeric"])},
+        categorical={
+            name: Categorical(codes=codes[:, j], levels=levels[name]) for j, name in enumerate(levels)
+        },
+        n_rows=meta["n_rows"],
+        truncated=meta["truncated"],
+        head=meta["head"],
+    )
 
 
 def read_table(
@@ -64,18 +140,28 @@ def read_table(
     n_rows = len(raw[0]) if raw else 0
     if n_rows == 0:
         raise TabularError("the file has no data rows")
+    head = [
+        [None if v is None else str(v) for v in row]
+        for row in zip(*(r[:HEAD_ROWS] for r in raw), strict=True)
+    ]
     numeric: dict[str, np.ndarray] = {}
-    categorical: dict[str, list[str | None]] = {}
-    for name, values in zip(columns, raw, strict=True):
+    categorical: dict[str, Categorical] = {}
+    for index, (name, values) in enumerate(zip(columns, raw, strict=True)):
         as_numbers = _as_numeric(values)
         if as_numbers is None:
-            categorical[name] = [_as_category(v) for v in values]
+            categorical[name] = Categorical.from_values(_as_category(v) for v in values)
         else:
             numeric[name] = as_numbers
+        raw[index] = []  # let each column's strings go once converted
     if progress is not None:
         progress(1.0, f"read {n_rows} rows and {len(columns)} columns")
     return Table(
-        columns=columns, numeric=numeric, categorical=categorical, n_rows=n_rows, truncated=truncated
+        columns=columns,
+        numeric=numeric,
+        categorical=categorical,
+        n_rows=n_rows,
+        truncated=truncated,
+        head=head,
     )
 
 
@@ -277,17 +363,18 @@ def _numeric_stats(name: str, values: np.ndarray, min_count: int) -> dict:
     return out
 
 
-def _categorical_stats(name: str, values: list[str | None], min_count: int) -> dict:
-    counts = Counter(v for v in values if v is not None)
-    present = sum(counts.values())
-    top = counts.most_common(5)
-    shown = [{"value": v, "count": c} for v, c in top if c >= min_count]
+def _categorical_stats(name: str, column: Categorical, min_count: int) -> dict:
+    counts = column.counts()
+    present = int(counts.sum())
+    # Most common first, ties in first-seen order (as Counter.most_common), present levels only.
+    top = [i for i in np.argsort(-counts, kind="stable")[:5] if counts[i] > 0]
+    shown = [{"value": column.levels[i], "count": int(counts[i])} for i in top if counts[i] >= min_count]
     return {
         "name": name,
         "type": "categorical",
         "count": present,
-        "missing": len(values) - present,
-        "distinct": len(counts),
+        "missing": int(column.codes.size) - present,
+        "distinct": int(np.count_nonzero(counts)),
         "top": shown,
         "top_suppressed": len(top) - len(shown),
     }

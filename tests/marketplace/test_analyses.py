@@ -125,3 +125,31 @@ def test_a_malformed_file_fails_its_statistics_job_and_cannot_be_published(alice
     assert Job.objects.get(pk=version.stats_job_id).status == "failed"
     with pytest.raises(Conflict):
         services.dataset_publish(dataset=dataset, actor=alice)
+
+
+def test_the_statistics_job_saves_the_columns_features_and_preview_so_analyses_never_reparse(alice):
+    dataset, version = listing_with(alice, blobs_csv())
+    assert version.preview["columns"] == ["x", "y", "z", "segment"]
+    assert len(version.preview["rows"]) == 10 and version.preview["rows"][0][3] == "a"
+    assert version.columns_file and version.features_file
+    assert version.features["options"] == services.DEFAULT_PREPARE
+
+    default = run(
+        services.analysis_submit(user=alice, dataset=dataset, params={"analysis": "kmeans", "k": 3})
+    )
+    # The same analysis prepared from the parsed columns (no saved features) gives the same result ...
+    DatasetVersion.objects.filter(pk=version.pk).update(features_file="", features=None)
+    from_columns = run(
+        services.analysis_submit(user=alice, dataset=dataset, params={"analysis": "kmeans", "k": 3})
+    )
+    assert default.status == from_columns.status == "succeeded"
+    assert default.result["result"] == from_columns.result["result"]
+    # ... and neither path reads the upload again.
+    version.file.storage.delete(version.file.name)
+    other_options = run(
+        services.analysis_submit(user=alice, dataset=dataset, params={"analysis": "pca", "max_categories": 2})
+    )
+    assert other_options.status == "succeeded", other_options.error
+    assert other_options.result["result"]["input"]["dropped_columns"] == [
+        {"column": "segment", "reason": "too many categories (3 > 2)"}
+    ]

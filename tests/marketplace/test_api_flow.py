@@ -67,3 +67,43 @@ def test_upload_stats_publish_buy_and_download_with_a_stranger_refused(
     kinds = list(Entry.objects.order_by("seq").values_list("kind", flat=True))
     assert "marketplace.dataset.published" in kinds and "marketplace.license.granted" in kinds
     call_command("verify_ledger", "--quiet")
+
+
+def test_a_compute_only_buyer_runs_k_means_on_the_worker_and_sees_no_rows(alice, bob, celery_worker):
+    owner = api_as(alice)
+    created = owner.post(
+        "/api/data/datasets/",
+        {"title": "Incomes", "terms_preset": "research", "price_compute": 2_000},
+        format="json",
+    )
+    dataset_id = created.json()["id"]
+    owner.post(
+        f"/api/data/datasets/{dataset_id}/versions/",
+        {"file": SimpleUploadedFile("incomes.csv", CSV, content_type="text/csv")},
+        format="multipart",
+    )
+    version = DatasetVersion.objects.get(dataset_id=dataset_id)
+    wait_for(lambda: Job.objects.get(pk=version.stats_job_id).is_finished, timeout=90, what="the stats job")
+    assert owner.post(f"/api/data/datasets/{dataset_id}/publish/").status_code == 200
+    fund(f"user:{bob.pk}", 5_000)
+    buyer = api_as(bob)
+    assert (
+        buyer.post(f"/api/data/datasets/{dataset_id}/buy/", {"tier": "compute"}, format="json").status_code
+        == 201
+    )
+
+    submitted = buyer.post(
+        f"/api/data/datasets/{dataset_id}/analyses/", {"analysis": "kmeans", "k": 2}, format="json"
+    )
+    assert submitted.status_code == 201, submitted.content
+    job_id = submitted.json()["id"]
+    wait_for(lambda: Job.objects.get(pk=job_id).is_finished, timeout=90, what="the k-means job")
+    job = buyer.get(f"/api/jobs/{job_id}/").json()
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]["result"]
+    assert result["k"] == 2 and sum(c["size"] for c in result["clusters"]) == 200
+    assert result["input"]["categorical_columns_used"] == ["city"]
+    assert "30137" not in str(job["result"]), "no income from the file appears in the result"
+    assert buyer.get(f"/api/data/datasets/{dataset_id}/download/").status_code == 403
+    assert Entry.objects.filter(kind="marketplace.analysis.completed", payload__job=job_id).exists()
+    call_command("verify_ledger", "--quiet")

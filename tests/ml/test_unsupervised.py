@@ -6,7 +6,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 
-from ml.tabular import Table, TabularError
+from ml.tabular import Categorical, Table, TabularError
 from ml.unsupervised import (
     dbscan,
     histogram_svg,
@@ -28,7 +28,7 @@ def table_of(numeric: dict[str, np.ndarray], categorical: dict | None = None) ->
     return Table(
         columns=[*numeric, *categorical],
         numeric={k: np.asarray(v, dtype=np.float64) for k, v in numeric.items()},
-        categorical=categorical,
+        categorical={k: Categorical.from_values(v) for k, v in categorical.items()},
         n_rows=n,
     )
 
@@ -141,7 +141,7 @@ def test_kmeans_suppresses_small_clusters_and_never_reveals_a_row():
     width = np.append(table.numeric["width"], [PLANTED, PLANTED + 1])
     height = np.append(table.numeric["height"], [7.25, 7.5])
     table = table_of(
-        {"width": width, "height": height}, {"colour": [*table.categorical["colour"], "red", "red"]}
+        {"width": width, "height": height}, {"colour": [*table.categorical["colour"].tolist(), "red", "red"]}
     )
     result = kmeans(prepare(table), k=4, min_cluster_size=5)
     small = [c for c in result["clusters"] if c["suppressed"]]
