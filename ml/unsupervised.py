@@ -25,6 +25,7 @@ SELECTION_ROWS = 50_000  # choosing k fits one model per candidate: on a sample 
 MINI_BATCH_ABOVE = 5_000_000
 SAMPLE_ROWS = 100_000  # the plot's axes and range come from a sample this large; its counts from every row
 _BLOCK_ROWS = 8_192
+NOISE_COLOUR = "#404040"
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -256,6 +257,7 @@ def dbscan(
     min_cluster_size: int = 5,
     max_rows: int = 50_000,
     seed: int = 0,
+    bins: int = 40,
     progress: Progress | None = None,
 ) -> dict:
     """DBSCAN clusters (eps in standardized units): sizes, noise count, silhouette of the non-noise rows.
@@ -280,6 +282,11 @@ def dbscan(
     noise = int((~clustered).sum())
     silhouette = _silhouette(X[clustered], labels[clustered], seed) if n_clusters >= 2 else None
     noise_hidden = 0 < noise < min_cluster_size
+    # Noise is drawn as one more group after the clusters, without a centroid (size 0 hides it).
+    scatter = _density_grid(
+        X, np.where(clustered, labels, n_clusters), np.vstack([centers, np.zeros((1, X.shape[1]))]),
+        np.append(sizes, 0), bins, min_cluster_size,
+    )  # fmt: skip
     result = {
         "algorithm": "dbscan",
         "eps": float(eps),
@@ -293,6 +300,7 @@ def dbscan(
         "min_cluster_size": min_cluster_size,
         "clusters": _clusters(prepared, centers, sizes, min_cluster_size),
         "feature_names": list(prepared.feature_names),
+        "scatter": scatter,
         "input": prepared.summary(),
     }
     report(1.0, "done")
@@ -515,8 +523,20 @@ def _text(x: float, y: float, text: str, anchor: str = "middle", extra: str = ""
 
 
 def scatter_svg(result: dict) -> str:
-    """The k-means density grid as an SVG: each cluster's cells in its colour, darker where denser."""
+    """A k-means or DBSCAN density grid as an SVG: each cluster's cells in its colour, darker where denser
+    (DBSCAN's noise in dark grey)."""
     grid = result["scatter"]
+    legend = [
+        f"cluster {c}: " + ("suppressed" if cluster["suppressed"] else f"{cluster['size']} rows")
+        for c, cluster in enumerate(result["clusters"])
+    ]
+    colours = [PALETTE[c % len(PALETTE)] for c in range(len(legend))]
+    if result["algorithm"] == "dbscan":
+        legend.append("noise: " + ("suppressed" if result["noise_suppressed"] else f"{result['noise']} rows"))
+        colours.append(NOISE_COLOUR)
+        title = f"DBSCAN, {result['n_clusters']} clusters"
+    else:
+        title = f"k-means, k={result['k']}"
     bins = grid["bins"]
     size = 360
     width, height = size + 2 * _M + 90, size + 2 * _M
@@ -524,8 +544,7 @@ def scatter_svg(result: dict) -> str:
     counts = np.asarray(grid["counts"], dtype=np.float64)
     top = math.log1p(counts.max()) if counts.size and counts.max() > 0 else 1.0
     body = [f'<rect x="{_M}" y="{_M}" width="{size}" height="{size}" fill="none" stroke="#999999"/>']
-    for c, cluster in enumerate(counts):
-        colour = PALETTE[c % len(PALETTE)]
+    for colour, cluster in zip(colours, counts, strict=True):
         for i, j in zip(*np.nonzero(cluster), strict=True):
             opacity = 0.15 + 0.85 * math.log1p(cluster[i, j]) / top
             x, y = _M + i * cell, _M + size - (j + 1) * cell  # y grows upward, as on a plot
@@ -543,12 +562,9 @@ def scatter_svg(result: dict) -> str:
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#ffffff" stroke="#000000" stroke-width="2"/>'
         )
         body.append(_text(x + 8, y - 6, str(c), "start", ' font-weight="bold"'))
-    for c, cluster in enumerate(result["clusters"]):
+    for c, (label, colour) in enumerate(zip(legend, colours, strict=True)):
         y = _M + 14 + 18 * c
-        label = f"cluster {c}: " + ("suppressed" if cluster["suppressed"] else f"{cluster['size']} rows")
-        body.append(
-            f'<rect x="{_M + size + 10}" y="{y - 9}" width="10" height="10" fill="{PALETTE[c % len(PALETTE)]}"/>'
-        )
+        body.append(f'<rect x="{_M + size + 10}" y="{y - 9}" width="10" height="10" fill="{colour}"/>')
         body.append(_text(_M + size + 24, y, label, "start"))
     ratio = grid["explained_variance_ratio"]
     body.append(_text(_M + size / 2, height - 12, f"PC1 ({100 * (ratio[0] or 0):.1f}% of variance)"))
@@ -560,8 +576,8 @@ def scatter_svg(result: dict) -> str:
             extra=f' transform="rotate(-90 14 {_M + size / 2:.1f})"',
         )
     )
-    body.append(_text(_M + size / 2, 20, f"k-means, k={result['k']}: rows per cell by cluster"))
-    return _svg(body, f"k-means clusters, k={result['k']}", width, height)
+    body.append(_text(_M + size / 2, 20, f"{title}: rows per cell by cluster"))
+    return _svg(body, title, width, height)
 
 
 def _bars(values: list[float], labels: list[str], title: str, y_label: str, ymax: float) -> list[str]:

@@ -180,6 +180,11 @@ def test_dbscan_finds_the_blobs_and_counts_noise():
     assert result["silhouette"] > 0.5
     assert not set(width[-6:].round(6)) & set(all_numbers(result))
     json.dumps(result, allow_nan=False)
+    # The plot has one layer per cluster and one for noise, which has no centroid.
+    grid = result["scatter"]
+    assert len(grid["counts"]) == 4 and grid["centroids"][3] is None
+    for layer, cluster in zip(grid["counts"], result["clusters"], strict=False):
+        assert 0.8 * cluster["size"] <= sum(map(sum, layer)) <= cluster["size"]  # sparse cells are hidden
 
 
 def test_dbscan_hides_a_noise_count_below_the_minimum():
@@ -237,6 +242,7 @@ def test_every_chart_is_well_formed_svg():
     prepared = prepare(table)
     charts = [
         scatter_svg(kmeans(prepared, k=3)),
+        scatter_svg(dbscan(prepared, eps=0.3)),
         pca_svg(pca(prepared)),
         histogram_svg(isolation_forest(prepared)),
     ]
