@@ -369,7 +369,7 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
             result = unsupervised.dbscan(
                 prepared, eps=params["eps"], min_samples=params["min_samples"], progress=progress
             )
-            plot = None
+            plot = unsupervised.scatter_svg(result)
         elif kind == "pca":
             result = unsupervised.pca(prepared, progress=progress)
             plot = unsupervised.pca_svg(result)
