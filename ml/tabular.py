@@ -5,6 +5,7 @@ pandas is not a dependency: the stdlib `csv`/`json` readers feed a small column 
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -132,6 +133,10 @@ def read_table(
     if max_rows is not None and max_rows < 1:
         raise TabularError("max_rows must be at least 1")
     with _open(source) as (fh, total_bytes):
+        if fmt == "csv" and max_rows is None:
+            table = _read_numeric_csv(fh, total_bytes, progress)
+            if table is not None:
+                return table
         lines = _decoded_lines(fh, total_bytes, progress)
         if fmt == "csv":
             columns, raw, truncated = _read_csv(lines, max_rows)
@@ -161,6 +166,48 @@ def read_table(
         categorical=categorical,
         n_rows=n_rows,
         truncated=truncated,
+        head=head,
+    )
+
+
+def _read_numeric_csv(fh: IO[Any], total_bytes: int | None, progress: Progress | None) -> Table | None:
+    """A CSV of numbers only, none missing, parsed by numpy's C reader (about 3 times faster than the general
+    path); None, with the file rewound, for anything else, which the general path then reads or explains."""
+    try:
+        start = fh.tell()
+    except (AttributeError, OSError, ValueError):
+        return None  # not seekable: no second chance, so only the general path
+    lines = _decoded_lines(fh, total_bytes, progress)
+    try:
+        header_line = next(line for line in lines if line.strip())
+        columns = _header_names(next(csv.reader([header_line], strict=True)), 1)
+        first = list(itertools.islice(lines, HEAD_ROWS))
+        head = [row for row in csv.reader(first, strict=True) if row]
+        if not head:
+            raise StopIteration  # no data rows: the general path says so
+        matrix = np.loadtxt(
+            itertools.chain(first, lines),
+            delimiter=",",
+            quotechar='"',
+            comments=None,
+            dtype=np.float64,
+            ndmin=2,
+        )
+    except (StopIteration, TabularError, csv.Error, ValueError):
+        fh.seek(start)
+        return None
+    if matrix.shape[0] == 0 or matrix.shape[1] != len(columns):
+        fh.seek(start)
+        return None
+    matrix = np.asfortranarray(matrix)  # each column contiguous
+    matrix[~np.isfinite(matrix)] = math.nan  # infinities count as missing, as on the general path
+    if progress is not None:
+        progress(1.0, f"read {matrix.shape[0]} rows and {len(columns)} columns")
+    return Table(
+        columns=columns,
+        numeric={name: matrix[:, j] for j, name in enumerate(columns)},
+        categorical={},
+        n_rows=matrix.shape[0],
         head=head,
     )
 

@@ -164,3 +164,57 @@ def test_saved_columns_load_back_identical_and_never_unpickle(tmp_path):
     np.savez(tmp_path / "evil.npz", meta=np.array([{"format": 1}], dtype=object), numeric=np.zeros(1))
     with pytest.raises(ValueError, match="allow_pickle"):
         table_load(tmp_path / "evil.npz")
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream that cannot seek, so `read_table` takes its general path."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._inner.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def assert_same_table(a, b) -> None:
+    assert a.columns == b.columns and a.kinds == b.kinds and a.n_rows == b.n_rows and a.head == b.head
+    for name in a.numeric:
+        np.testing.assert_array_equal(a.numeric[name], b.numeric[name])
+    for name in a.categorical:
+        assert a.categorical[name].tolist() == b.categorical[name].tolist()
+
+
+@pytest.mark.parametrize(
+    ("data", "fast"),
+    [
+        (b"a,b\n1,2\n3.5,-4e3\n", True),
+        (b"\xef\xbb\xbfa,b\r\n1,2\r\n\r\n3,4\r\n", True),  # BOM, CRLF, a blank line
+        (b'"a","b"\n"1","2"\n3, 4\n', True),  # quoted numbers, a space
+        (b"a,b\n1,nan\ninf,2\n", True),  # nan and infinity are missing
+        (b"a,b\n1,\n2,3\n", False),  # an empty field
+        (b"a,b\n1,x\n", False),  # a word
+        (b"a,b\n1,2,3\n", False),  # ragged: the general path's error
+        (b"a,a\n1,2\n", False),  # a repeated name: the general path's error
+        (b"a,b\n", False),  # no rows: the general path's error
+        (b"a\n#1\n2\n", False),  # '#' is not a comment
+    ],
+)
+def test_the_numeric_fast_path_reads_exactly_what_the_general_path_reads(data, fast):
+    from ml.tabular import _read_numeric_csv
+
+    stream = io.BytesIO(data)
+    assert (_read_numeric_csv(stream, None, None) is not None) is fast
+    assert fast or stream.tell() == 0, "a fallback rewinds the file"
+    try:
+        expected = read_table(_Unseekable(data), fmt="csv")
+    except TabularError as exc:
+        with pytest.raises(TabularError) as caught:
+            read_table(io.BytesIO(data), fmt="csv")
+        assert str(caught.value) == str(exc)
+        return
+    assert_same_table(read_table(io.BytesIO(data), fmt="csv"), expected)
