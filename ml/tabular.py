@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ class Table:
 
 
 HEAD_ROWS = 10
+BLOCK_ROWS = 65_536  # rows parsed as text before they are converted to typed columns
 _COLUMNS_FORMAT = 1
 
 
@@ -137,46 +139,103 @@ def read_table(
             table = _read_numeric_csv(fh, total_bytes, progress)
             if table is not None:
                 return table
-        lines = _decoded_lines(fh, total_bytes, progress)
-        if fmt == "csv":
-            columns, raw, truncated = _read_csv(lines, max_rows)
-        else:
-            columns, raw, truncated = _read_jsonl(lines, max_rows)
-    n_rows = len(raw[0]) if raw else 0
-    if n_rows == 0:
-        raise TabularError("the file has no data rows")
-    head = [
-        [None if v is None else str(v) for v in row]
-        for row in zip(*(r[:HEAD_ROWS] for r in raw), strict=True)
-    ]
-    numeric: dict[str, np.ndarray] = {}
-    categorical: dict[str, Categorical] = {}
-    for index, (name, values) in enumerate(zip(columns, raw, strict=True)):
-        as_numbers = _as_numeric(values)
-        if as_numbers is None:
-            categorical[name] = Categorical.from_values(_as_category(v) for v in values)
-        else:
-            numeric[name] = as_numbers
-        raw[index] = []  # let each column's strings go once converted
+        # Column types are decided block by block; a column found to hold text after numbers were
+        # kept for it (their spelling gone) is read again, from the start, as categorical.
+        start, categorical = fh.tell(), set()
+        while True:
+            builder = _Builder(categorical)
+            lines = _decoded_lines(fh, total_bytes, progress)
+            try:
+                truncated = (_read_csv if fmt == "csv" else _read_jsonl)(lines, max_rows, builder)
+            except _TextAfterNumbers as exc:
+                categorical.add(exc.column)
+                fh.seek(start)
+                continue
+            break
+    table = builder.table(truncated)
     if progress is not None:
-        progress(1.0, f"read {n_rows} rows and {len(columns)} columns")
-    return Table(
-        columns=columns,
-        numeric=numeric,
-        categorical=categorical,
-        n_rows=n_rows,
-        truncated=truncated,
-        head=head,
-    )
+        progress(1.0, f"read {table.n_rows} rows and {len(table.columns)} columns")
+    return table
+
+
+class _TextAfterNumbers(Exception):
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+
+class _Builder:
+    """Typed columns built a block of rows at a time, so a file's strings are never all in memory at once."""
+
+    def __init__(self, categorical: set[str]) -> None:
+        self.forced = categorical  # columns known to be categorical from an earlier attempt
+        self.blocks: dict[str, list[np.ndarray]] = {}  # float64 blocks, or int32 codes once categorical
+        self.numeric: dict[str, bool] = {}
+        self.seen_number: dict[str, bool] = {}
+        self.code_of: dict[str, dict[str, int]] = {}
+        self.n_rows = 0
+        self.head: list[list[str | None]] = []
+
+    def add(self, columns: list[str], raw: list[list[Any]]) -> None:
+        """One block: `raw[j]` holds the values of `columns[j]`, all of one length."""
+        n = len(raw[0]) if raw else 0
+        if n == 0:
+            return
+        if len(self.head) < HEAD_ROWS:
+            wanted = HEAD_ROWS - len(self.head)
+            self.head += [
+                [None if v is None else str(v) for v in row]
+                for row in zip(*(values[:wanted] for values in raw), strict=True)
+            ]
+        for name, values in zip(columns, raw, strict=True):
+            if name not in self.blocks:  # a JSON key first seen now: missing in every earlier row
+                self.numeric[name] = name not in self.forced
+                self.seen_number[name] = False
+                self.code_of[name] = {}
+                self.blocks[name] = [self._missing(name, self.n_rows)]
+            if self.numeric[name]:
+                numbers = _as_numeric(values)
+                if numbers is not None:
+                    self.seen_number[name] |= bool((~np.isnan(numbers)).any())
+                    self.blocks[name].append(numbers)
+                    continue
+                if self.seen_number[name]:
+                    raise _TextAfterNumbers(name)
+                # Every earlier value was missing: nothing is lost by switching now.
+                self.numeric[name] = False
+                self.blocks[name] = [self._missing(name, self.n_rows)]
+            code_of = self.code_of[name]
+            codes = (
+                -1 if v is None else code_of.setdefault(v, len(code_of)) for v in map(_as_category, values)
+            )
+            self.blocks[name].append(np.fromiter(codes, dtype=np.int32, count=n))
+        self.n_rows += n
+
+    def _missing(self, name: str, n: int) -> np.ndarray:
+        return np.full(n, math.nan) if self.numeric[name] else np.full(n, -1, dtype=np.int32)
+
+    def table(self, truncated: bool) -> Table:
+        if self.n_rows == 0:
+            raise TabularError("the file has no data rows")
+        joined = {name: np.concatenate(blocks) for name, blocks in self.blocks.items()}
+        return Table(
+            columns=list(self.blocks),
+            numeric={name: a for name, a in joined.items() if self.numeric[name]},
+            categorical={
+                name: Categorical(codes=a, levels=list(self.code_of[name]))
+                for name, a in joined.items()
+                if not self.numeric[name]
+            },
+            n_rows=self.n_rows,
+            truncated=truncated,
+            # JSON rows read before a key first appeared lack its column.
+            head=[row + [None] * (len(self.blocks) - len(row)) for row in self.head],
+        )
 
 
 def _read_numeric_csv(fh: IO[Any], total_bytes: int | None, progress: Progress | None) -> Table | None:
     """A CSV of numbers only, none missing, parsed by numpy's C reader (about 3 times faster than the general
     path); None, with the file rewound, for anything else, which the general path then reads or explains."""
-    try:
-        start = fh.tell()
-    except (AttributeError, OSError, ValueError):
-        return None  # not seekable: no second chance, so only the general path
+    start = fh.tell()
     lines = _decoded_lines(fh, total_bytes, progress)
     try:
         header_line = next(line for line in lines if line.strip())
@@ -225,13 +284,19 @@ def _open(source: Source) -> Iterator[tuple[IO[Any], int | None]]:
         finally:
             fh.close()
         return
-    size = None
     try:
         here = source.tell()
         size = source.seek(0, os.SEEK_END) - here
         source.seek(here)
     except (AttributeError, OSError, ValueError):
-        pass  # not seekable: progress then counts lines only
+        # Not seekable: spooled to a temporary file, since a column's type may need a second reading.
+        with tempfile.TemporaryFile() as spool:
+            while chunk := source.read(1 << 20):
+                spool.write(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
+            size = spool.tell()
+            spool.seek(0)
+            yield spool, size
+        return
     yield source, size
 
 
@@ -260,7 +325,8 @@ def _decoded_lines(fh: Iterable[Any], total_bytes: int | None, progress: Progres
         yield text
 
 
-def _read_csv(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], list[list[Any]], bool]:
+def _read_csv(lines: Iterator[str], max_rows: int | None, builder: "_Builder") -> bool:
+    """Feed the CSV's rows to `builder` a block at a time; True when `max_rows` cut the file short."""
     # strict=True turns stray quotes into errors instead of silently merging fields.
     reader = csv.reader(lines, strict=True)
     try:
@@ -284,9 +350,13 @@ def _read_csv(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], li
             for values, value in zip(raw, row, strict=True):
                 values.append(value)
             n += 1
+            if n % BLOCK_ROWS == 0:
+                builder.add(columns, raw)
+                raw = [[] for _ in columns]
     except csv.Error as exc:
         raise TabularError(f"malformed CSV on line {reader.line_num}: {exc}") from None
-    return columns, raw, truncated
+    builder.add(columns, raw)
+    return truncated
 
 
 def _header_names(header: list[str], line: int) -> list[str]:
@@ -299,16 +369,19 @@ def _header_names(header: list[str], line: int) -> list[str]:
     return names
 
 
-def _read_jsonl(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], list[list[Any]], bool]:
-    # Keys may differ between lines: the columns are their union in first-seen order, absent = missing.
+def _read_jsonl(lines: Iterator[str], max_rows: int | None, builder: "_Builder") -> bool:
+    """Feed the objects' values to `builder` a block at a time; True when `max_rows` cut the file short.
+
+    Keys may differ between lines: the columns are their union in first-seen order, absent = missing."""
     index: dict[str, int] = {}
     raw: list[list[Any]] = []
-    n = 0
+    n = 0  # rows in this block
+    total = 0
     truncated = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        if max_rows is not None and n >= max_rows:
+        if max_rows is not None and total >= max_rows:
             truncated = True
             break
         try:
@@ -324,14 +397,19 @@ def _read_jsonl(lines: Iterator[str], max_rows: int | None) -> tuple[list[str], 
                 raw.append([None] * n)
             raw[column].append(_json_scalar(value))
         n += 1
+        total += 1
         for values in raw:
             if len(values) < n:
                 values.append(None)
-    if not raw and n == 0:
+        if n == BLOCK_ROWS:
+            builder.add(list(index), raw)
+            raw, n = [[] for _ in raw], 0
+    if total == 0:
         raise TabularError("the file has no data rows")
     if not raw:
         raise TabularError("the JSON objects have no keys: there are no columns")
-    return list(index), raw, truncated
+    builder.add(list(index), raw)
+    return truncated
 
 
 def _json_scalar(value: Any) -> Any:

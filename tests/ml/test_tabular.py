@@ -167,7 +167,7 @@ def test_saved_columns_load_back_identical_and_never_unpickle(tmp_path):
 
 
 class _Unseekable(io.RawIOBase):
-    """A stream that cannot seek, so `read_table` takes its general path."""
+    """A stream that cannot seek (a pipe, a socket)."""
 
     def __init__(self, data: bytes) -> None:
         self._inner = io.BytesIO(data)
@@ -211,10 +211,40 @@ def test_the_numeric_fast_path_reads_exactly_what_the_general_path_reads(data, f
     assert (_read_numeric_csv(stream, None, None) is not None) is fast
     assert fast or stream.tell() == 0, "a fallback rewinds the file"
     try:
-        expected = read_table(_Unseekable(data), fmt="csv")
+        expected = read_table(io.BytesIO(data), fmt="csv", max_rows=10**9)  # max_rows: the general path
     except TabularError as exc:
         with pytest.raises(TabularError) as caught:
             read_table(io.BytesIO(data), fmt="csv")
         assert str(caught.value) == str(exc)
         return
     assert_same_table(read_table(io.BytesIO(data), fmt="csv"), expected)
+
+
+def test_an_unseekable_stream_is_read_like_a_file():
+    data = b"n,word\n1,a\n2,b\n" + b"3,c\n" * 10
+    assert_same_table(read_table(_Unseekable(data), fmt="csv"), read_table(io.BytesIO(data), fmt="csv"))
+
+
+def test_a_column_with_text_after_a_block_of_numbers_is_read_again_as_categorical(monkeypatch):
+    import ml.tabular
+
+    monkeypatch.setattr(ml.tabular, "BLOCK_ROWS", 4)
+    data = b"code,x\n" + b"".join(b"00%d,%d\n" % (i, i) for i in range(9)) + b"A7,9\n"
+    table = read_table(io.BytesIO(data), fmt="csv")
+    assert table.kinds == {"code": "categorical", "x": "numeric"}
+    assert table.categorical["code"].tolist()[:2] == ["000", "001"]  # as written, not 0.0 and 1.0
+    assert table.categorical["code"].tolist()[-1] == "A7"
+    assert table.numeric["x"].tolist() == list(range(10))
+
+
+def test_json_keys_first_seen_in_a_later_block_are_missing_before_it(monkeypatch):
+    import ml.tabular
+
+    monkeypatch.setattr(ml.tabular, "BLOCK_ROWS", 2)
+    lines = [b'{"a": 1}', b'{"a": 2}', b'{"a": 3, "b": "x"}', b'{"a": null, "c": 5}', b'{"b": "y"}']
+    table = read_table(io.BytesIO(b"\n".join(lines)), fmt="jsonl")
+    assert table.columns == ["a", "b", "c"]
+    assert np.isnan(table.numeric["a"]).tolist() == [False, False, False, True, True]
+    assert table.categorical["b"].tolist() == [None, None, "x", None, "y"]
+    assert np.isnan(table.numeric["c"]).tolist() == [True, True, True, False, True]
+    assert table.head[0] == ["1", None, None] and table.head[2] == ["3", "x", None]
