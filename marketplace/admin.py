@@ -13,7 +13,9 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "owner", "status", "price_download", "price_compute", "created_at"]
+    list_display = [
+        "id", "title", "owner", "status", "price_download", "price_compute", "preview_enabled", "created_at",
+    ]  # fmt: skip
     list_filter = ["status", "preview_enabled"]
     search_fields = ["title", "description", "owner__username"]
     list_select_related = ["owner"]
@@ -26,7 +28,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     list_filter = ["status", "format"]
     search_fields = ["dataset__title", "sha256"]
     list_select_related = ["dataset"]
-    readonly_fields = ["sha256", "size", "stats", "published_seq"]
+    # Written by the upload and the statistics job; the preview rows are the owner's data, shown only as stored.
+    readonly_fields = ["sha256", "size", "stats", "preview", "published_seq"]
 
 
 # Licenses and downloads are records of ledgered events: read-only here.

@@ -1,6 +1,6 @@
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -30,16 +30,28 @@ class VersionOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+class PreviewSerializer(serializers.Serializer):
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = serializers.ListField(child=serializers.ListField(child=serializers.CharField(allow_null=True)))
+
+
 class DatasetOutputSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username")
     current_version = VersionOutputSerializer(allow_null=True)
+    preview = serializers.SerializerMethodField(
+        help_text="The first rows of the version on sale, as uploaded; null unless the owner enabled the preview"
+    )
 
     class Meta:
         model = Dataset
         fields = [
             "id", "title", "description", "tags", "owner", "status", "price_download", "price_compute", "terms",
-            "preview_enabled", "current_version", "created_at",
+            "preview_enabled", "preview", "current_version", "created_at",
         ]  # fmt: skip
+
+    @extend_schema_field(PreviewSerializer(allow_null=True))
+    def get_preview(self, dataset: Dataset) -> dict | None:
+        return selectors.dataset_preview(dataset=dataset, version=dataset.current_version)
 
 
 class LicenseOutputSerializer(serializers.ModelSerializer):
@@ -60,19 +72,41 @@ class LicenseOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+# Filters are bounded so that no number overflows a database integer.
+MAX_FILTER = 10**15
+
+
 class DatasetListApi(APIView):
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
     class FilterSerializer(serializers.Serializer):
-        q = serializers.CharField(required=False, max_length=100)
-        tier = serializers.ChoiceField(choices=["download", "compute"], required=False)
-        tag = serializers.CharField(required=False, max_length=50)
-        owner = serializers.CharField(required=False, max_length=150)
-        price_max = serializers.IntegerField(required=False, min_value=0)
-        ordering = serializers.ChoiceField(
-            choices=["-created_at", "created_at", "price_download", "-price_download", "title"],
-            required=False,
+        q = serializers.CharField(
+            required=False, max_length=100, help_text='full-text search: words, "a phrase", -excluded'
         )
+        tier = serializers.ChoiceField(choices=["download", "compute"], required=False)
+        tag = serializers.CharField(
+            required=False, max_length=200, help_text="tags, comma separated; all must match"
+        )
+        owner = serializers.CharField(required=False, max_length=150, help_text="the seller's username")
+        price_min = serializers.IntegerField(
+            required=False, min_value=0, max_value=MAX_FILTER, help_text="minor units"
+        )
+        price_max = serializers.IntegerField(
+            required=False, min_value=0, max_value=MAX_FILTER, help_text="minor units"
+        )
+        rows_min = serializers.IntegerField(required=False, min_value=0, max_value=MAX_FILTER)
+        rows_max = serializers.IntegerField(required=False, min_value=0, max_value=MAX_FILTER)
+        sort = serializers.ChoiceField(
+            choices=list(selectors.SORTS),
+            required=False,
+            help_text="default: relevance with a search query, else newest; price sorts by the cheapest tier offered",
+        )
+
+        def validate(self, attrs):
+            for low, high in (("price_min", "price_max"), ("rows_min", "rows_max")):
+                if attrs.get(low) is not None and attrs.get(high) is not None and attrs[low] > attrs[high]:
+                    raise serializers.ValidationError({low: f"{low} is above {high}"})
+            return attrs
 
     class InputSerializer(serializers.Serializer):
         title = serializers.CharField(max_length=200)
@@ -108,6 +142,9 @@ class DatasetListApi(APIView):
 
 
 class DatasetDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        preview_enabled = serializers.BooleanField(help_text="show the first rows of the version on sale")
+
     @extend_schema(responses={200: DatasetOutputSerializer, **api_errors(404)})
     def get(self, request, dataset_id: int):
         return Response(
@@ -115,6 +152,18 @@ class DatasetDetailApi(APIView):
                 selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
             ).data
         )
+
+    @extend_schema(
+        request=InputSerializer, responses={200: DatasetOutputSerializer, **api_errors(400, 403, 404)}
+    )
+    def patch(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_preview_set(
+            dataset=dataset, actor=request.user, enabled=data.validated_data["preview_enabled"]
+        )
+        return Response(DatasetOutputSerializer(dataset).data)
 
 
 class VersionUploadApi(APIView):
@@ -198,7 +247,20 @@ class LicenseListApi(APIView):
 
 
 class AnalysisSubmitApi(APIView):
+    """GET: the user's own analyses of the dataset, newest first; POST: start one."""
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
     InputSerializer = AnalysisOptions
+
+    @extend_schema(responses={200: JobOutputSerializer(many=True), **api_errors(404)})
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=selectors.analysis_list_for_user(user=request.user, dataset=dataset),
+            serializer_class=JobOutputSerializer,
+        )
 
     @extend_schema(
         request=InputSerializer, responses={201: JobOutputSerializer, **api_errors(400, 403, 404, 409)}

@@ -6,8 +6,11 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from rest_framework import serializers
+from rest_framework.fields import empty
 
 from marketplace import services
+from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import License
 
 # Prices are typed in tokens with at most two decimals; the services take minor units (1 token = 100).
@@ -27,17 +30,56 @@ class DatasetFilterForm(forms.Form):
         choices=[("", "Any access"), ("download", "Download"), ("compute", "Compute-only")],
         label="Access",
     )
-    tag = forms.CharField(required=False, max_length=50)
+    tag = forms.CharField(required=False, max_length=200, help_text="one or more, comma separated")
+    owner = forms.CharField(required=False, max_length=150, label="Seller")
+    price_min = forms.DecimalField(required=False, min_value=0, label="Min price (tokens)", **_TOKEN)
     price_max = forms.DecimalField(required=False, min_value=0, label="Max price (tokens)", **_TOKEN)
+    rows_min = forms.IntegerField(required=False, min_value=0, max_value=10**15, label="Min rows")
+    rows_max = forms.IntegerField(required=False, min_value=0, max_value=10**15, label="Max rows")
+    sort = forms.ChoiceField(
+        required=False,
+        label="Sort by",
+        choices=[
+            ("", "Best match"),
+            ("newest", "Newest"),
+            ("oldest", "Oldest"),
+            ("price", "Price: low to high"),
+            ("-price", "Price: high to low"),
+            ("title", "Title"),
+            ("most_sold", "Most sold"),
+            ("rows", "Most rows"),
+        ],
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for low, high, what in (
+            ("price_min", "price_max", "price"),
+            ("rows_min", "rows_max", "number of rows"),
+        ):
+            if (
+                cleaned.get(low) is not None
+                and cleaned.get(high) is not None
+                and cleaned[low] > cleaned[high]
+            ):
+                raise forms.ValidationError(f"The minimum {what} is more than the maximum.")
+        return cleaned
 
     def filters(self) -> dict[str, Any]:
         """Keyword arguments for selectors.dataset_list_public (empty values left out)."""
         data = self.cleaned_data
-        filters = {name: data[name].strip() for name in ("q", "tag") if data[name].strip()}
-        if data["tier"]:
-            filters["tier"] = data["tier"]
-        if data["price_max"] is not None:
-            filters["price_max"] = tokens_to_minor(data["price_max"])
+        filters: dict[str, Any] = {
+            name: data[name].strip() for name in ("q", "tag", "owner") if data[name].strip()
+        }
+        for name in ("tier", "sort"):
+            if data[name]:
+                filters[name] = data[name]
+        for name in ("price_min", "price_max"):
+            if data[name] is not None:
+                filters[name] = tokens_to_minor(data[name])
+        for name in ("rows_min", "rows_max"):
+            if data[name] is not None:
+                filters[name] = data[name]
         return filters
 
 
@@ -77,6 +119,11 @@ class DatasetCreateForm(VersionUploadForm):
     price_compute = forms.DecimalField(
         required=False, min_value=Decimal("0.01"), label="Compute-only price (tokens)", **_TOKEN
     )
+    preview_enabled = forms.BooleanField(
+        required=False,
+        label="Show a preview",
+        help_text="Anyone may see the first 10 rows of the version on sale; you can turn it off at any time.",
+    )
 
     field_order = ["title", "description", "tags", "terms_preset", "terms_text", "price_download"]
 
@@ -108,6 +155,7 @@ class DatasetCreateForm(VersionUploadForm):
             "tags": data["tags"],
             "price_download": tokens_to_minor(data["price_download"]),
             "price_compute": tokens_to_minor(data["price_compute"]),
+            "preview_enabled": data["preview_enabled"],
         }
 
 
@@ -115,15 +163,106 @@ class PurchaseForm(forms.Form):
     tier = forms.ChoiceField(choices=License.Tier.choices)
 
 
-class AnalysisForm(forms.Form):
-    analysis = forms.ChoiceField(
-        choices=[
-            ("kmeans", "k-means clusters"),
-            ("dbscan", "DBSCAN clusters"),
-            ("pca", "Principal components"),
-            ("isolation_forest", "Outliers (isolation forest)"),
+class PreviewForm(forms.Form):
+    enabled = forms.BooleanField(required=False)
+
+
+# Labels for the choices and fields of marketplace.jobkinds.AnalysisOptions; an option added there without an
+# entry here still appears, under its own name and help text.
+ANALYSIS_LABELS = {
+    "kmeans": "k-means clusters",
+    "dbscan": "DBSCAN clusters",
+    "pca": "Principal components (PCA)",
+    "isolation_forest": "Outliers (isolation forest)",
+}
+_CHOICE_LABELS = {
+    **ANALYSIS_LABELS,
+    "impute": "Impute (mean, or no category)",
+    "drop": "Drop rows with a missing value",
+    "auto": "Automatic",
+    "lloyd": "Lloyd (exact)",
+    "minibatch": "Mini-batches (faster on large data)",
+}
+_OPTION_TEXT: dict[str, tuple[str, str]] = {
+    "analysis": ("Analysis", ""),
+    "k": ("Clusters (k)", "k-means only; empty: the k with the best silhouette from 2 to 8"),
+    "algorithm": ("k-means algorithm", ""),
+    "eps": (
+        "Neighbourhood radius (eps)",
+        "DBSCAN only; in standard deviations, since columns are standardized",
+    ),
+    "min_samples": ("Min samples", "DBSCAN only; neighbours that make a point a core point"),
+    "contamination": (
+        "Expected outlier share",
+        "isolation forest only, 0.001 to 0.5; empty: the automatic threshold",
+    ),
+    "max_categories": (
+        "Max categories",
+        "a text column with more distinct values than this is left out; others are one-hot encoded",
+    ),
+    "missing": ("Missing values", "impute: a missing number becomes its column's mean"),
+}
+
+
+def _form_field(name: str, field: serializers.Field) -> forms.Field:
+    """A form field mirroring a serializer field's type, bounds, default and help text."""
+    label, help_text = _OPTION_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
+    help_text = help_text or str(field.help_text or "")
+    has_default = field.default is not empty
+    common: dict[str, Any] = {
+        "label": label,
+        "help_text": help_text,
+        "required": field.required and not has_default,
+        "initial": field.default if has_default else None,
+    }
+    if isinstance(field, serializers.ChoiceField):
+        choices = [
+            (value, _CHOICE_LABELS.get(str(value), str(display))) for value, display in field.choices.items()
         ]
+        return forms.ChoiceField(choices=choices, **common)
+    if isinstance(field, serializers.BooleanField):
+        return forms.BooleanField(**{**common, "required": False})
+    bounds = {"min_value": field.min_value, "max_value": field.max_value}
+    if isinstance(field, serializers.IntegerField):
+        return forms.IntegerField(**bounds, **common)
+    if isinstance(field, serializers.FloatField):
+        return forms.FloatField(**bounds, widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    return forms.CharField(**common)
+
+
+class AnalysisForm(forms.Form):
+    """The analysis options of marketplace.jobkinds.AnalysisOptions as a page form: its fields are made from
+    that serializer, which also validates what is submitted, so the page and the API accept the same."""
+
+    GROUPS = (
+        ("", ("analysis",)),
+        ("k-means", ("k", "algorithm")),
+        ("DBSCAN", ("eps", "min_samples")),
+        ("Preprocessing", ("max_categories", "missing")),
     )
-    k = forms.IntegerField(
-        required=False, min_value=2, max_value=50, label="k", help_text="k-means only; empty: chosen for you"
-    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in AnalysisOptions().fields.items():
+            self.fields[name] = _form_field(name, field)
+
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The fields in fieldsets by the analysis they tune; options not named in GROUPS come last."""
+        placed = {name for _, names in self.GROUPS for name in names}
+        groups = [(legend, [self[n] for n in names if n in self.fields]) for legend, names in self.GROUPS]
+        groups.append(("More options", [self[n] for n in self.fields if n not in placed]))
+        return [(legend, fields) for legend, fields in groups if fields]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # Empty optional fields are left out so that the serializer's defaults apply.
+        data = {name: value for name, value in cleaned.items() if value not in (None, "")}
+        options = AnalysisOptions(data=data)
+        if not options.is_valid():
+            for name, errors in options.errors.items():
+                for error in errors:
+                    self.add_error(name if name in self.fields else None, str(error))
+            return cleaned
+        return dict(options.validated_data)

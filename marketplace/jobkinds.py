@@ -28,6 +28,10 @@ class AnalysisOptions(serializers.Serializer):
     )  # fmt: skip
     eps = serializers.FloatField(min_value=0.001, max_value=100, default=0.5)
     min_samples = serializers.IntegerField(min_value=2, max_value=1000, default=5)
+    contamination = serializers.FloatField(
+        min_value=0.001, max_value=0.5, required=False, allow_null=True, default=None,
+        help_text="isolation forest: the share of rows expected to be outliers; empty: the automatic threshold",
+    )  # fmt: skip
     max_categories = serializers.IntegerField(min_value=2, max_value=100, default=20)
     missing = serializers.ChoiceField(choices=["impute", "drop"], default="impute")
 

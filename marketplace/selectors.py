@@ -1,9 +1,89 @@
-from django.db.models import Count, Q, QuerySet, Sum
+import re
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.db import connection
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KT, KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, Least
 from django.utils import timezone
 
-from marketplace.models import Dataset, License
+from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.accounts.models import User
 from platform_site.errors import NotFound
+from platform_site.jobs.models import Job
+
+ANALYSIS_KIND = "marketplace.analysis"
+
+# Sort keys of the browse page and the API; "relevance" is the default when there is a search query.
+SORTS: dict[str, tuple[str, ...]] = {
+    "relevance": ("-rank", "-created_at"),
+    "newest": ("-created_at",),
+    "oldest": ("created_at",),
+    "price": ("price_from",),
+    "-price": ("-price_from",),
+    "title": ("title",),
+    "most_sold": ("-sales", "-created_at"),
+    "rows": ("-rows",),
+}
+_TERM = re.compile(r'(-?)(?:"([^"]*)"|(\S+))')
+_SEARCH_CONFIG = "english"
+
+
+def _search_terms(q: str) -> tuple[list[str], list[str]]:
+    """Words and "quoted phrases" of a websearch-style query; those starting with '-' are exclusions."""
+    include: list[str] = []
+    exclude: list[str] = []
+    for minus, phrase, word in _TERM.findall(q):
+        term = (phrase or word or "").strip()
+        if not term or (not phrase and term.lower() == "or"):
+            continue
+        (exclude if minus else include).append(term)
+    return include, exclude
+
+
+def _text_match(term: str) -> Q:
+    return Q(title__icontains=term) | Q(description__icontains=term) | Q(tags__icontains=term)
+
+
+def _search(datasets: QuerySet[Dataset], q: str) -> QuerySet[Dataset]:
+    """Full-text search annotated with `rank`: PostgreSQL's own, or a word-match score elsewhere (SQLite)."""
+    if connection.vendor == "postgresql":
+        # Title and tags weigh more than the description; stemming makes "surveys" find "survey".
+        vector = (
+            SearchVector("title", weight="A", config=_SEARCH_CONFIG)
+            + SearchVector(Cast("tags", TextField()), weight="A", config=_SEARCH_CONFIG)
+            + SearchVector("description", weight="B", config=_SEARCH_CONFIG)
+        )
+        query = SearchQuery(q, search_type="websearch", config=_SEARCH_CONFIG)
+        return datasets.alias(search=vector).filter(search=query).annotate(rank=SearchRank(vector, query))
+    include, exclude = _search_terms(q)
+    for term in include:
+        datasets = datasets.filter(_text_match(term))
+    for term in exclude:
+        datasets = datasets.exclude(_text_match(term))
+    score = Value(0)
+    for term in include:
+        score = (
+            score
+            + Case(When(title__icontains=term, then=Value(3)), default=Value(0))
+            + Case(When(tags__icontains=term, then=Value(3)), default=Value(0))
+            + Case(When(description__icontains=term, then=Value(1)), default=Value(0))
+        )
+    return datasets.annotate(rank=score)
 
 
 def dataset_list_public(
@@ -12,26 +92,69 @@ def dataset_list_public(
     tier: str = "",
     tag: str = "",
     owner: str = "",
+    price_min: int | None = None,
     price_max: int | None = None,
-    ordering: str = "-created_at",
+    rows_min: int | None = None,
+    rows_max: int | None = None,
+    sort: str = "",
 ) -> QuerySet[Dataset]:
-    """Published listings matching a search, with owner and version loaded (constant queries per page)."""
+    """Published listings matching a search and filters, with owner and version loaded (constant queries per page).
+
+    Prices are in minor units and apply to the chosen tier's price, or to any offered tier; `tag` takes
+    several tags separated by commas, all required; rows are those of the version on sale.
+    """
     datasets = Dataset.objects.filter(status=Dataset.Status.PUBLISHED).select_related(
         "owner", "current_version"
     )
+    q = q.strip()
     if q:
-        datasets = datasets.filter(Q(title__icontains=q) | Q(description__icontains=q) | Q(tags__icontains=q))
+        datasets = _search(datasets, q)
     if tier == "download":
         datasets = datasets.filter(price_download__isnull=False)
     elif tier == "compute":
         datasets = datasets.filter(price_compute__isnull=False)
-    if tag:
-        datasets = datasets.filter(tags__icontains=f'"{tag.lower()}"')
+    for name in {t.strip().lower() for t in tag.split(",") if t.strip()}:
+        # Tags are stored lower-cased as a JSON list: match the quoted element, not a substring of another tag.
+        datasets = datasets.filter(tags__icontains=f'"{name}"')
     if owner:
         datasets = datasets.filter(owner__username=owner)
-    if price_max is not None:
-        datasets = datasets.filter(Q(price_download__lte=price_max) | Q(price_compute__lte=price_max))
-    return datasets.order_by(ordering, "-pk")
+    if price_min is not None or price_max is not None:
+        tiers = {"download": ["price_download"], "compute": ["price_compute"]}.get(
+            tier, ["price_download", "price_compute"]
+        )
+        in_range = Q()
+        for field in tiers:
+            bounds = Q(**{f"{field}__isnull": False})
+            if price_min is not None:
+                bounds &= Q(**{f"{field}__gte": price_min})
+            if price_max is not None:
+                bounds &= Q(**{f"{field}__lte": price_max})
+            in_range |= bounds
+        datasets = datasets.filter(in_range)
+    sort = sort if sort in SORTS else ""
+    if not sort or (sort == "relevance" and not q):
+        sort = "relevance" if q else "newest"
+    if rows_min is not None or rows_max is not None or sort == "rows":
+        datasets = datasets.annotate(
+            rows=Cast(KeyTextTransform("rows", "current_version__stats"), FloatField())
+        )
+        if rows_min is not None:
+            datasets = datasets.filter(rows__gte=rows_min)
+        if rows_max is not None:
+            datasets = datasets.filter(rows__lte=rows_max)
+    if sort in ("price", "-price"):
+        if tier in ("download", "compute"):
+            datasets = datasets.annotate(price_from=F(f"price_{tier}"))
+        else:
+            # The cheapest tier offered (either price may be null; Least of a null is null on SQLite).
+            datasets = datasets.annotate(
+                price_from=Least(
+                    Coalesce("price_download", "price_compute"), Coalesce("price_compute", "price_download")
+                )
+            )
+    if sort == "most_sold":
+        datasets = datasets.annotate(sales=Count("licenses"))
+    return datasets.order_by(*SORTS[sort], "-pk")
 
 
 def dataset_get_for_user(*, dataset_id: int, user: User) -> Dataset:
@@ -40,6 +163,18 @@ def dataset_get_for_user(*, dataset_id: int, user: User) -> Dataset:
     if dataset is None or (dataset.status == Dataset.Status.DRAFT and dataset.owner_id != user.pk):
         raise NotFound("no such dataset")
     return dataset
+
+
+def dataset_preview(*, dataset: Dataset, version: DatasetVersion | None) -> dict | None:
+    """The version's first rows when the owner opted in and they are well formed; None otherwise."""
+    if not dataset.preview_enabled or version is None or not isinstance(version.preview, dict):
+        return None
+    columns, rows = version.preview.get("columns"), version.preview.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        return None
+    if not all(isinstance(row, list) and len(row) == len(columns) for row in rows):
+        return None
+    return {"columns": columns, "rows": rows}
 
 
 def license_list_for_user(*, user: User) -> QuerySet[License]:
@@ -63,3 +198,27 @@ def dataset_list_for_owner(*, owner: User) -> QuerySet[Dataset]:
         .annotate(sales=Count("licenses"), gross=Sum("licenses__price"))
         .order_by("-created_at", "-pk")
     )
+
+
+def _analyses() -> QuerySet[Job]:
+    """Analysis jobs annotated with the DatasetVersion pk of their parameters and that version's number."""
+    return Job.objects.filter(kind=ANALYSIS_KIND).annotate(
+        version_id=Cast(KT("params__version"), BigIntegerField()),
+        version_number=Subquery(
+            DatasetVersion.objects.filter(pk=OuterRef("version_id")).values("number")[:1]
+        ),
+    )
+
+
+def analysis_list_for_user(*, user: User, dataset: Dataset) -> QuerySet[Job]:
+    """The user's analysis jobs on any version of the dataset, most recent first."""
+    versions = DatasetVersion.objects.filter(dataset_id=dataset.pk).values("pk")
+    return _analyses().filter(owner_id=user.pk, version_id__in=versions).order_by("-created_at", "-pk")
+
+
+def analysis_get_for_user(*, user: User, dataset: Dataset, job_id: int) -> Job:
+    """One of the user's analysis jobs on a version of this dataset; NotFound for anyone else's."""
+    job = analysis_list_for_user(user=user, dataset=dataset).filter(pk=job_id).first()
+    if job is None:
+        raise NotFound("no such analysis")
+    return job

@@ -374,7 +374,9 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
             result = unsupervised.pca(prepared, progress=progress)
             plot = unsupervised.pca_svg(result)
         else:
-            result = unsupervised.isolation_forest(prepared, progress=progress)
+            result = unsupervised.isolation_forest(
+                prepared, contamination=params.get("contamination") or "auto", progress=progress
+            )
             plot = unsupervised.histogram_svg(result)
     except (TabularError, ValueError) as exc:
         raise DomainError(str(exc)) from exc

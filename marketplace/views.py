@@ -10,21 +10,27 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from ledger.services import format_amount
 from marketplace import selectors, services
 from marketplace.forms import (
+    ANALYSIS_LABELS,
     AnalysisForm,
     DatasetCreateForm,
     DatasetFilterForm,
+    PreviewForm,
     PurchaseForm,
     VersionUploadForm,
 )
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.errors import DomainError
+from platform_site.jobs.models import Job
+from platform_site.jobs.services import job_cancel, job_snapshot
 
 PAGE_SIZE = 24
+RECENT_ANALYSES = 20
 
 
 def _price(minor: int | None) -> str:
@@ -66,6 +72,7 @@ def index(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "filters": filters,
+        "searching": any(name != "sort" for name in filters),
         "page": page,
         "cards": [_card(dataset) for dataset in page],
         "query": query.urlencode(),
@@ -105,6 +112,11 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         and not (dataset.status == Dataset.Status.PUBLISHED and version.published_seq is not None)
     )
     published_seq = version.published_seq if version else None
+    analyses: list[Job] = []
+    if request.user.is_authenticated:
+        analyses = list(
+            selectors.analysis_list_for_user(user=request.user, dataset=dataset)[:RECENT_ANALYSES]
+        )
     context = {
         "dataset": dataset,
         "version": version,
@@ -125,6 +137,11 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "analysis_form": AnalysisForm(),
         "upload_form": VersionUploadForm(),
         "term_days": dataset.terms.get("term_days"),
+        "preview": selectors.dataset_preview(dataset=dataset, version=version),
+        "analyses": [
+            {"job": job, "label": ANALYSIS_LABELS.get(job.params.get("analysis"), job.params.get("analysis"))}
+            for job in analyses
+        ],
     }
     return render(request, "marketplace/detail.html", context)
 
@@ -184,6 +201,28 @@ def withdraw(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def preview_toggle(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+    form = PreviewForm(request.POST)
+    form.is_valid()  # a lone checkbox: anything but a true value means off
+    try:
+        dataset = services.dataset_preview_set(
+            dataset=dataset, actor=request.user, enabled=form.cleaned_data.get("enabled", False)
+        )
+    except DomainError as exc:
+        messages.error(request, f"Not changed: {exc.message}.")
+    else:
+        messages.success(
+            request,
+            "The preview of the first rows is shown on the listing."
+            if dataset.preview_enabled
+            else "The preview is hidden: no row is shown on the listing.",
+        )
+    return redirect("marketplace:detail", dataset_id=dataset.pk)
+
+
+@login_required
+@require_POST
 def version_upload(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
     form = VersionUploadForm(request.POST, request.FILES)
@@ -217,7 +256,146 @@ def analysis_submit(request: HttpRequest, dataset_id: int) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, f"Not started: {exc.message}.")
         return redirect("marketplace:detail", dataset_id=dataset.pk)
-    return redirect("jobs:detail", job_id=job.pk)
+    return redirect("marketplace:analysis-detail", dataset_id=dataset.pk, job_id=job.pk)
+
+
+def _options_shown(params: dict[str, Any]) -> dict[str, Any]:
+    """The options that tuned this kind of analysis: the other algorithms' options are left out."""
+    groups = dict(AnalysisForm.GROUPS)
+    others = {name for legend, names in groups.items() for name in names if legend in ("k-means", "DBSCAN")}
+    own = {"kmeans": groups["k-means"], "dbscan": groups["DBSCAN"]}.get(params.get("analysis"), ())
+    return {
+        k: v for k, v in params.items() if k not in ("analysis", "version") and (k in own or k not in others)
+    }
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _readable(value: Any) -> str:
+    """A measurement with six significant digits and thousands separators; an em dash when missing."""
+    number = _number(value)
+    if number is None:
+        return "\u2014"
+    return f"{number:,.0f}" if abs(number) >= 1e6 else f"{number:,.6g}"
+
+
+def _percent(value: Any) -> float | None:
+    number = _number(value)
+    return None if number is None else 100 * number
+
+
+def _clusters(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The centroid columns and one row per cluster: its size and centroid, or that it is suppressed."""
+    clusters = [c for c in result.get("clusters") or [] if isinstance(c, dict)]
+    columns: list[str] = []
+    for cluster in clusters:
+        for name in cluster.get("centroid") or {}:
+            if name not in columns:
+                columns.append(name)
+    rows = []
+    for cluster in clusters:
+        centroid = cluster.get("centroid") or {}
+        shares = cluster.get("category_shares") or {}
+        rows.append(
+            {
+                "cluster": cluster.get("cluster"),
+                "size": cluster.get("size"),
+                "suppressed": bool(cluster.get("suppressed")),
+                "centroid": [_readable(centroid.get(name)) for name in columns],
+                "shares": [
+                    {
+                        "column": column,
+                        # Most common first; categories (almost) absent from the cluster are left out.
+                        "values": [
+                            {"value": value, "percent": _percent(share)}
+                            for value, share in sorted(
+                                values.items(), key=lambda item: -(_number(item[1]) or 0)
+                            )
+                            if (_number(share) or 0) >= 0.005
+                        ],
+                    }
+                    for column, values in shares.items()
+                    if isinstance(values, dict)
+                ],
+            }
+        )
+    return columns, rows
+
+
+def _analysis_report(job: Job) -> dict[str, Any]:
+    """What the results page shows of a succeeded analysis job, read defensively from its result."""
+    outcome = job.result if isinstance(job.result, dict) else {}
+    result = outcome.get("result") if isinstance(outcome.get("result"), dict) else {}
+    plot = outcome.get("plot_svg")
+    if not (isinstance(plot, str) and plot.lstrip().startswith("<svg")):
+        plot = None
+    report: dict[str, Any] = {
+        "result": result,
+        "input": result.get("input") if isinstance(result.get("input"), dict) else {},
+        # Built by ml/unsupervised.py from numbers and escaped labels, never from user markup.
+        "plot_svg": mark_safe(plot) if plot else None,  # noqa: S308
+        "result_sha256": outcome.get("result_sha256"),
+        "entry_seq": outcome.get("entry_seq"),
+    }
+    kind = outcome.get("analysis") or job.params.get("analysis")
+    if kind in ("kmeans", "dbscan"):
+        report["cluster_columns"], report["clusters"] = _clusters(result)
+        best = result.get("k")
+        report["candidates"] = [
+            {"k": c.get("k"), "silhouette": _number(c.get("silhouette")), "chosen": c.get("k") == best}
+            for c in result.get("candidates") or []
+            if isinstance(c, dict)
+        ]
+    elif kind == "isolation_forest":
+        report["share_percent"] = _percent(result.get("share_flagged"))
+    elif kind == "pca":
+        components = list(result.get("components") or [])
+        ratios = list(result.get("explained_variance_ratio") or [])
+        cumulative = list(result.get("cumulative") or [])
+        report["variance"] = [
+            {"component": name, "percent": _percent(ratio), "cumulative": _percent(total)}
+            for name, ratio, total in zip(components, ratios, cumulative, strict=False)
+        ]
+        loadings = [row for row in result.get("loadings") or [] if isinstance(row, list)]
+        report["components"] = components[: len(loadings)]
+        report["loadings"] = [
+            {"feature": feature, "values": [_number(row[i]) if i < len(row) else None for row in loadings]}
+            for i, feature in enumerate(result.get("feature_names") or [])
+        ]
+    return report
+
+
+@login_required
+def analysis_detail(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResponse:
+    dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+    job = selectors.analysis_get_for_user(user=request.user, dataset=dataset, job_id=job_id)
+    kind = job.params.get("analysis")
+    context = {
+        "dataset": dataset,
+        "job": job,
+        "kind": kind,
+        "label": ANALYSIS_LABELS.get(kind, kind),
+        "options": _options_shown(job.params),
+        "snapshot": None if job.is_finished else job_snapshot(job),
+        "report": _analysis_report(job) if job.status == Job.Status.SUCCEEDED else None,
+    }
+    return render(request, "marketplace/analysis.html", context)
+
+
+@login_required
+@require_POST
+def analysis_cancel(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResponse:
+    dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+    job = selectors.analysis_get_for_user(user=request.user, dataset=dataset, job_id=job_id)
+    try:
+        job_cancel(job=job, actor=request.user)
+    except DomainError as exc:
+        messages.error(request, f"Not cancelled: {exc.message}.")
+    else:
+        messages.success(request, "The analysis was cancelled.")
+    return redirect("marketplace:analysis-detail", dataset_id=dataset.pk, job_id=job.pk)
 
 
 # ---------------------------------------------------------------------------------------------------- new listing

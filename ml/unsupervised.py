@@ -184,7 +184,7 @@ def kmeans(
     mini_batch: bool | None = None,
     seed: int = 0,
     min_cluster_size: int = 5,
-    bins: int = 40,
+    bins: int | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """k-means clusters: sizes, centroids in original units, silhouette, and a per-cluster density grid.
@@ -257,7 +257,7 @@ def dbscan(
     min_cluster_size: int = 5,
     max_rows: int = 50_000,
     seed: int = 0,
-    bins: int = 40,
+    bins: int | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """DBSCAN clusters (eps in standardized units): sizes, noise count, silhouette of the non-noise rows.
@@ -434,9 +434,19 @@ def _clusters(prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_si
 
 
 def _density_grid(
-    X: np.ndarray, labels: np.ndarray, centers: np.ndarray, sizes: np.ndarray, bins: int, min_count: int
+    X: np.ndarray,
+    labels: np.ndarray,
+    centers: np.ndarray,
+    sizes: np.ndarray,
+    bins: int | None,
+    min_count: int,
 ) -> dict:
-    """Counts of each cluster's rows on a bins x bins grid over the first two principal components."""
+    """Counts of each cluster's rows on a bins x bins grid over the first two principal components.
+
+    `bins=None` scales the grid with the rows (8 to 40 a side), so that small data still fills cells above
+    `min_count` instead of having them all suppressed."""
+    if bins is None:
+        bins = int(np.clip(math.sqrt(X.shape[0]) / 2, 8, 40))
     sample = _sample(X.shape[0], SAMPLE_ROWS, 0) if X.shape[0] > SAMPLE_ROWS else slice(None)
     mean, axes, ratio = _top2_axes(X[sample])
     points = X @ axes.T

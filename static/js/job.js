@@ -1,4 +1,6 @@
 // Live job page: a websocket feeds snapshots; when it cannot connect, the REST API is polled instead.
+// Pages that render the outcome themselves (data-reload-when-finished on #job) reload once the job ends;
+// the metric charts, result and error are drawn only where the page has their elements.
 (function () {
   "use strict";
   const root = document.getElementById("job");
@@ -8,6 +10,7 @@
   const $ = (id) => document.getElementById(id);
   const svgNS = "http://www.w3.org/2000/svg";
   let done = false;
+  let started = false; // set after the first snapshot: a job finished already when the page loaded never reloads it
 
   function el(name, attrs, text) {
     const node = document.createElementNS(svgNS, name);
@@ -46,6 +49,7 @@
 
   function renderCharts(metrics) {
     const box = $("job-charts");
+    if (!box) return;
     box.replaceChildren();
     const keys = [];
     for (const m of metrics) for (const k of Object.keys(m)) if (k !== "step" && !keys.includes(k)) keys.push(k);
@@ -58,6 +62,7 @@
 
   function renderResult(result) {
     const dl = $("job-result");
+    if (!dl) return;
     dl.replaceChildren();
     for (const [k, v] of Object.entries(result || {})) {
       const dt = document.createElement("dt"); dt.textContent = k;
@@ -77,18 +82,26 @@
     bar.firstElementChild.style.width = `${pct}%`;
     $("job-percent").textContent = `${pct}%`;
     $("job-message").textContent = job.message || "";
-    $("job-attempts").textContent = job.attempts ?? "";
+    if ($("job-attempts")) $("job-attempts").textContent = job.attempts ?? "";
     renderCharts(job.metrics || []);
-    $("job-error-card").hidden = !job.error;
-    $("job-error").textContent = job.error || "";
-    $("job-result-card").hidden = job.result == null;
+    if ($("job-error-card")) {
+      $("job-error-card").hidden = !job.error;
+      $("job-error").textContent = job.error || "";
+    }
+    if ($("job-result-card")) $("job-result-card").hidden = job.result == null;
     renderResult(job.result);
     if (FINISHED.includes(job.status)) {
+      const wasRunning = !done && started;
       done = true;
       const cancel = $("job-cancel");
       if (cancel) cancel.remove();
       $("job-live").textContent = "finished";
+      if (wasRunning && "reloadWhenFinished" in root.dataset) {
+        $("job-live").textContent = "finished; loading the result…";
+        location.reload();
+      }
     }
+    started = true;
   }
 
   function poll() {

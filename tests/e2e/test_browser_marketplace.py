@@ -1,4 +1,5 @@
-"""The data sale in a real browser: alice lists and publishes, bob buys and downloads, mallory is refused."""
+"""The data sale in a real browser: alice lists and publishes, bob buys, downloads and analyses his purchase,
+mallory is refused."""
 
 import re
 import time
@@ -83,6 +84,19 @@ def test_alice_sells_a_dataset_bob_downloads_it_and_mallory_is_refused(
     download_info.value.save_as(saved)
     assert saved.read_bytes() == CSV
 
+    # bob runs k-means with two clusters and watches the results page turn from progress into the plot.
+    bob_page.select_option("select[name=analysis]", "kmeans")
+    bob_page.fill("input[name=k]", "2")
+    bob_page.get_by_test_id("run-analysis").click()
+    expect(bob_page).to_have_url(re.compile(r"/data/\d+/analyses/\d+/$"))
+    expect(bob_page.locator("[data-testid=analysis-plot] svg")).to_be_visible(timeout=120_000)
+    expect(bob_page.get_by_test_id("analysis-status")).to_have_text("Succeeded")
+    expect(bob_page.get_by_test_id("clusters-table")).to_contain_text("income")
+    expect(bob_page.get_by_test_id("analysis-ledger-link")).to_be_visible()
+    analysis_url = bob_page.url
+    bob_page.get_by_role("link", name=re.compile("Household incomes 2026")).click()
+    expect(bob_page.get_by_test_id("my-analysis")).to_have_count(1)
+
     mallory_page = log_in(browser, asgi_server, "mallory")
     mallory_page.goto(detail_url)
     expect(mallory_page.get_by_role("button", name="Buy download access")).to_be_visible()
@@ -90,3 +104,4 @@ def test_alice_sells_a_dataset_bob_downloads_it_and_mallory_is_refused(
     dataset_id = re.search(r"/data/(\d+)/$", detail_url).group(1)
     refused = mallory_page.request.get(f"{asgi_server}/api/data/datasets/{dataset_id}/download/")
     assert refused.status == 403
+    assert mallory_page.goto(analysis_url).status == 404

@@ -153,3 +153,15 @@ def test_the_statistics_job_saves_the_columns_features_and_preview_so_analyses_n
     assert other_options.result["result"]["input"]["dropped_columns"] == [
         {"column": "segment", "reason": "too many categories (3 > 2)"}
     ]
+
+
+def test_the_isolation_forest_flags_the_share_of_outliers_the_user_expects(alice):
+    dataset, _version = listing_with(alice, blobs_csv())
+    job = run(
+        services.analysis_submit(
+            user=alice, dataset=dataset, params={"analysis": "isolation_forest", "contamination": 0.05}
+        )
+    )
+    assert job.status == "succeeded", job.error
+    assert job.result["result"]["contamination"] == 0.05
+    assert job.result["result"]["share_flagged"] == pytest.approx(0.05, abs=0.01)

@@ -267,14 +267,15 @@ def test_mallory_sees_no_download_button_and_the_api_refuses_her(alice, mallory)
     assert client.get(f"/api/data/datasets/{dataset.pk}/download/").status_code == 403
 
 
-def test_a_compute_licensee_runs_an_analysis_and_lands_on_the_job_page(alice, bob):
+def test_a_compute_licensee_runs_an_analysis_and_lands_on_its_results_page(alice, bob):
     dataset = make_listing(alice)
     fund(f"user:{bob.pk}", 50_000)
     client = client_for(bob)
     client.post(f"/data/{dataset.pk}/buy/", {"tier": "compute"})
     response = client.post(f"/data/{dataset.pk}/analyses/", {"analysis": "kmeans", "k": "2"})
     job = Job.objects.get(kind="marketplace.analysis")
-    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert response.status_code == 302
+    assert response["Location"] == f"/data/{dataset.pk}/analyses/{job.pk}/"
     assert job.owner == bob and job.params["k"] == 2
     assert client.get(response["Location"]).status_code == 200
 
