@@ -130,7 +130,9 @@ DEFAULT_PREPARE = {"max_categories": 20, "missing": "impute"}
 
 
 def _save_temp(name: str, write) -> str:
-    """Save what `write(fileobj)` writes under `name` in storage, through a temporary file."""
+    """Save what `write(fileobj)` writes under `name` in storage, through a temporary file; a file left
+    there by an earlier run of the same job (its worker died) is replaced, not kept beside it."""
+    default_storage.delete(name)
     with tempfile.TemporaryFile() as tmp:
         write(tmp)
         tmp.seek(0)

@@ -165,3 +165,16 @@ def test_the_isolation_forest_flags_the_share_of_outliers_the_user_expects(alice
     assert job.status == "succeeded", job.error
     assert job.result["result"]["contamination"] == 0.05
     assert job.result["result"]["share_flagged"] == pytest.approx(0.05, abs=0.01)
+
+
+def test_a_statistics_job_run_again_replaces_its_files(alice):
+    from marketplace.services import version_stats_compute
+
+    _dataset, version = listing_with(alice, blobs_csv())
+    storage, folder = version.columns_file.storage, f"datasets/{version.dataset_id}"
+    before = set(storage.listdir(folder)[1])
+    version_stats_compute(version_id=version.pk, reporter=lambda *a, **k: None)  # as a retried job would
+    again = DatasetVersion.objects.get(pk=version.pk)
+    assert again.columns_file.name == version.columns_file.name
+    assert again.features_file.name == version.features_file.name
+    assert set(storage.listdir(folder)[1]) == before
