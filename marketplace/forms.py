@@ -238,6 +238,7 @@ class AnalysisForm(forms.Form):
         ("", ("analysis",)),
         ("k-means", ("k", "algorithm")),
         ("DBSCAN", ("eps", "min_samples")),
+        ("Isolation forest", ("contamination",)),
         ("Preprocessing", ("max_categories", "missing")),
     )
 

@@ -259,13 +259,19 @@ def analysis_submit(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return redirect("marketplace:analysis-detail", dataset_id=dataset.pk, job_id=job.pk)
 
 
+# The fieldset of AnalysisForm.GROUPS that holds each analysis's own options.
+_OPTIONS_OF = {"kmeans": "k-means", "dbscan": "DBSCAN", "isolation_forest": "Isolation forest"}
+
+
 def _options_shown(params: dict[str, Any]) -> dict[str, Any]:
     """The options that tuned this kind of analysis: the other algorithms' options are left out."""
     groups = dict(AnalysisForm.GROUPS)
-    others = {name for legend, names in groups.items() for name in names if legend in ("k-means", "DBSCAN")}
-    own = {"kmeans": groups["k-means"], "dbscan": groups["DBSCAN"]}.get(params.get("analysis"), ())
+    specific = {name for legend in _OPTIONS_OF.values() for name in groups[legend]}
+    own = set(groups.get(_OPTIONS_OF.get(params.get("analysis")), ()))
     return {
-        k: v for k, v in params.items() if k not in ("analysis", "version") and (k in own or k not in others)
+        k: v
+        for k, v in params.items()
+        if k not in ("analysis", "version") and (k in own or k not in specific)
     }
 
 

@@ -127,6 +127,17 @@ def test_only_an_svg_plot_is_inlined(listing, bob):
     assert "<script>alert(1)</script>" not in response.content.decode()
 
 
+def test_the_results_page_names_only_the_options_of_its_own_analysis(listing, bob):
+    kmeans = finished_job(bob, listing, k=3, algorithm="lloyd", eps=0.5, contamination=None, missing="drop")
+    forest = finished_job(bob, listing, analysis="isolation_forest", k=None, eps=0.5, contamination=0.05)
+    client = client_for(bob)
+    kmeans_html = client.get(results_url(listing, kmeans)).content.decode()
+    assert "algorithm=lloyd" in kmeans_html and "missing=drop" in kmeans_html
+    assert "eps=" not in kmeans_html and "contamination=" not in kmeans_html
+    forest_html = client.get(results_url(listing, forest)).content.decode()
+    assert "contamination=0.05" in forest_html and "k=" not in forest_html and "eps=" not in forest_html
+
+
 def test_a_failed_analysis_shows_its_error(listing, bob):
     job = finished_job(bob, listing, status="failed", error="the data has no numeric columns to analyse")
     html = client_for(bob).get(results_url(listing, job)).content.decode()
