@@ -84,8 +84,17 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def _stats_rows(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The column statistics, numbers written for reading (six significant digits, thousands grouped)."""
     columns = (stats or {}).get("columns")
-    return columns if isinstance(columns, list) else []
+    if not isinstance(columns, list):
+        return []
+    measures = ("min", "max", "mean", "std")
+    return [
+        {**col, **{name: _readable(col.get(name)) for name in measures}}
+        if col.get("type") == "numeric"
+        else col
+        for col in columns
+    ]
 
 
 def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:

@@ -115,6 +115,7 @@ def test_detail_shows_terms_prices_statistics_and_the_ledger_entry(alice):
     html = Client().get(f"/data/{dataset.pk}/").content.decode()
     assert 'data-testid="stats-table"' in html
     assert "<code>income</code>" in html and "<code>Oslo</code> \u00d7 25" in html
+    assert ">33,356.5<" in html  # the mean income, written for reading
     assert version.sha256 in html
     assert f'href="/ledger/entries/{version.published_seq}/"' in html
     assert "not allowed" in html and "365 days from purchase" in html
