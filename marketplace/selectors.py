@@ -59,15 +59,20 @@ def _text_match(term: str) -> Q:
     return Q(title__icontains=term) | Q(description__icontains=term) | Q(tags__icontains=term)
 
 
+def dataset_search_vector() -> SearchVector:
+    """What PostgreSQL searches: title and tags weigh more than the description; stemming makes "surveys" find
+    "survey". Migration 0003 indexes this very expression (GIN); a test checks that searches use the index."""
+    return (
+        SearchVector("title", weight="A", config=_SEARCH_CONFIG)
+        + SearchVector(Cast("tags", TextField()), weight="A", config=_SEARCH_CONFIG)
+        + SearchVector("description", weight="B", config=_SEARCH_CONFIG)
+    )
+
+
 def _search(datasets: QuerySet[Dataset], q: str) -> QuerySet[Dataset]:
     """Full-text search annotated with `rank`: PostgreSQL's own, or a word-match score elsewhere (SQLite)."""
     if connection.vendor == "postgresql":
-        # Title and tags weigh more than the description; stemming makes "surveys" find "survey".
-        vector = (
-            SearchVector("title", weight="A", config=_SEARCH_CONFIG)
-            + SearchVector(Cast("tags", TextField()), weight="A", config=_SEARCH_CONFIG)
-            + SearchVector("description", weight="B", config=_SEARCH_CONFIG)
-        )
+        vector = dataset_search_vector()
         query = SearchQuery(q, search_type="websearch", config=_SEARCH_CONFIG)
         return datasets.alias(search=vector).filter(search=query).annotate(rank=SearchRank(vector, query))
     include, exclude = _search_terms(q)

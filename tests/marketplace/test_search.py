@@ -1,9 +1,10 @@
 """Browse and search: full text (PostgreSQL's, or word matching on SQLite), filters, sorting, on pages and API."""
 
 import pytest
+from django.db import connection
 from django.test import Client
 
-from marketplace import services
+from marketplace import selectors, services
 from marketplace.models import Dataset, DatasetVersion
 from tests.conftest import api_as
 from tests.factories import UserFactory
@@ -198,3 +199,19 @@ def test_searching_and_filtering_24_listings_takes_constant_queries(alice, djang
 )
 def test_odd_searches_answer_without_error(shelf, query):
     assert Client().get(f"/data/?{query}").status_code == 200
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the search index exists on PostgreSQL only")
+def test_postgresql_searches_thousands_of_listings_through_the_gin_index(alice):
+    terms = services.terms_build(preset="open")
+    Dataset.objects.bulk_create(
+        Dataset(owner=alice, title=f"Sales ledger {i}", description="Monthly sales by region", tags=["sales"],
+                status=Dataset.Status.PUBLISHED, price_download=100, terms=terms)
+        for i in range(3_000)
+    )  # fmt: skip
+    listing(alice, "Bird counts", description="Yearly counts of birds")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE marketplace_dataset")
+    found = selectors.dataset_list_public(q="birds")
+    assert [d.title for d in found] == ["Bird counts"]
+    assert "dataset_search" in found.explain()
