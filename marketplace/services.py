@@ -6,7 +6,6 @@ import tempfile
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -142,6 +141,8 @@ def _save_temp(name: str, write) -> str:
 def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
     """The statistics job: column types and per-column statistics (no rows) stored on the version, the first
     rows kept for an opt-in preview, and the parsed columns and default features saved for analyses."""
+    import numpy as np
+
     from ml import unsupervised
     from ml.tabular import TabularError, column_stats, read_table, table_save
 
@@ -189,6 +190,8 @@ def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
 def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: str):
     """The version's feature matrix for these options: the statistics job's own when they are its defaults
     (memory-mapped where storage is local, so not copied), else prepared from the parsed columns."""
+    import numpy as np
+
     from ml import unsupervised
     from ml.tabular import read_table, table_load
 
