@@ -135,27 +135,30 @@ def read_table(
     if max_rows is not None and max_rows < 1:
         raise TabularError("max_rows must be at least 1")
     with _open(source) as (fh, total_bytes):
-        if fmt == "csv" and max_rows is None:
-            table = _read_numeric_csv(fh, total_bytes, progress)
-            if table is not None:
-                return table
-        # Column types are decided block by block; a column found to hold text after numbers were
-        # kept for it (their spelling gone) is read again, from the start, as categorical.
-        start, categorical = fh.tell(), set()
-        while True:
-            builder = _Builder(categorical)
-            lines = _decoded_lines(fh, total_bytes, progress)
-            try:
-                truncated = (_read_csv if fmt == "csv" else _read_jsonl)(lines, max_rows, builder)
-            except _TextAfterNumbers as exc:
-                categorical.add(exc.column)
-                fh.seek(start)
-                continue
-            break
-    table = builder.table(truncated)
+        table = _read_numeric_csv(fh, total_bytes, progress) if fmt == "csv" and max_rows is None else None
+        if table is None:
+            table = _read_general(fh, total_bytes, progress, fmt=fmt, max_rows=max_rows)
     if progress is not None:
         progress(1.0, f"read {table.n_rows} rows and {len(table.columns)} columns")
     return table
+
+
+def _read_general(
+    fh: IO[Any], total_bytes: int | None, progress: Progress | None, *, fmt: str, max_rows: int | None
+) -> Table:
+    """Any CSV or JSON Lines file. Column types are decided block by block; a column found to hold text after
+    numbers were kept for it (their spelling gone) is read again, from the start, as categorical."""
+    start, categorical = fh.tell(), set()
+    while True:
+        builder = _Builder(categorical)
+        lines = _decoded_lines(fh, total_bytes, progress)
+        try:
+            truncated = (_read_csv if fmt == "csv" else _read_jsonl)(lines, max_rows, builder)
+        except _TextAfterNumbers as exc:
+            categorical.add(exc.column)
+            fh.seek(start)
+            continue
+        return builder.table(truncated)
 
 
 class _TextAfterNumbers(Exception):
@@ -252,16 +255,13 @@ def _read_numeric_csv(fh: IO[Any], total_bytes: int | None, progress: Progress |
             dtype=np.float64,
             ndmin=2,
         )
+        if matrix.shape[1] != len(columns):
+            raise ValueError("the rows do not match the header")
     except (StopIteration, TabularError, csv.Error, ValueError):
-        fh.seek(start)
-        return None
-    if matrix.shape[0] == 0 or matrix.shape[1] != len(columns):
         fh.seek(start)
         return None
     matrix = np.asfortranarray(matrix)  # each column contiguous
     matrix[~np.isfinite(matrix)] = math.nan  # infinities count as missing, as on the general path
-    if progress is not None:
-        progress(1.0, f"read {matrix.shape[0]} rows and {len(columns)} columns")
     return Table(
         columns=columns,
         numeric={name: matrix[:, j] for j, name in enumerate(columns)},
