@@ -40,10 +40,7 @@ class Categorical:
     @classmethod
     def from_values(cls, values: Iterable[str | None]) -> "Categorical":
         code_of: dict[str, int] = {}
-        codes = np.fromiter(
-            (-1 if v is None else code_of.setdefault(v, len(code_of)) for v in values), dtype=np.int32
-        )
-        return cls(codes=codes, levels=list(code_of))
+        return cls(codes=_encode(values, code_of), levels=list(code_of))
 
     def counts(self) -> np.ndarray:
         """Rows per level."""
@@ -52,6 +49,13 @@ class Categorical:
     def tolist(self) -> list[str | None]:
         levels = self.levels
         return [None if code < 0 else levels[code] for code in self.codes.tolist()]
+
+
+def _encode(values: Iterable[str | None], code_of: dict[str, int]) -> np.ndarray:
+    """int32 codes of the values, adding unseen ones to `code_of` in first-seen order; None is -1."""
+    return np.fromiter(
+        (-1 if v is None else code_of.setdefault(v, len(code_of)) for v in values), dtype=np.int32
+    )
 
 
 @dataclass
@@ -206,11 +210,7 @@ class _Builder:
                 # Every earlier value was missing: nothing is lost by switching now.
                 self.numeric[name] = False
                 self.blocks[name] = [self._missing(name, self.n_rows)]
-            code_of = self.code_of[name]
-            codes = (
-                -1 if v is None else code_of.setdefault(v, len(code_of)) for v in map(_as_category, values)
-            )
-            self.blocks[name].append(np.fromiter(codes, dtype=np.int32, count=n))
+            self.blocks[name].append(_encode(map(_as_category, values), self.code_of[name]))
         self.n_rows += n
 
     def _missing(self, name: str, n: int) -> np.ndarray:
