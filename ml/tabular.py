@@ -4,7 +4,6 @@ pandas is not a dependency: the stdlib `csv`/`json` readers feed a small column 
 """
 
 import csv
-import hashlib
 import itertools
 import json
 import math
@@ -503,38 +502,6 @@ def _categorical_stats(name: str, column: Categorical, min_count: int) -> dict:
         "top": shown,
         "top_suppressed": len(top) - len(shown),
     }
-
-
-def stream_stats(
-    source: Source,
-    *,
-    fmt: Literal["csv", "jsonl"],
-    min_count: int = 5,
-    max_rows: int | None = None,
-    progress: Progress | None = None,
-) -> dict:
-    """`column_stats` of a file. Not a one-pass stream: it reads the table (the top values of a column can
-    only be known once its type is), so memory grows with the file; use `max_rows` to bound it."""
-
-    def reading(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(0.9 * fraction, message)
-
-    table = read_table(source, fmt=fmt, max_rows=max_rows, progress=reading)
-    stats = column_stats(table, min_count=min_count)
-    if progress is not None:
-        progress(1.0, "statistics computed")
-    return stats
-
-
-def sha256_stream(fileobj: IO[bytes], chunk_size: int = 1 << 20) -> tuple[str, int]:
-    """SHA-256 hex digest and size in bytes of what is left in `fileobj`, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := fileobj.read(chunk_size):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _round(x: Any, digits: int = 6) -> float | None:
