@@ -1,6 +1,7 @@
 """Uploaded tables (CSV or JSON Lines) read into numpy columns, and aggregate-only statistics about them.
 
-pandas is not a dependency: the stdlib `csv`/`json` readers feed a small column store (`Table`).
+pandas is not a dependency: numpy's C reader (a CSV of numbers only) or the stdlib `csv`/`json` readers, a block
+of rows at a time, feed a small column store (`Table`).
 """
 
 import csv
