@@ -178,3 +178,15 @@ def test_a_statistics_job_run_again_replaces_its_files(alice):
     assert again.columns_file.name == version.columns_file.name
     assert again.features_file.name == version.features_file.name
     assert set(storage.listdir(folder)[1]) == before
+
+
+def test_the_api_refuses_a_meaningless_contamination_with_a_400(alice):
+    dataset, _version = listing_with(alice, blobs_csv())
+    response = api_as(alice).post(
+        f"/api/data/datasets/{dataset.pk}/analyses/",
+        {"analysis": "isolation_forest", "contamination": 0.9},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "less than or equal to 0.5" in response.json()["contamination"][0]
+    assert not Job.objects.filter(kind="marketplace.analysis").exists()

@@ -269,11 +269,13 @@ def test_omitted_options_take_the_serializers_defaults(listing, bob):
         ({"analysis": "dbscan", "eps": "lots"}, "Enter a number."),
         ({"analysis": "pca", "missing": "sometimes"}, "Select a valid choice."),
         ({"analysis": "pca", "max_categories": "1000"}, "less than or equal to 100"),
+        ({"analysis": "isolation_forest", "contamination": "0.9"}, "Expected outlier share: Ensure this value is less than or equal to 0.5."),
+        ({"analysis": "kmeans", "algorithm": "fastest"}, "Select a valid choice."),
         ({"analysis": "clustering"}, "Analysis: Select a valid choice."),
         ({}, "Analysis: This field is required."),
     ],
     ids=["k-too-small", "eps-zero", "eps-not-a-number", "missing-unknown", "too-many-categories",
-         "unknown-analysis", "no-analysis"],
+         "contamination-too-high", "algorithm-unknown", "unknown-analysis", "no-analysis"],
 )  # fmt: skip
 def test_the_form_rejects_bad_options_with_a_message(listing, bob, posted, message):
     response = client_for(bob).post(f"/data/{listing.pk}/analyses/", posted, follow=True)
