@@ -46,7 +46,7 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "id", "title", "description", "tags", "owner", "status", "price_download", "price_compute", "terms",
-            "preview_enabled", "preview", "current_version", "created_at",
+            "privacy_budget", "preview_enabled", "preview", "current_version", "created_at",
         ]  # fmt: skip
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
@@ -56,6 +56,10 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
 
 class LicenseOutputSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number")
+    epsilon_left = serializers.DecimalField(
+        max_digits=6, decimal_places=2, read_only=True, allow_null=True,
+        help_text="compute-only licences: the privacy budget (ε) that analyses may still spend",
+    )  # fmt: skip
 
     class Meta:
         model = License
@@ -69,7 +73,19 @@ class LicenseOutputSerializer(serializers.ModelSerializer):
             "terms_hash",
             "expires_at",
             "entry_seq",
+            "epsilon_budget",
+            "epsilon_spent",
+            "epsilon_left",
         ]
+
+
+def _privacy_budget_field(**kwargs) -> serializers.DecimalField:
+    low, high = services.PRIVACY_BUDGET_RANGE
+    return serializers.DecimalField(
+        max_digits=6, decimal_places=2, min_value=low, max_value=high,
+        **{"help_text": "the total ε each compute-only licence may spend on private analyses (default 10)",
+           **kwargs},
+    )  # fmt: skip
 
 
 # Filters are bounded so that no number overflows a database integer.
@@ -119,6 +135,7 @@ class DatasetListApi(APIView):
         price_download = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
         price_compute = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
         preview_enabled = serializers.BooleanField(required=False, default=False)
+        privacy_budget = _privacy_budget_field(required=False, default=None)
 
     @extend_schema(
         parameters=[FilterSerializer], responses={200: DatasetOutputSerializer(many=True), **api_errors(400)}
@@ -143,7 +160,12 @@ class DatasetListApi(APIView):
 
 class DatasetDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
-        preview_enabled = serializers.BooleanField(help_text="show the first rows of the version on sale")
+        preview_enabled = serializers.BooleanField(
+            required=False, help_text="show the first rows of the version on sale"
+        )
+        privacy_budget = _privacy_budget_field(
+            required=False, help_text="applies to licences sold from now on"
+        )
 
     @extend_schema(responses={200: DatasetOutputSerializer, **api_errors(404)})
     def get(self, request, dataset_id: int):
@@ -160,9 +182,15 @@ class DatasetDetailApi(APIView):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_preview_set(
-            dataset=dataset, actor=request.user, enabled=data.validated_data["preview_enabled"]
-        )
+        changes = data.validated_data
+        if "preview_enabled" in changes:
+            dataset = services.dataset_preview_set(
+                dataset=dataset, actor=request.user, enabled=changes["preview_enabled"]
+            )
+        if "privacy_budget" in changes:
+            dataset = services.dataset_privacy_budget_set(
+                dataset=dataset, actor=request.user, budget=changes["privacy_budget"]
+            )
         return Response(DatasetOutputSerializer(dataset).data)
 
 
@@ -271,3 +299,26 @@ class AnalysisSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         job = services.analysis_submit(user=request.user, dataset=dataset, params=dict(data.validated_data))
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetPrivacyApi(APIView):
+    """The privacy budget: a compute-only licensee's own, or, for the owner, what each licence has spent."""
+
+    class OutputSerializer(serializers.Serializer):
+        privacy_budget = serializers.DecimalField(max_digits=6, decimal_places=2)
+        licenses = LicenseOutputSerializer(many=True)
+        buyers = serializers.ListField(child=serializers.CharField(), help_text="by licence, for the owner")
+
+    @extend_schema(responses={200: OutputSerializer, **api_errors(403, 404)})
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        licenses = list(selectors.privacy_budget_licenses(user=request.user, dataset=dataset))
+        return Response(
+            self.OutputSerializer(
+                {
+                    "privacy_budget": dataset.privacy_budget,
+                    "licenses": licenses,
+                    "buyers": [license.buyer.username for license in licenses],
+                }
+            ).data
+        )

@@ -131,9 +131,9 @@ def seed(*, stdout) -> None:
     air, customers, _sensors = datasets
     services.license_purchase(buyer=bob, dataset=air, tier="download")
     services.license_purchase(buyer=bob, dataset=customers, tier="compute")
-    job = services.analysis_submit(user=bob, dataset=customers, params={"analysis": "kmeans", "k": None})
+    job = services.analysis_submit(user=bob, dataset=customers, params={"analysis": "kmeans", "k": 4})
     job_execute(job_id=job.pk, worker="demo")
     stdout.write(
         f"  marketplace: {len(datasets)} listings by alice; bob bought two licenses and clustered "
-        f"the customer segments (job {job.pk})"
+        f"the customer segments with differential privacy (job {job.pk})"
     )

@@ -1,5 +1,7 @@
 """The marketplace's jobs: statistics of an uploaded version, and unsupervised analyses."""
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from platform_site.jobs.registry import job_kind
@@ -34,12 +36,20 @@ class AnalysisOptions(serializers.Serializer):
     )  # fmt: skip
     max_categories = serializers.IntegerField(min_value=2, max_value=100, default=20)
     missing = serializers.ChoiceField(choices=["impute", "drop"], default="impute")
+    epsilon = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=Decimal("0.01"), max_value=Decimal("100"), default=Decimal("1.00"),
+        help_text="compute-only licences: the privacy budget this analysis spends (ε); more ε, less noise",
+    )  # fmt: skip
 
 
 class AnalysisParams(AnalysisOptions):
     """The job's parameters: the options and the version the user may analyse."""
 
     version = serializers.IntegerField(min_value=1)
+    # Set by the service, never by the user: a compute-only licensee's analyses are differentially private,
+    # and the ε they spend (a decimal string, as on the ledger) was charged to the licence when submitted.
+    private = serializers.BooleanField(default=False)
+    epsilon = serializers.RegexField(r"^\d{1,3}\.\d{2}$", allow_null=True, default=None)
 
 
 @job_kind("marketplace.analysis", label="Unsupervised analysis", queue="ml", params=AnalysisParams)

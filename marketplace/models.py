@@ -1,6 +1,8 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Dataset(models.Model):
@@ -21,6 +23,8 @@ class Dataset(models.Model):
     price_compute = models.BigIntegerField(null=True, blank=True)
     terms = models.JSONField(default=dict)
     preview_enabled = models.BooleanField(default=False)
+    # The total ε that each compute-only licence may spend on differentially private analyses.
+    privacy_budget = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("10.00"))
     current_version = models.ForeignKey(
         "DatasetVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -34,7 +38,8 @@ class Dataset(models.Model):
                 condition=(Q(price_download__isnull=True) | Q(price_download__gt=0))
                 & (Q(price_compute__isnull=True) | Q(price_compute__gt=0)),
                 name="dataset_prices_positive",
-            )
+            ),
+            models.CheckConstraint(condition=Q(privacy_budget__gt=0), name="dataset_privacy_budget_positive"),
         ]
 
     def __str__(self) -> str:
@@ -98,16 +103,28 @@ class License(models.Model):
     terms_hash = models.CharField(max_length=64)
     expires_at = models.DateTimeField(null=True, blank=True)
     entry_seq = models.BigIntegerField()
+    # Compute-only licences: the listing's privacy budget when bought, and the ε that analyses have spent of it.
+    epsilon_budget = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    epsilon_spent = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("0.00"))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["buyer", "dataset", "tier"], name="one_license_per_tier")
+            models.UniqueConstraint(fields=["buyer", "dataset", "tier"], name="one_license_per_tier"),
+            # The last guard against overspending; the analysis service checks under a row lock first.
+            models.CheckConstraint(
+                condition=Q(epsilon_budget__isnull=True) | Q(epsilon_spent__lte=F("epsilon_budget")),
+                name="license_epsilon_within_budget",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.buyer} {self.tier} {self.dataset}"
+
+    @property
+    def epsilon_left(self) -> Decimal | None:
+        return None if self.epsilon_budget is None else self.epsilon_budget - self.epsilon_spent
 
 
 class Download(models.Model):

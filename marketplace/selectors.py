@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.accounts.models import User
-from platform_site.errors import NotFound
+from platform_site.errors import NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 
 ANALYSIS_KIND = "marketplace.analysis"
@@ -193,6 +193,19 @@ def license_list_valid(*, user: User, dataset: Dataset) -> QuerySet[License]:
         .exclude(expires_at__lt=timezone.now())
         .select_related("version")
     )
+
+
+def privacy_budget_licenses(*, user: User, dataset: Dataset) -> QuerySet[License]:
+    """The compute-only licences whose privacy budget the user may see: every one for the owner, else their own
+    (unexpired); PermissionDenied for anyone holding none."""
+    licenses = License.objects.filter(dataset=dataset, tier=License.Tier.COMPUTE).select_related(
+        "buyer", "version"
+    )
+    if dataset.owner_id != user.pk:
+        licenses = licenses.filter(buyer_id=user.pk).exclude(expires_at__lt=timezone.now())
+        if not licenses.exists():
+            raise PermissionDenied("only the owner and compute-only licensees see the privacy budget")
+    return licenses.order_by("-created_at", "-pk")
 
 
 def dataset_list_for_owner(*, owner: User) -> QuerySet[Dataset]:

@@ -4,6 +4,7 @@ import hashlib
 import os
 import tempfile
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +21,11 @@ from platform_site.errors import Conflict, DomainError, NotFound, PermissionDeni
 from platform_site.jobs.services import job_submit
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# The analyses that have a differentially private version, offered to compute-only licensees; the range of the
+# total ε that the owner lets each compute-only licence spend (10 by default); one analysis's default ε.
+PRIVATE_ANALYSES = ("kmeans", "pca", "isolation_forest")
+PRIVACY_BUDGET_RANGE = (Decimal("0.10"), Decimal("1000.00"))
+DEFAULT_EPSILON = Decimal("1.00")
 TERM_PRESETS: dict[str, dict[str, Any]] = {
     "research": {"commercial_use": False, "redistribution": False, "attribution": True, "term_days": 365},
     "commercial": {"commercial_use": True, "redistribution": False, "attribution": True, "term_days": None},
@@ -61,16 +67,37 @@ def dataset_create(
     price_download: int | None = None,
     price_compute: int | None = None,
     preview_enabled: bool = False,
+    privacy_budget: Decimal | None = None,
 ) -> Dataset:
     """A draft listing; it is sold once a version is uploaded, analysed and published."""
     if not title.strip():
         raise DomainError("give the dataset a title")
     _check_prices(price_download, price_compute)
+    privacy_budget = _check_privacy_budget(privacy_budget)
     tags = sorted({t.strip().lower() for t in (tags or []) if t.strip()})
     return Dataset.objects.create(
         owner=owner, title=title.strip(), description=description, tags=tags, terms=terms,
         price_download=price_download, price_compute=price_compute, preview_enabled=preview_enabled,
+        privacy_budget=privacy_budget,
     )  # fmt: skip
+
+
+def _check_privacy_budget(budget: Decimal | None) -> Decimal:
+    if budget is None:
+        return Dataset._meta.get_field("privacy_budget").default
+    low, high = PRIVACY_BUDGET_RANGE
+    if not isinstance(budget, Decimal) or not budget.is_finite() or not low <= budget <= high:
+        raise DomainError(f"the privacy budget per compute-only licence is an ε from {low} to {high}")
+    return budget.quantize(Decimal("0.01"))
+
+
+def dataset_privacy_budget_set(*, dataset: Dataset, actor: User, budget: Decimal) -> Dataset:
+    """The ε that each compute-only licence sold from now on may spend; licences already sold keep theirs."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner sets the privacy budget")
+    dataset.privacy_budget = _check_privacy_budget(budget)
+    dataset.save(update_fields=["privacy_budget", "updated_at"])
+    return dataset
 
 
 class _HashingFile(File):
@@ -187,16 +214,17 @@ def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
     return {"rows": stats["rows"], "columns": stats["n_columns"]}
 
 
-def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: str):
+def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: str, private: bool = False):
     """The version's feature matrix for these options: the statistics job's own when they are its defaults
-    (memory-mapped where storage is local, so not copied), else prepared from the parsed columns."""
+    (memory-mapped where storage is local, so not copied), else prepared from the parsed columns. `private`
+    features (a compute-only licensee's) follow the rules of `ml.unsupervised.prepare(private=True)`."""
     import numpy as np
 
     from ml import unsupervised
     from ml.tabular import read_table, table_load
 
     options = {"max_categories": max_categories, "missing": missing}
-    if version.features_file and version.features and version.features["options"] == options:
+    if not private and version.features_file and version.features and version.features["options"] == options:
         try:
             X = np.load(default_storage.path(version.features_file.name), mmap_mode="r", allow_pickle=False)
         except NotImplementedError:  # storage without local paths
@@ -209,7 +237,7 @@ def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: 
     else:  # uploaded before columns were saved
         with default_storage.open(version.file.name, "rb") as fh:
             table = read_table(fh, fmt=version.format)
-    return unsupervised.prepare(table, **options)
+    return unsupervised.prepare(table, **options, private=private)
 
 
 def dataset_publish(*, dataset: Dataset, actor: User) -> Dataset:
@@ -285,15 +313,18 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
     term_days = dataset.terms.get("term_days")
     expires_at = timezone.now() + timedelta(days=term_days) if term_days else None
     terms_hash = ledger.content_hash(dataset.terms)
+    budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
     with transaction.atomic(durable=True):
         entry = ledger.split_pay(
             source=f"user:{buyer.pk}", amount=price, shares=shares, actor=f"user:{buyer.pk}",
             kind="marketplace.license.granted",
-            memo=f"dataset {dataset.pk} v{dataset.current_version.number} {tier}; terms {terms_hash}",
+            memo=f"dataset {dataset.pk} v{dataset.current_version.number} {tier}; terms {terms_hash}"
+                 + (f"; privacy budget ε {budget}" if budget is not None else ""),
         )  # fmt: skip
         return License.objects.create(
             buyer=buyer, dataset=dataset, version=dataset.current_version, tier=tier, price=price,
             terms=dataset.terms, terms_hash=terms_hash, expires_at=expires_at, entry_seq=entry.seq,
+            epsilon_budget=budget,
         )  # fmt: skip
 
 
@@ -327,37 +358,92 @@ def download_authorize(
 
 
 def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
-    """Queue an unsupervised analysis of the dataset's version the user may use (owner, or either license)."""
+    """Queue an unsupervised analysis of the version the user may use. The owner and download licensees, who
+    hold the rows, get exact results; a compute-only licensee's analysis is differentially private, and its ε
+    is charged to the licence's budget with a ledger entry, in the transaction that queues the job."""
+    from ml.privacy import DELTA
+
+    requested = params.get("epsilon") or DEFAULT_EPSILON
+    params = {**params, "private": False, "epsilon": None}
     if dataset.owner_id == user.pk:
         version = (
             dataset.current_version or dataset.versions.filter(status=DatasetVersion.Status.READY).first()
         )
-    else:
-        license = _valid_license(user, dataset, (License.Tier.DOWNLOAD, License.Tier.COMPUTE))
-        if license is None:
-            raise PermissionDenied("analyses need ownership or a valid license for this dataset")
-        version = license.version
+        return _analysis_queue(user, version, params)
+    license = _valid_license(user, dataset, (License.Tier.DOWNLOAD, License.Tier.COMPUTE))
+    if license is None:
+        raise PermissionDenied("analyses need ownership or a valid license for this dataset")
+    if license.tier == License.Tier.DOWNLOAD:
+        return _analysis_queue(user, license.version, params)
+    analysis = params.get("analysis")
+    if analysis not in PRIVATE_ANALYSES:
+        raise DomainError(
+            f"{analysis} is offered to owners and download licensees only: it has no differentially private "
+            "version; a compute-only licence offers k-means, PCA and the isolation forest"
+        )
+    if analysis == "kmeans" and not params.get("k"):
+        raise DomainError(
+            "choose the number of clusters k: choosing it from the data would spend privacy budget on every "
+            "candidate"
+        )
+    epsilon = _epsilon(requested)
+    with transaction.atomic(durable=True):
+        # The licence row is locked so that concurrent analyses cannot together spend more than its budget.
+        license = License.objects.select_for_update().get(pk=license.pk)
+        left = license.epsilon_left or Decimal(0)
+        if epsilon > left:
+            raise DomainError(
+                f"this analysis would spend ε = {epsilon}, but only ε = {left} is left of this licence's "
+                f"privacy budget of {license.epsilon_budget}"
+            )
+        job = _analysis_queue(user, license.version, {**params, "private": True, "epsilon": str(epsilon)})
+        license.epsilon_spent += epsilon
+        license.save(update_fields=["epsilon_spent"])
+        ledger.entry_append(
+            kind="marketplace.privacy.spent",
+            actor=f"user:{user.pk}",
+            payload={"license": license.pk, "dataset": dataset.pk, "version": license.version.number,
+                     "job": job.pk, "analysis": analysis, "epsilon": str(epsilon), "delta": str(DELTA),
+                     "spent": str(license.epsilon_spent), "budget": str(license.epsilon_budget)},
+            idempotency_key=f"marketplace.privacy.spent:{job.pk}",
+        )  # fmt: skip
+    return job
+
+
+def _epsilon(value: Any) -> Decimal:
+    try:
+        epsilon = Decimal(str(value)).quantize(Decimal("0.01"))
+    except ArithmeticError:
+        raise DomainError("ε must be a number with at most two decimals") from None
+    if not epsilon.is_finite() or epsilon <= 0 or epsilon != Decimal(str(value)):
+        raise DomainError("ε must be a positive number with at most two decimals")
+    return epsilon
+
+
+def _analysis_queue(user: User, version: DatasetVersion | None, params: dict[str, Any]):
     if version is None or version.status != DatasetVersion.Status.READY:
         raise Conflict("the dataset has no analysed version yet")
     return job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
 
 
 def analysis_run(*, job, reporter) -> dict[str, Any]:
-    """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger."""
-    from ml import unsupervised
+    """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger; for a
+    compute-only licensee, differentially private with the ε charged when the job was submitted."""
+    from ml import private_analyses, unsupervised
     from ml.tabular import TabularError
 
     params = job.params
     version = DatasetVersion.objects.select_related("dataset").get(pk=params["version"])
+    private = bool(params.get("private"))
+    epsilon = float(params["epsilon"]) if private else None
 
     def progress(fraction: float, message: str = "") -> None:
         reporter(0.1 + 0.8 * fraction, message=message)
 
     reporter(0.02, message="reading the data")
     try:
-        prepared = _version_prepared(
-            version, max_categories=params["max_categories"], missing=params["missing"]
-        )
+        options = {"max_categories": params["max_categories"], "missing": params["missing"]}
+        prepared = _version_prepared(version, **options, private=private)
         if not prepared.numeric_columns:
             dropped = "; ".join(f"{c}: {why}" for c, why in prepared.dropped_columns.items())
             raise DomainError(
@@ -365,34 +451,49 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
             )
         kind = params["analysis"]
         if kind == "kmeans":
-            mini_batch = {"lloyd": False, "minibatch": True}.get(params.get("algorithm", "auto"))
-            result = unsupervised.kmeans(
-                prepared, k=params.get("k"), mini_batch=mini_batch, progress=progress
-            )
+            if private:
+                result = private_analyses.kmeans(prepared, k=params["k"], epsilon=epsilon, progress=progress)
+            else:
+                mini_batch = {"lloyd": False, "minibatch": True}.get(params.get("algorithm", "auto"))
+                result = unsupervised.kmeans(
+                    prepared, k=params.get("k"), mini_batch=mini_batch, progress=progress
+                )
             plot = unsupervised.scatter_svg(result)
-        elif kind == "dbscan":
+        elif kind == "dbscan" and not private:
             result = unsupervised.dbscan(
                 prepared, eps=params["eps"], min_samples=params["min_samples"], progress=progress
             )
             plot = unsupervised.scatter_svg(result)
         elif kind == "pca":
-            result = unsupervised.pca(prepared, progress=progress)
+            if private:
+                result = private_analyses.pca(prepared, epsilon=epsilon, progress=progress)
+            else:
+                result = unsupervised.pca(prepared, progress=progress)
             plot = unsupervised.pca_svg(result)
-        else:
-            result = unsupervised.isolation_forest(
-                prepared, contamination=params.get("contamination") or "auto", progress=progress
-            )
+        elif kind == "isolation_forest":
+            contamination = params.get("contamination") or "auto"
+            if private:
+                result = private_analyses.isolation_forest(
+                    prepared, contamination=contamination, epsilon=epsilon, progress=progress
+                )
+            else:
+                result = unsupervised.isolation_forest(
+                    prepared, contamination=contamination, progress=progress
+                )
             plot = unsupervised.histogram_svg(result)
+        else:
+            raise DomainError(f"{kind} has no differentially private version")
     except (TabularError, ValueError) as exc:
         raise DomainError(str(exc)) from exc
     result_hash = ledger.content_hash(result)
+    payload = {"dataset": version.dataset_id, "version": version.number, "analysis": kind, "job": job.pk,
+               "result_sha256": result_hash}  # fmt: skip
+    if private:
+        payload["epsilon"] = params["epsilon"]
     with transaction.atomic(durable=True):
         entry = ledger.entry_append(
-            kind="marketplace.analysis.completed",
-            actor=f"user:{job.owner_id}",
-            payload={"dataset": version.dataset_id, "version": version.number, "analysis": kind, "job": job.pk,
-                     "result_sha256": result_hash},
-        )  # fmt: skip
+            kind="marketplace.analysis.completed", actor=f"user:{job.owner_id}", payload=payload
+        )
     return {
         "analysis": kind,
         "result": result,

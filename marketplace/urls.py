@@ -28,5 +28,6 @@ api_urlpatterns = [
     path("datasets/<int:dataset_id>/buy/", apis.DatasetBuyApi.as_view(), name="api-data-buy"),
     path("datasets/<int:dataset_id>/download/", apis.DatasetDownloadApi.as_view(), name="api-data-download"),
     path("datasets/<int:dataset_id>/analyses/", apis.AnalysisSubmitApi.as_view(), name="api-data-analyses"),
+    path("datasets/<int:dataset_id>/privacy/", apis.DatasetPrivacyApi.as_view(), name="api-data-privacy"),
     path("licenses/", apis.LicenseListApi.as_view(), name="api-data-licenses"),
 ]

@@ -16,6 +16,7 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import silhouette_score
 
+from ml.privacy import CLIP, IDENTIFIER_SHARE, MIN_COUNT, OTHER
 from ml.tabular import Progress, Table, TabularError
 
 SILHOUETTE_ROWS = 2_000  # silhouette is quadratic in rows: scored on a sample this large (error ~0.005)
@@ -43,6 +44,7 @@ class Prepared:
     rows_dropped: int
     means: np.ndarray  # of the numeric columns, to turn z-scores back into original units
     stds: np.ndarray
+    row_norm: float | None = None  # set by `prepare(private=True)`: the largest L2 norm of a row of `X`
 
     def metadata(self) -> dict:
         """Everything but `X`, as JSON; `Prepared.restore(X, metadata)` rebuilds the object."""
@@ -84,19 +86,29 @@ class Prepared:
 
 
 def prepare(
-    table: Table, *, max_categories: int = 20, missing: Literal["impute", "drop"] = "impute"
+    table: Table,
+    *,
+    max_categories: int = 20,
+    missing: Literal["impute", "drop"] = "impute",
+    private: bool = False,
+    min_count: int = MIN_COUNT,
 ) -> Prepared:
     """Standardize numeric columns and one-hot encode categorical ones with at most `max_categories` values.
 
     `missing="impute"` fills a missing number with its column mean (z-score 0) and a missing category with
     all-zero indicators; `missing="drop"` drops every row with a missing value in a used column.
+
+    `private=True` applies the rules for compute-only buyers, the one place they live: an identifier-like text
+    column is dropped unnamed; a level held by fewer than `min_count` of the rows used, or beyond the
+    `max_categories` most frequent, is folded into "(other)", which every used text column has; numbers are
+    centred on the median of all their values, scaled by their interquartile range (whatever rows are used)
+    and clipped to ±`CLIP`, so that one row moves any sum by at most `row_norm`.
     """
     if missing not in ("impute", "drop"):
         raise TabularError(f"missing must be 'impute' or 'drop', not {missing!r}")
     dropped: dict[str, str] = {}
     numeric: list[str] = []
-    # (name, codes of the column's rows into its one-hot block (-1: missing), levels in block order)
-    categorical: list[tuple[str, np.ndarray, list[str]]] = []
+    candidates: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, codes, rows per level)
     for name in table.columns:
         if name in table.numeric:
             if np.isnan(table.numeric[name]).all():
@@ -106,17 +118,16 @@ def prepare(
             continue
         column = table.categorical[name]
         counts = column.counts()
-        present = np.flatnonzero(counts)
-        if present.size == 0:
+        distinct = int(np.count_nonzero(counts))
+        if distinct == 0:
             dropped[name] = "all values missing"
-        elif present.size > max_categories:
-            dropped[name] = f"too many categories ({present.size} > {max_categories})"
+        elif private and distinct > IDENTIFIER_SHARE * counts.sum():
+            dropped[name] = "identifier-like: nearly every value is distinct, so none is used or named"
+        elif not private and distinct > max_categories:
+            dropped[name] = f"too many categories ({distinct} > {max_categories})"
         else:
-            order = sorted(present, key=lambda i: (-counts[i], column.levels[i]))
-            rank = np.full(len(column.levels) + 1, -1, dtype=np.int64)  # the extra slot maps code -1 to -1
-            rank[order] = np.arange(len(order))
-            categorical.append((name, rank[column.codes], [column.levels[i] for i in order]))
-    if not numeric and not categorical:
+            candidates.append((name, column.codes, counts))
+    if not numeric and not candidates:
         why = "; ".join(f"{c}: {r}" for c, r in dropped.items())
         raise TabularError(
             "no usable columns: no numeric or low-cardinality categorical columns"
@@ -128,19 +139,45 @@ def prepare(
         keep = np.ones(table.n_rows, dtype=bool)
         for name in numeric:
             keep &= ~np.isnan(table.numeric[name])
-        for _, codes, _ in categorical:
+        for _, codes, _ in candidates:
             keep &= codes >= 0
     rows_used = table.n_rows if keep is None else int(keep.sum())
     if rows_used == 0:
         raise TabularError("no rows left after dropping rows with missing values; try missing='impute'")
 
+    # (name, codes of the rows used into the column's one-hot block (-1: missing), levels in block order)
+    categorical: list[tuple[str, np.ndarray, list[str]]] = []
+    for name, codes, counts in candidates:
+        levels_all = table.categorical[name].levels
+        if keep is not None:
+            codes = codes[keep]
+            if private:
+                counts = np.bincount(codes[codes >= 0], minlength=len(levels_all))
+        order = sorted(np.flatnonzero(counts), key=lambda i: (-counts[i], levels_all[i]))
+        if private:
+            order = [i for i in order if counts[i] >= min_count and levels_all[i] != OTHER][:max_categories]
+        rank = np.full(len(levels_all) + 1, -1, dtype=np.int64)  # the extra slot maps code -1 to -1
+        levels = [levels_all[i] for i in order]
+        if private:
+            rank[:-1] = len(order)  # every level not named is "(other)"
+            levels.append(OTHER)
+        rank[order] = np.arange(len(order))
+        categorical.append((name, rank[codes], levels))
+
     n_features = len(numeric) + sum(len(levels) for _, _, levels in categorical)
     columns = [table.numeric[name] if keep is None else table.numeric[name][keep] for name in numeric]
     means = np.empty(len(numeric))
     stds = np.empty(len(numeric))
-    for j, col in enumerate(columns):
+    for j, name in enumerate(numeric):
+        col = table.numeric[name] if private else columns[j]
         present = col[~np.isnan(col)] if np.isnan(col).any() else col
-        means[j], std = present.mean(), present.std()
+        if private:
+            # The median and the interquartile range (as a normal's standard deviation): one wild row moves
+            # neither, where it can stretch a standard deviation until every other row sits near zero.
+            q1, means[j], q3 = np.quantile(present, [0.25, 0.5, 0.75])
+            std = (q3 - q1) / 1.349 or present.std()
+        else:
+            means[j], std = present.mean(), present.std()
         stds[j] = std if std > 0 else 1.0  # a constant column stays at 0 instead of becoming nan
     # The one big allocation is the matrix itself, filled a block of rows at a time so that writing
     # the columns across stays in cache.
@@ -153,11 +190,11 @@ def prepare(
         block -= means
         block /= stds
         block[np.isnan(block)] = 0.0  # a missing number becomes its column's mean
+        if private:
+            np.clip(block, -CLIP, CLIP, out=block)
     onehot: list[tuple[str, str]] = []
     start = len(numeric)
     for name, codes, levels in categorical:
-        if keep is not None:
-            codes = codes[keep]
         rows = np.flatnonzero(codes >= 0)
         X[rows, start + codes[rows]] = 1.0
         onehot.extend((name, v) for v in levels)
@@ -173,6 +210,8 @@ def prepare(
         rows_dropped=table.n_rows - rows_used,
         means=means,
         stds=stds,
+        # Each clipped number adds at most CLIP² to a row's squared norm, each text column at most 1.
+        row_norm=math.sqrt(m * CLIP**2 + len(categorical)) if private else None,
     )
 
 

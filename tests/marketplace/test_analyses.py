@@ -51,21 +51,22 @@ def run(job) -> Job:
     return Job.objects.get(pk=job.pk)
 
 
-def test_a_compute_only_buyer_gets_clusters_but_no_rows_and_no_download(alice, bob):
-    dataset, _version = listing_with(alice, blobs_csv())
+def test_a_compute_only_buyer_gets_private_clusters_but_no_rows_and_no_download(alice, bob):
+    dataset, _version = listing_with(alice, blobs_csv(3_000))
     fund(f"user:{bob.pk}", 10_000)
     services.license_purchase(buyer=bob, dataset=dataset, tier="compute")
-    job = run(services.analysis_submit(user=bob, dataset=dataset, params={"analysis": "kmeans", "k": None}))
+    job = run(services.analysis_submit(user=bob, dataset=dataset, params={"analysis": "kmeans", "k": 3}))
     assert job.status == "succeeded", job.error
     result = job.result["result"]
-    # Three blobs, and the planted outlier alone in a cluster whose size and centroid are suppressed.
-    visible = [c for c in result["clusters"] if not c["suppressed"]]
-    assert len(visible) == 3 and sorted(c["size"] for c in visible) == [100, 100, 100]
-    assert all(c["size"] is None for c in result["clusters"] if c["suppressed"])
+    assert result["privacy"]["epsilon"] == 1.0 and result["privacy"]["delta"] == 1e-8
+    # Three blobs of 1,000 rows each, their sizes released with noise (the planted outlier joins one of them).
+    assert all(not c["suppressed"] and c["centroid_sd"] for c in result["clusters"])
+    assert sorted(c["size"] for c in result["clusters"]) == pytest.approx([1_000] * 3, abs=150)
     assert job.result["plot_svg"].startswith("<svg")
     assert str(OUTLIER) not in json.dumps(job.result), "no value singles out a row"
     entry = Entry.objects.get(kind="marketplace.analysis.completed")
     assert entry.payload["result_sha256"] == job.result["result_sha256"]
+    assert entry.payload["epsilon"] == "1.00"
     with pytest.raises(PermissionDenied):
         services.download_authorize(user=bob, dataset=dataset)
     assert api_as(bob).get(f"/api/data/datasets/{dataset.pk}/download/").status_code == 403

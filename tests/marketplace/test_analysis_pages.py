@@ -19,10 +19,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def listing(alice, bob):
-    """alice's listing, with bob holding compute-only access."""
+    """alice's listing, with bob holding download access (exact results; private ones are in test_privacy)."""
     dataset = make_listing(alice)
     fund(f"user:{bob.pk}", 50_000)
-    services.license_purchase(buyer=bob, dataset=dataset, tier="compute")
+    services.license_purchase(buyer=bob, dataset=dataset, tier="download")
     return dataset
 
 
@@ -257,8 +257,13 @@ def test_the_chosen_options_reach_the_job(listing, bob):
 def test_omitted_options_take_the_serializers_defaults(listing, bob):
     client_for(bob).post(f"/data/{listing.pk}/analyses/", {"analysis": "kmeans"})
     params = Job.objects.get(kind="marketplace.analysis").params
-    defaults = {name: field.default for name, field in AnalysisOptions().fields.items() if name != "analysis"}
+    defaults = {
+        name: field.default
+        for name, field in AnalysisOptions().fields.items()
+        if name not in ("analysis", "epsilon")  # ε applies to compute-only licences, and bob can download
+    }
     assert {name: params[name] for name in defaults} == defaults
+    assert params["private"] is False and params["epsilon"] is None
 
 
 @pytest.mark.parametrize(

@@ -101,8 +101,10 @@ def test_a_compute_only_buyer_runs_k_means_on_the_worker_and_sees_no_rows(alice,
     job = buyer.get(f"/api/jobs/{job_id}/").json()
     assert job["status"] == "succeeded", job["error"]
     result = job["result"]["result"]
-    assert result["k"] == 2 and sum(c["size"] for c in result["clusters"]) == 200
+    assert result["k"] == 2 and result["privacy"]["epsilon"] == 1.0
     assert result["input"]["categorical_columns_used"] == ["city"]
+    licence = buyer.get("/api/data/licenses/").json()[0]
+    assert (licence["epsilon_budget"], licence["epsilon_spent"], licence["epsilon_left"]) == ("10.00", "1.00", "9.00")
     assert "30137" not in str(job["result"]), "no income from the file appears in the result"
     assert buyer.get(f"/api/data/datasets/{dataset_id}/download/").status_code == 403
     assert Entry.objects.filter(kind="marketplace.analysis.completed", payload__job=job_id).exists()
