@@ -167,6 +167,11 @@ class DatasetDetailApi(APIView):
             required=False, help_text="applies to licences sold from now on"
         )
 
+        def validate(self, attrs):
+            if not attrs:
+                raise serializers.ValidationError("change preview_enabled, privacy_budget or both")
+            return attrs
+
     @extend_schema(responses={200: DatasetOutputSerializer, **api_errors(404)})
     def get(self, request, dataset_id: int):
         return Response(
