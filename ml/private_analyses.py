@@ -130,7 +130,9 @@ def kmeans(
     report(0.15, "releasing the noisy density grid that places the first centres")
     density = noisy_counts(budget, np.bincount(grid.index, minlength=bins * bins), share=KMEANS_SHARES["init"],
                            what="initial density grid")  # fmt: skip
-    centers = _initial_centres(grid, density, k, seed, d)
+    # Cells under three noise scales are taken as empty: a noisy far corner would otherwise win a seed.
+    density[density < 3 * budget.sigma("initial density grid")] = 0
+    centers = _initial_centres(grid, density, k, seed)
     lower = np.zeros(d)
     lower[: len(prepared.numeric_columns)] = -CLIP
     upper = np.where(lower < 0, CLIP, 1.0)
@@ -220,16 +222,21 @@ class _Grid:
         return np.column_stack([gx.ravel(), gy.ravel()])
 
 
-def _initial_centres(grid: _Grid, density: np.ndarray, k: int, seed: int, d: int) -> np.ndarray:
-    """k centres from the noisy grid (weighted k-means on its cells), mapped back to feature space."""
+def _initial_centres(grid: _Grid, density: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k centres from the noisy grid, mapped back to feature space: greedy seeds (the densest cell, then each
+    time the cell with the most mass times squared distance to the seeds so far, a deterministic k-means++),
+    refined by weighted k-means on the cells."""
     points = grid.centres()
-    weights = density.astype(np.float64)
-    if weights.sum() <= 0:
-        weights = np.ones_like(weights)
-    positive = int(np.count_nonzero(weights))
-    if positive < k:  # too few cells carry mass: spread the rest evenly so that every centre is distinct
+    weights = np.maximum(density.astype(np.float64), 0.0)
+    if np.count_nonzero(weights) < k:  # too few cells carry mass: let every cell count a little
         weights = weights + 1e-3
-    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(points, sample_weight=weights)
+    seeds = [int(np.argmax(weights))]
+    nearest = ((points - points[seeds[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        seeds.append(int(np.argmax(weights * nearest)))
+        nearest = np.minimum(nearest, ((points - points[seeds[-1]]) ** 2).sum(axis=1))
+    model = KMeans(n_clusters=k, init=points[seeds], n_init=1, random_state=seed)
+    model.fit(points, sample_weight=weights)
     return grid.mean + model.cluster_centers_ @ grid.axes
 
 
