@@ -22,6 +22,7 @@ in the box ±10, unit spread), as an `ml.tabular.Table`. The private analyses ta
 Progress goes to stderr. Nothing is written to disk.
 """
 
+import hashlib
 import json
 import os
 import statistics
@@ -95,6 +96,14 @@ def median(values: list[float | None]) -> float | None:
     return round(statistics.median(present), 4) if present else None
 
 
+def sources_digest() -> str:
+    """Of the modules measured, so that figures can be told apart while they change."""
+    digest = hashlib.sha256()
+    for name in ("privacy.py", "private_analyses.py", "unsupervised.py", "tabular.py"):
+        digest.update((ROOT / "ml" / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -113,15 +122,20 @@ def errors(
     exact_centres = centroids(unsupervised.kmeans(exact_prepared, k=K, mini_batch=False), names)
     exact_ratio = np.array(unsupervised.pca(exact_prepared)["explained_variance_ratio"][:PCA_COMPONENTS])
     size = str(n)
+    X = private_prepared.X  # without noise: what the private scaling and clipping change on their own
+    mean = X.mean(axis=0)
+    values = np.linalg.eigvalsh(X.T @ X / n - np.outer(mean, mean))[::-1]
+    noiseless = values[:PCA_COMPONENTS] / values.sum()
+    figures["pca_evr_error_noiseless"][size] = round(float(np.abs(noiseless - exact_ratio).max()), 4)
     figures["exact_kmeans_vs_true_centres_std"][size] = round(
         centroid_error(exact_centres, centres, stds)[0], 4
     )
     for name in ("kmeans_centroid_error_std", "kmeans_worst_cluster_error_std", "kmeans_unmatched_clusters",
-                 "pca_evr_error", "pca_evr_error_predicted"):  # fmt: skip
+                 "pca_evr_error", "pca_evr_noise_error", "pca_evr_error_predicted"):  # fmt: skip
         figures[name][size] = {}
     for eps in EPSILONS:
         log(f"{n} rows: ε={eps:g}, {ERROR_REPEATS} private runs")
-        mean_errors, worst_errors, unmatched, pca_errors, predicted = [], [], [], [], []
+        mean_errors, worst_errors, unmatched, pca_errors, pca_noise, predicted = [], [], [], [], [], []
         for _ in range(ERROR_REPEATS):
             found = centroids(private_analyses.kmeans(private_prepared, k=K, epsilon=eps), names)
             mean_error, worst_error = centroid_error(found, exact_centres, stds)
@@ -131,12 +145,14 @@ def errors(
             result = private_analyses.pca(private_prepared, epsilon=eps)
             ratio = np.array(result["explained_variance_ratio"][:PCA_COMPONENTS])
             pca_errors.append(float(np.abs(ratio - exact_ratio).max()))
+            pca_noise.append(float(np.abs(ratio - noiseless).max()))  # the noise alone, same features
             predicted.append(result["privacy"]["explained_variance_ratio_error"])
         key = f"{eps:g}"
         figures["kmeans_centroid_error_std"][size][key] = median(mean_errors)
         figures["kmeans_worst_cluster_error_std"][size][key] = median(worst_errors)
         figures["kmeans_unmatched_clusters"][size][key] = unmatched  # every run's, not a median
         figures["pca_evr_error"][size][key] = median(pca_errors)
+        figures["pca_evr_noise_error"][size][key] = median(pca_noise)
         figures["pca_evr_error_predicted"][size][key] = median(predicted)
     return exact_prepared, private_prepared
 
@@ -209,7 +225,10 @@ def main() -> None:
         "kmeans_worst_cluster_error_std": {},
         "kmeans_unmatched_clusters": {},
         "pca_evr_error": {},
+        "pca_evr_noise_error": {},
         "pca_evr_error_predicted": {},
+        "pca_evr_error_noiseless": {},
+        "ml_sources_sha256": sources_digest(),
     }
 
     # OpenDP's ε -> ρ calibration (a binary search), cached per ε: the first also imports OpenDP.

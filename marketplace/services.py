@@ -328,13 +328,8 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
         )  # fmt: skip
 
 
-def _valid_license(user: User, dataset: Dataset, tiers: tuple[str, ...]) -> License | None:
-    return (
-        selectors.license_list_valid(user=user, dataset=dataset)
-        .filter(tier__in=tiers)
-        .order_by("tier")
-        .first()
-    )
+def _valid_license(user: User, dataset: Dataset, tier: str) -> License | None:
+    return selectors.license_list_valid(user=user, dataset=dataset).filter(tier=tier).first()
 
 
 def download_authorize(
@@ -345,7 +340,7 @@ def download_authorize(
         raise NotFound("no such dataset")
     license = None
     if dataset.owner_id != user.pk:
-        license = _valid_license(user, dataset, (License.Tier.DOWNLOAD,))
+        license = _valid_license(user, dataset, License.Tier.DOWNLOAD)
         if license is None:
             raise PermissionDenied("downloading needs a valid download license")
     version = version or (license.version if license else dataset.current_version or dataset.versions.first())
@@ -370,7 +365,10 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
             dataset.current_version or dataset.versions.filter(status=DatasetVersion.Status.READY).first()
         )
         return _analysis_queue(user, version, params)
-    license = _valid_license(user, dataset, (License.Tier.DOWNLOAD, License.Tier.COMPUTE))
+    # A download licence first: its holder has the rows, so exact results and nothing charged.
+    license = _valid_license(user, dataset, License.Tier.DOWNLOAD) or _valid_license(
+        user, dataset, License.Tier.COMPUTE
+    )
     if license is None:
         raise PermissionDenied("analyses need ownership or a valid license for this dataset")
     if license.tier == License.Tier.DOWNLOAD:

@@ -162,3 +162,10 @@ def test_concurrent_analyses_cannot_overspend_the_budget(alice, bob):
     assert license.epsilon_spent == 9
     entries = Entry.objects.filter(kind="marketplace.privacy.spent")
     assert sum(Decimal(e.payload["epsilon"]) for e in entries) == 9 and entries.count() == 3
+
+
+def test_a_holder_of_both_licences_gets_exact_results_and_spends_nothing(compute_listing, bob):
+    services.license_purchase(buyer=bob, dataset=compute_listing, tier="download")
+    job = submit(bob, compute_listing, analysis="kmeans", k=3)
+    assert job.params["private"] is False and job.params["epsilon"] is None
+    assert License.objects.get(buyer=bob, tier="compute").epsilon_spent == 0

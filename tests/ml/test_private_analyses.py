@@ -19,7 +19,9 @@ ANALYSES = {
 }
 
 
-def blobs_table(n: int = 3_000, seed: int = 0, rare: dict[int, str] | None = None) -> tuple[Table, np.ndarray]:
+def blobs_table(
+    n: int = 3_000, seed: int = 0, rare: dict[int, str] | None = None
+) -> tuple[Table, np.ndarray]:
     x, y = make_blobs(n_samples=n, centers=CENTERS, cluster_std=1.0, random_state=seed)
     segment = [["north", "south", "east"][label] for label in y]
     for row, value in (rare or {}).items():
@@ -38,7 +40,9 @@ def blobs_table(n: int = 3_000, seed: int = 0, rare: dict[int, str] | None = Non
 
 @pytest.mark.parametrize("max_categories", [2, 20, 100])
 @pytest.mark.parametrize("analysis", list(ANALYSES))
-def test_no_private_result_names_a_rare_level_or_an_identifier_whatever_max_categories(analysis, max_categories):
+def test_no_private_result_names_a_rare_level_or_an_identifier_whatever_max_categories(
+    analysis, max_categories
+):
     rare = {0: "lighthouse", 1: "lighthouse", 2: "island", 3: "island", 4: "island", 5: "island"}
     table, _ = blobs_table(rare=rare)
     prepared = unsupervised.prepare(table, max_categories=max_categories, private=True)
@@ -57,7 +61,9 @@ def test_a_level_reaching_min_count_in_the_rows_used_is_named_and_one_below_is_f
     levels = {v for c, v in prepared.onehot if c == "segment"}
     assert "island" in levels and "cove" not in levels and OTHER in levels
     # Every row is in exactly one level of the column, so the folded rows are counted under "(other)".
-    block = [j for j, (c, _) in enumerate(prepared.onehot, start=len(prepared.numeric_columns)) if c == "segment"]
+    block = [
+        j for j, (c, _) in enumerate(prepared.onehot, start=len(prepared.numeric_columns)) if c == "segment"
+    ]
     assert prepared.X[:, block].sum(axis=1).tolist() == [1.0] * table.n_rows
 
 
@@ -140,8 +146,11 @@ def test_private_pca_finds_the_main_direction_of_correlated_data():
     base = rng.normal(size=20_000)
     table = Table(
         columns=["a", "b", "c"],
-        numeric={"a": base + 0.1 * rng.normal(size=20_000), "b": base + 0.1 * rng.normal(size=20_000),
-                 "c": rng.normal(size=20_000)},  # fmt: skip
+        numeric={
+            "a": base + 0.1 * rng.normal(size=20_000),
+            "b": base + 0.1 * rng.normal(size=20_000),
+            "c": rng.normal(size=20_000),
+        },
         categorical={},
         n_rows=20_000,
     )
@@ -149,7 +158,9 @@ def test_private_pca_finds_the_main_direction_of_correlated_data():
     exact = unsupervised.pca(unsupervised.prepare(table, private=True))
     cosine = abs(np.dot(private["loadings"][0], exact["loadings"][0]))
     assert cosine > 0.95
-    assert private["explained_variance_ratio"][0] == pytest.approx(exact["explained_variance_ratio"][0], abs=0.1)
+    assert private["explained_variance_ratio"][0] == pytest.approx(
+        exact["explained_variance_ratio"][0], abs=0.1
+    )
     assert private["privacy"]["explained_variance_ratio_error"] < 0.1
 
 
