@@ -103,6 +103,19 @@ class VersionUploadForm(forms.Form):
         return upload
 
 
+def privacy_budget_field(**kwargs: Any) -> forms.DecimalField:
+    """The total ε that each compute-only licence may spend, bounded as the services bound it."""
+    low, high = services.PRIVACY_BUDGET_RANGE
+    return forms.DecimalField(
+        min_value=low,
+        max_value=high,
+        max_digits=6,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+        **{"label": "Privacy budget per compute-only licence (ε)", **kwargs},
+    )
+
+
 class DatasetCreateForm(VersionUploadForm):
     title = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
@@ -124,8 +137,18 @@ class DatasetCreateForm(VersionUploadForm):
         label="Show a preview",
         help_text="Anyone may see the first 10 rows of the version on sale; you can turn it off at any time.",
     )
+    privacy_budget = privacy_budget_field(
+        required=False,
+        initial=Decimal("10"),
+        help_text="Compute-only buyers never see rows: their analyses are differentially private, each spending "
+        "some of this ε. A smaller budget protects the people in the data more and allows fewer or noisier "
+        "analyses; empty: 10.",
+    )
 
-    field_order = ["title", "description", "tags", "terms_preset", "terms_text", "price_download"]
+    field_order = [
+        "title", "description", "tags", "terms_preset", "terms_text", "price_download", "price_compute",
+        "privacy_budget",
+    ]  # fmt: skip
 
     def clean_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
@@ -156,6 +179,7 @@ class DatasetCreateForm(VersionUploadForm):
             "price_download": tokens_to_minor(data["price_download"]),
             "price_compute": tokens_to_minor(data["price_compute"]),
             "preview_enabled": data["preview_enabled"],
+            "privacy_budget": data["privacy_budget"],
         }
 
 
@@ -165,6 +189,10 @@ class PurchaseForm(forms.Form):
 
 class PreviewForm(forms.Form):
     enabled = forms.BooleanField(required=False)
+
+
+class PrivacyBudgetForm(forms.Form):
+    budget = privacy_budget_field(help_text="for licences sold from now on; those already sold keep theirs")
 
 
 # Labels for the choices and fields of marketplace.jobkinds.AnalysisOptions; an option added there without an
@@ -201,6 +229,19 @@ _OPTION_TEXT: dict[str, tuple[str, str]] = {
         "a text column with more distinct values than this is left out; others are one-hot encoded",
     ),
     "missing": ("Missing values", "impute: a missing number becomes its column's mean"),
+    "epsilon": (
+        "Privacy budget to spend (ε)",
+        "taken from your licence's budget; more ε, less noise: ε = 1 is a common choice, 0.1 is very noisy",
+    ),
+}
+# What changes in the form for a compute-only licensee, whose analyses are differentially private: options
+# that a private analysis ignores are left out, and the help says what it refuses.
+_PRIVATE_OMITTED = ("algorithm", "eps", "min_samples")
+_PRIVATE_HELP = {
+    "analysis": "compute-only access offers k-means, PCA and the isolation forest; DBSCAN has no private "
+    "version and is for owners and download licensees",
+    "k": "required with compute-only access: choosing k from the data would spend privacy budget on every "
+    "candidate",
 }
 
 
@@ -227,25 +268,50 @@ def _form_field(name: str, field: serializers.Field) -> forms.Field:
         return forms.IntegerField(**bounds, **common)
     if isinstance(field, serializers.FloatField):
         return forms.FloatField(**bounds, widget=forms.NumberInput(attrs={"step": "any"}), **common)
+    if isinstance(field, serializers.DecimalField):
+        step = str(Decimal(1).scaleb(-field.decimal_places)) if field.decimal_places else "1"
+        return forms.DecimalField(
+            **bounds, max_digits=field.max_digits, decimal_places=field.decimal_places,
+            widget=forms.NumberInput(attrs={"step": step}), **common,
+        )  # fmt: skip
     return forms.CharField(**common)
 
 
 class AnalysisForm(forms.Form):
     """The analysis options of marketplace.jobkinds.AnalysisOptions as a page form: its fields are made from
-    that serializer, which also validates what is submitted, so the page and the API accept the same."""
+    that serializer, which also validates what is submitted, so the page and the API accept the same.
+
+    `private` shapes the form shown: None every option (what a post is validated with), False for exact
+    results (no ε to spend), True for a compute-only licensee (ε with what is left, no DBSCAN options)."""
 
     GROUPS = (
         ("", ("analysis",)),
+        ("Differential privacy", ("epsilon",)),
         ("k-means", ("k", "algorithm")),
         ("DBSCAN", ("eps", "min_samples")),
         ("Isolation forest", ("contamination",)),
         ("Preprocessing", ("max_categories", "missing")),
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, private: bool | None = None, epsilon_left: Decimal | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         for name, field in AnalysisOptions().fields.items():
             self.fields[name] = _form_field(name, field)
+        if private is False:
+            del self.fields["epsilon"]
+        elif private:
+            for name in _PRIVATE_OMITTED:
+                self.fields.pop(name, None)
+            for name, help_text in _PRIVATE_HELP.items():
+                if name in self.fields:
+                    self.fields[name].help_text = help_text
+            epsilon = self.fields.get("epsilon")
+            if epsilon is not None and epsilon_left is not None:
+                epsilon.help_text = f"{epsilon.help_text}; ε = {epsilon_left} is left"
+                if 0 < epsilon_left < (epsilon.initial or 0):
+                    epsilon.initial = epsilon_left
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The fields in fieldsets by the analysis they tune; options not named in GROUPS come last."""

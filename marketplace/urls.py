@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:dataset_id>/withdraw/", views.withdraw, name="withdraw"),
     path("<int:dataset_id>/versions/", views.version_upload, name="version-upload"),
     path("<int:dataset_id>/preview/", views.preview_toggle, name="preview"),
+    path("<int:dataset_id>/privacy-budget/", views.privacy_budget_set, name="privacy-budget"),
     path("<int:dataset_id>/analyses/", views.analysis_submit, name="analysis"),
     path("<int:dataset_id>/analyses/<int:job_id>/", views.analysis_detail, name="analysis-detail"),
     path("<int:dataset_id>/analyses/<int:job_id>/cancel/", views.analysis_cancel, name="analysis-cancel"),

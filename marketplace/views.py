@@ -1,5 +1,6 @@
 """The data marketplace's pages: browse, one listing, a new listing, and the user's own listings and purchases."""
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -21,11 +22,12 @@ from marketplace.forms import (
     DatasetCreateForm,
     DatasetFilterForm,
     PreviewForm,
+    PrivacyBudgetForm,
     PurchaseForm,
     VersionUploadForm,
 )
 from marketplace.models import Dataset, DatasetVersion, License
-from platform_site.errors import DomainError
+from platform_site.errors import DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_cancel, job_snapshot
 
@@ -106,6 +108,13 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if request.user.is_authenticated and not is_owner:
         licenses = list(selectors.license_list_valid(user=request.user, dataset=dataset))
     held = {license.tier for license in licenses}
+    # A compute-only licensee's analyses are differentially private and spend the licence's ε; the owner and
+    # download licensees hold the rows, so theirs are exact and spend nothing.
+    compute_license = next((lic for lic in licenses if lic.tier == License.Tier.COMPUTE), None)
+    private = compute_license is not None and License.Tier.DOWNLOAD not in held
+    budget_licenses: list[License] = []
+    if is_owner:
+        budget_licenses = list(selectors.privacy_budget_licenses(user=request.user, dataset=dataset))
     # Anonymous visitors see the prices and a log-in link instead of the buy buttons.
     may_buy = (
         request.user.is_authenticated
@@ -143,7 +152,14 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "columns": _stats_rows(version.stats if version else None),
         "ledger_url": reverse("ledger:entry", args=[published_seq]) if published_seq is not None else "",
         "download_url": reverse("api-data-download", args=[dataset.pk]),
-        "analysis_form": AnalysisForm(),
+        "analysis_form": AnalysisForm(
+            private=private, epsilon_left=compute_license.epsilon_left if private else None
+        ),
+        "privacy_budget": dataset.privacy_budget,
+        "compute_license": compute_license,
+        "private": private,
+        "budget_licenses": budget_licenses,
+        "budget_form": PrivacyBudgetForm(initial={"budget": dataset.privacy_budget}) if is_owner else None,
         "upload_form": VersionUploadForm(),
         "term_days": dataset.terms.get("term_days"),
         "preview": selectors.dataset_preview(dataset=dataset, version=version),
@@ -232,6 +248,31 @@ def preview_toggle(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def privacy_budget_set(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+    form = PrivacyBudgetForm(request.POST)
+    if not form.is_valid():
+        _errors_to_messages(request, form)
+        return redirect("marketplace:detail", dataset_id=dataset.pk)
+    try:
+        dataset = services.dataset_privacy_budget_set(
+            dataset=dataset, actor=request.user, budget=form.cleaned_data["budget"]
+        )
+    except PermissionDenied:
+        raise  # someone else's listing: the styled 403
+    except DomainError as exc:
+        messages.error(request, f"Not changed: {exc.message}.")
+    else:
+        messages.success(
+            request,
+            f"Each compute-only licence sold from now on may spend ε = {dataset.privacy_budget}; "
+            "licences already sold keep their budget.",
+        )
+    return redirect("marketplace:detail", dataset_id=dataset.pk)
+
+
+@login_required
+@require_POST
 def version_upload(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
     form = VersionUploadForm(request.POST, request.FILES)
@@ -273,15 +314,15 @@ _OPTIONS_OF = {"kmeans": "k-means", "dbscan": "DBSCAN", "isolation_forest": "Iso
 
 
 def _options_shown(params: dict[str, Any]) -> dict[str, Any]:
-    """The options that tuned this kind of analysis: the other algorithms' options are left out."""
+    """The options that tuned this kind of analysis: the other algorithms' options are left out, and so is ε,
+    which the privacy section shows (an exact analysis spends none); a private k-means has no algorithm to pick."""
     groups = dict(AnalysisForm.GROUPS)
     specific = {name for legend in _OPTIONS_OF.values() for name in groups[legend]}
     own = set(groups.get(_OPTIONS_OF.get(params.get("analysis")), ()))
-    return {
-        k: v
-        for k, v in params.items()
-        if k not in ("analysis", "version") and (k in own or k not in specific)
-    }
+    hidden = {"analysis", "version", "private", "epsilon"} | (
+        {"algorithm"} if params.get("private") else set()
+    )
+    return {k: v for k, v in params.items() if k not in hidden and (k in own or k not in specific)}
 
 
 def _number(value: Any) -> float | None:
@@ -301,6 +342,31 @@ def _percent(value: Any) -> float | None:
     return None if number is None else 100 * number
 
 
+def _approx(value: Any) -> str | None:
+    """A noise scale to two significant digits, thousands grouped, never in exponent form; None when missing."""
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return None
+    if number == 0:
+        return "0"
+    digits = 1 - math.floor(math.log10(abs(number)))
+    return f"{round(number, digits):,.{max(digits, 0)}f}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _scientific(value: Any) -> str:
+    """A small probability such as δ written as 10⁻⁸ rather than 1e-08."""
+    number = _number(value)
+    if number is None or not 0 < number < 1e-3:
+        return _readable(value)
+    mantissa, exponent = f"{number:.2e}".split("e")
+    mantissa = f"{float(mantissa):g}"
+    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+    return power if mantissa == "1" else f"{mantissa} \u00d7 {power}"
+
+
 def _clusters(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """The centroid columns and one row per cluster: its size and centroid, or that it is suppressed."""
     clusters = [c for c in result.get("clusters") or [] if isinstance(c, dict)]
@@ -312,13 +378,19 @@ def _clusters(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     rows = []
     for cluster in clusters:
         centroid = cluster.get("centroid") or {}
+        # A private centroid's noise, one standard deviation per column in the column's own units.
+        sd = cluster.get("centroid_sd") if isinstance(cluster.get("centroid_sd"), dict) else {}
         shares = cluster.get("category_shares") or {}
+        share_sd = _number(cluster.get("share_sd"))
         rows.append(
             {
                 "cluster": cluster.get("cluster"),
                 "size": cluster.get("size"),
                 "suppressed": bool(cluster.get("suppressed")),
-                "centroid": [_readable(centroid.get(name)) for name in columns],
+                "centroid": [
+                    {"value": _readable(centroid.get(name)), "sd": _approx(sd.get(name))} for name in columns
+                ],
+                "share_sd_points": _approx(100 * share_sd) if share_sd is not None else None,
                 "shares": [
                     {
                         "column": column,
@@ -355,8 +427,13 @@ def _analysis_report(job: Job) -> dict[str, Any]:
         "entry_seq": outcome.get("entry_seq"),
     }
     kind = outcome.get("analysis") or job.params.get("analysis")
+    privacy = result.get("privacy")
+    report["privacy"] = _privacy(privacy, job) if isinstance(privacy, dict) else None
     if kind in ("kmeans", "dbscan"):
         report["cluster_columns"], report["clusters"] = _clusters(result)
+        # Suppressed clusters span the size, each centroid column (and its noise column) and the categories.
+        per_column = 2 if report["privacy"] else 1
+        report["suppressed_span"] = 2 + per_column * len(report["cluster_columns"])
         best = result.get("k")
         report["candidates"] = [
             {"k": c.get("k"), "silhouette": _number(c.get("silhouette")), "chosen": c.get("k") == best}
@@ -380,6 +457,38 @@ def _analysis_report(job: Job) -> dict[str, Any]:
             for i, feature in enumerate(result.get("feature_names") or [])
         ]
     return report
+
+
+def _privacy(privacy: dict[str, Any], job: Job) -> dict[str, Any]:
+    """The privacy block of a compute-only licensee's result, written for reading: the (ε, δ) spent, what ε
+    means, how the budget was split between releases, and each figure's expected error (one standard
+    deviation of its noise)."""
+    epsilon = _number(privacy.get("epsilon"))
+    # The ε charged to the licence is the job's decimal string, as on the ledger.
+    charged = job.params.get("epsilon") if isinstance(job.params.get("epsilon"), str) else None
+    releases = [r for r in privacy.get("releases") or [] if isinstance(r, dict)]
+    total_rho = sum(_number(r.get("rho")) or 0 for r in releases)
+    error_points = _number(privacy.get("explained_variance_ratio_error"))
+    return {
+        "epsilon": charged or (f"{epsilon:.2f}" if epsilon is not None else "—"),
+        "delta": _scientific(privacy.get("delta")),
+        "factor": f"{math.exp(epsilon):,.3g}" if epsilon is not None and epsilon < 700 else None,
+        "releases": [
+            {
+                "what": str(r.get("what") or ""),
+                "percent": 100 * (_number(r.get("rho")) or 0) / total_rho if total_rho else None,
+            }
+            for r in releases
+        ],
+        "size_sd": _approx(privacy.get("size_sd")),
+        "cell_sd": _approx(privacy.get("cell_sd")),
+        "iterations": privacy.get("iterations"),
+        "covariance_entry_sd": _approx(privacy.get("covariance_entry_sd")),
+        "variance_error_points": _approx(100 * error_points) if error_points is not None else None,
+        "bin_sd": _approx(privacy.get("bin_sd")),
+        "trees": privacy.get("trees"),
+        "depth": privacy.get("depth"),
+    }
 
 
 @login_required

@@ -104,7 +104,11 @@ def test_a_compute_only_buyer_runs_k_means_on_the_worker_and_sees_no_rows(alice,
     assert result["k"] == 2 and result["privacy"]["epsilon"] == 1.0
     assert result["input"]["categorical_columns_used"] == ["city"]
     licence = buyer.get("/api/data/licenses/").json()[0]
-    assert (licence["epsilon_budget"], licence["epsilon_spent"], licence["epsilon_left"]) == ("10.00", "1.00", "9.00")
+    assert (licence["epsilon_budget"], licence["epsilon_spent"], licence["epsilon_left"]) == (
+        "10.00",
+        "1.00",
+        "9.00",
+    )
     assert "30137" not in str(job["result"]), "no income from the file appears in the result"
     assert buyer.get(f"/api/data/datasets/{dataset_id}/download/").status_code == 403
     assert Entry.objects.filter(kind="marketplace.analysis.completed", payload__job=job_id).exists()
