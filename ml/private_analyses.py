@@ -15,7 +15,7 @@ from sklearn.cluster import KMeans
 
 from ml.privacy import CLIP, DELTA, MIN_COUNT, Budget, PrivacyError, noisy_counts
 from ml.tabular import Progress, TabularError
-from ml.unsupervised import Prepared, _round, _round_list, _silent
+from ml.unsupervised import Prepared, _clusters, _round, _round_list, _silent
 
 # How each analysis splits its budget (shares of ρ).
 KMEANS_SHARES = {"moments": 0.15, "init": 0.10, "iterations": 0.55, "grid": 0.20}
@@ -133,9 +133,7 @@ def kmeans(
     # Cells under three noise scales are taken as empty: a noisy far corner would otherwise win a seed.
     density[density < 3 * budget.sigma("initial density grid")] = 0
     centers = _initial_centres(grid, density, k, seed)
-    lower = np.zeros(d)
-    lower[: len(prepared.numeric_columns)] = -CLIP
-    upper = np.where(lower < 0, CLIP, 1.0)
+    lower, upper = _box(prepared)
     weight = row_norm  # counts ride with the sums scaled to the same sensitivity
     share = KMEANS_SHARES["iterations"] / iterations
     for t in range(iterations):
@@ -254,36 +252,11 @@ def _cluster_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return np.stack([np.bincount(labels, weights=X[:, j], minlength=k) for j in range(X.shape[1])], axis=1)
 
 
-def _clusters(
-    prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_size: int, sum_sd: float
-) -> list:
-    """Like the exact analyses' clusters, plus each centroid's noise scale per column in original units."""
-    n_num = len(prepared.numeric_columns)
-    out = []
-    for i, (center, size) in enumerate(zip(centers, sizes, strict=True)):
-        if size < min_size:
-            out.append({"cluster": i, "size": None, "suppressed": True, "centroid": None,
-                        "category_shares": None, "centroid_sd": None})  # fmt: skip
-            continue
-        original = center[:n_num] * prepared.stds + prepared.means
-        shares: dict[str, dict[str, float | None]] = {}
-        for (column, value), share in zip(prepared.onehot, center[n_num:], strict=True):
-            shares.setdefault(column, {})[value] = _round(min(max(share, 0.0), 1.0))
-        sd = sum_sd / size  # of each coordinate of noisy sum / noisy size, in standardized units
-        out.append(
-            {
-                "cluster": i,
-                "size": int(size),
-                "suppressed": False,
-                "centroid": {c: _round(v) for c, v in zip(prepared.numeric_columns, original, strict=True)},
-                "category_shares": shares,
-                "centroid_sd": {
-                    c: _round(sd * s) for c, s in zip(prepared.numeric_columns, prepared.stds, strict=True)
-                },
-                "share_sd": _round(sd) if prepared.onehot else None,
-            }
-        )
-    return out
+def _box(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The public range of every feature: ±CLIP for numbers, [0, 1] for one-hot levels."""
+    lower = np.zeros(prepared.X.shape[1])
+    lower[: len(prepared.numeric_columns)] = -CLIP
+    return lower, np.where(lower < 0, CLIP, 1.0)
 
 
 def _input(prepared: Prepared, count: float) -> dict:
@@ -335,9 +308,7 @@ def isolation_forest(
     depth = int(np.clip(math.floor(math.log2(count / 100)), 3, 10)) if count > 800 else 3
     leaves = 2**depth
     rng = np.random.default_rng(seed)
-    lower = np.zeros(d)
-    lower[: len(prepared.numeric_columns)] = -CLIP
-    upper = np.where(lower < 0, CLIP, 1.0)
+    lower, upper = _box(prepared)
     report(0.1, f"growing {n_trees} random trees of depth {depth}")
     leaf_of = np.empty((n_trees, n), dtype=np.int64)
     flat = X.reshape(-1) if X.flags.c_contiguous else np.ascontiguousarray(X).reshape(-1)

@@ -446,29 +446,45 @@ def _silhouette(X: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
     return float(silhouette_score(X, labels))
 
 
-def _clusters(prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_size: int) -> list[dict]:
-    """Each cluster's size and centroid in original units; both hidden when it is smaller than `min_size`."""
+def _clusters(
+    prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_size: int, sum_sd: float | None = None
+) -> list[dict]:
+    """Each cluster's size and centroid in original units; both hidden when it is smaller than `min_size`.
+
+    With `sum_sd`, the noise scale of a private analysis's cluster sums, each centroid also states its noise:
+    per column in original units (`centroid_sd`) and for category shares (`share_sd`)."""
     n_num = len(prepared.numeric_columns)
+    private = sum_sd is not None
     out = []
     for i, (center, size) in enumerate(zip(centers, sizes, strict=True)):
         if size < min_size:
-            out.append(
-                {"cluster": i, "size": None, "suppressed": True, "centroid": None, "category_shares": None}
-            )
+            hidden = {
+                "cluster": i,
+                "size": None,
+                "suppressed": True,
+                "centroid": None,
+                "category_shares": None,
+            }
+            out.append({**hidden, "centroid_sd": None} if private else hidden)
             continue
         original = center[:n_num] * prepared.stds + prepared.means
         shares: dict[str, dict[str, float | None]] = {}
         for (column, value), share in zip(prepared.onehot, center[n_num:], strict=True):
             shares.setdefault(column, {})[value] = _round(min(max(share, 0.0), 1.0))
-        out.append(
-            {
-                "cluster": i,
-                "size": int(size),
-                "suppressed": False,
-                "centroid": {c: _round(v) for c, v in zip(prepared.numeric_columns, original, strict=True)},
-                "category_shares": shares,
+        cluster = {
+            "cluster": i,
+            "size": int(size),
+            "suppressed": False,
+            "centroid": {c: _round(v) for c, v in zip(prepared.numeric_columns, original, strict=True)},
+            "category_shares": shares,
+        }
+        if private:
+            sd = sum_sd / size  # of each coordinate of noisy sum / noisy size, in standardized units
+            cluster["centroid_sd"] = {
+                c: _round(sd * s) for c, s in zip(prepared.numeric_columns, prepared.stds, strict=True)
             }
-        )
+            cluster["share_sd"] = _round(sd) if prepared.onehot else None
+        out.append(cluster)
     return out
 
 
