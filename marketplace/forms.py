@@ -242,6 +242,10 @@ _PRIVATE_HELP = {
     "version and is for owners and download licensees",
     "k": "required with compute-only access: choosing k from the data would spend privacy budget on every "
     "candidate",
+    "contamination": "isolation forest only, 0.001 to 0.5; empty: the 5% most isolated rows of the noisy "
+    "score histogram",
+    "max_categories": "the most frequent levels kept, each held by at least 5 rows; the rest are folded into "
+    'one "(other)" level, and identifier-like columns are left out',
 }
 
 
