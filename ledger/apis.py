@@ -9,9 +9,13 @@ from rest_framework.views import APIView
 
 from ledger import chain, selectors, services
 from ledger.export import entry_record
-from platform_site.accounts.models import Organization
+from platform_site.accounts import selectors as accounts_selectors
 from platform_site.api import api_errors, paginated_response
-from platform_site.errors import NotFound
+
+
+def _bounded(*, min_value: int, max_value: int = chain.JSON_INT_MAX, **kwargs) -> serializers.IntegerField:
+    """An integer the database (bigint) and exact JSON both hold: anything larger is a 400 that says so."""
+    return serializers.IntegerField(min_value=min_value, max_value=max_value, **kwargs)
 
 
 def _hex_list(hashes: list[bytes]) -> list[str]:
@@ -46,8 +50,8 @@ class EntryListApi(APIView):
             required=False, max_length=100, help_text="exact, or a prefix ending in '.'"
         )
         actor = serializers.CharField(required=False, max_length=64)
-        seq_min = serializers.IntegerField(required=False, min_value=0)
-        seq_max = serializers.IntegerField(required=False, min_value=0)
+        seq_min = _bounded(required=False, min_value=0)
+        seq_max = _bounded(required=False, min_value=0)
 
     @extend_schema(
         parameters=[FilterSerializer], responses={200: EntryOutputSerializer(many=True), **api_errors(400)}
@@ -71,7 +75,7 @@ class CheckpointApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        tree_size = serializers.IntegerField(required=False, min_value=1)
+        tree_size = _bounded(required=False, min_value=1)
 
     @extend_schema(
         parameters=[InputSerializer],
@@ -94,8 +98,8 @@ class InclusionProofApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        seq = serializers.IntegerField(min_value=0)
-        tree_size = serializers.IntegerField(min_value=1)
+        seq = _bounded(min_value=0)
+        tree_size = _bounded(min_value=1)
 
     class OutputSerializer(serializers.Serializer):
         seq = serializers.IntegerField()
@@ -124,8 +128,8 @@ class ConsistencyProofApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        first = serializers.IntegerField(min_value=0)
-        second = serializers.IntegerField(min_value=1)
+        first = _bounded(min_value=0)
+        second = _bounded(min_value=1)
 
     class OutputSerializer(serializers.Serializer):
         first = serializers.IntegerField()
@@ -181,7 +185,7 @@ class PublicKeyListApi(APIView):
 
 class WitnessRegisterApi(APIView):
     class InputSerializer(serializers.Serializer):
-        organization = serializers.IntegerField()
+        organization = _bounded(min_value=1)
         name = serializers.CharField(max_length=200)
         verifier_key = serializers.CharField(
             max_length=300, help_text="C2SP cosignature/v1 verifier key (0x04)"
@@ -199,11 +203,9 @@ class WitnessRegisterApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        organization = Organization.objects.filter(
-            pk=data.validated_data["organization"], memberships__user=request.user
-        ).first()
-        if organization is None:
-            raise NotFound("no such organization among yours")
+        organization = accounts_selectors.organization_get_for_user(
+            organization_id=data.validated_data["organization"], user=request.user
+        )
         witness = services.witness_register(
             organization=organization,
             actor=request.user,
@@ -218,7 +220,7 @@ class CosignApi(APIView):
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
-        tree_size = serializers.IntegerField(min_value=1)
+        tree_size = _bounded(min_value=1)
         cosignature = serializers.CharField(
             max_length=500, help_text="the '— name base64' cosignature/v1 line"
         )
@@ -253,7 +255,7 @@ class AccountOutputSerializer(serializers.Serializer):
 class AccountListApi(APIView):
     @extend_schema(responses={200: AccountOutputSerializer(many=True)})
     def get(self, request):
-        services.account_open(name=services.account_name_for_user(request.user))
+        services.account_open(name=services.account_name(user=request.user))
         return Response(
             AccountOutputSerializer(selectors.account_list_for_user(user=request.user), many=True).data
         )
@@ -262,9 +264,9 @@ class AccountListApi(APIView):
 class TransferApi(APIView):
     class InputSerializer(serializers.Serializer):
         destination = serializers.CharField(
-            max_length=64, help_text="user:<id>, org:<id>, dao:<id> or treasury"
+            max_length=64, help_text="user:<id>, org:<id> or dao:<id>, the id in ASCII digits"
         )
-        amount = serializers.IntegerField(min_value=1, help_text="minor units (1 token = 100)")
+        amount = _bounded(min_value=1, max_value=services.AMOUNT_MAX, help_text="minor units (1 token = 100)")
         memo = serializers.CharField(max_length=200, required=False, default="")
         idempotency_key = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
 
@@ -287,8 +289,10 @@ class MintApi(APIView):
     """Staff grant new tokens; everyone else gets a 403."""
 
     class InputSerializer(serializers.Serializer):
-        destination = serializers.CharField(max_length=64)
-        amount = serializers.IntegerField(min_value=1, help_text="minor units (1 token = 100)")
+        destination = serializers.CharField(
+            max_length=64, help_text="user:<id>, org:<id>, dao:<id> or treasury, the id in ASCII digits"
+        )
+        amount = _bounded(min_value=1, max_value=services.AMOUNT_MAX, help_text="minor units (1 token = 100)")
         reason = serializers.CharField(max_length=200)
 
     @extend_schema(request=InputSerializer, responses={201: EntryOutputSerializer, **api_errors(400, 403)})

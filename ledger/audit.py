@@ -10,7 +10,7 @@ from ledger import chain, merkle, notes, selectors
 from ledger.export import export_records
 from ledger.models import Checkpoint, Entry, Escrow, LedgerHead, MerkleNode, SigningKey
 from ledger.verify import verify_export
-from platform_site.accounts.models import PublicKey
+from platform_site.accounts import selectors as accounts_selectors
 from platform_site.errors import DomainError
 
 
@@ -250,7 +250,7 @@ def _verify_actor(entry: Entry, result: Verification) -> None:
                 name, None, "not signed by the actor (the platform's signature vouches for it)", "none"
             )
         return
-    key = PublicKey.objects.filter(key_id=entry.actor_key_id).first()
+    key = accounts_selectors.public_key_get_by_key_id(key_id=entry.actor_key_id)
     if key is None:
         result.add(name, False, f"no registered key {entry.actor_key_id}")
     elif key.owner_label != entry.actor:

@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 ZERO_HASH = bytes(32)
 ED25519_KEY_TYPE = 0x01
 
-# RFC 8785 numbers are IEEE-754 doubles: only these integers survive a round trip through any JSON parser.
-_INT_MAX = 2**53 - 1
+# RFC 8785 numbers are IEEE-754 doubles: only these integers survive a round trip through any JSON parser, so
+# this bounds every amount, id and count the ledger signs or serves.
+JSON_INT_MAX = 2**53 - 1
+_INT_MAX = JSON_INT_MAX
 
 # With sorted keys, no whitespace, no ASCII escaping and no floats, the stdlib encoder writes exactly RFC 8785
 # (same escapes, lowercase \u00xx) — except that RFC 8785 sorts keys by UTF-16 code units, which differs from

@@ -1,10 +1,10 @@
 """Demo data for the ledger: starting balances, a few payments, an escrow and a signed checkpoint."""
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from ledger import services
 from ledger.models import Entry
+from platform_site.accounts import selectors as accounts_selectors
 
 
 def seed(*, stdout) -> None:
@@ -12,8 +12,8 @@ def seed(*, stdout) -> None:
         stdout.write("  ledger: demo entries exist already")
         return
     users = {
-        u.username: f"user:{u.pk}"
-        for u in get_user_model().objects.filter(username__in=["alice", "bob", "carol"])
+        u.username: services.account_name(user=u)
+        for u in accounts_selectors.user_list_by_usernames(usernames=["alice", "bob", "carol"])
     }
     if len(users) < 3:
         return

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from ledger import chain
 from ledger.models import Account, Checkpoint, Entry, LedgerHead, SigningKey
-from platform_site.accounts.models import PublicKey
+from platform_site.accounts import selectors as accounts_selectors
 
 CHUNK = 2000
 
@@ -53,7 +53,7 @@ def export_records(*, since: int = 0) -> Iterator[dict[str, Any]]:
             "first_seq": key.first_seq,
         }
     actor_key_ids = Entry.objects.filter(actor_key_id__isnull=False).values_list("actor_key_id", flat=True)
-    for key in PublicKey.objects.filter(key_id__in=actor_key_ids.distinct()).order_by("key_id"):
+    for key in accounts_selectors.public_key_list_by_key_ids(key_ids=actor_key_ids.distinct()):
         yield {
             "type": "actor_key",
             "key_id": key.key_id,

@@ -3,8 +3,10 @@ import re
 from django import forms
 from django.core.validators import RegexValidator
 
-# The largest seq a database integer holds: larger values would overflow SQLite's INTEGER and answer a 500.
-SEQ_MAX = 2**63 - 1
+from ledger import chain
+
+# The largest seq the ledger serves: larger values would overflow the database's integer and answer a 500.
+SEQ_MAX = chain.JSON_INT_MAX
 
 _kind = RegexValidator(
     re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*\.?$"),

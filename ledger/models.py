@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models import Q
 
+from ledger.names import account_name
+
 
 class LedgerHead(models.Model):
     """The single row every append locks: the next seq, the last hash, the Merkle frontier and the active key."""
@@ -185,4 +187,4 @@ class Escrow(models.Model):
 
     @property
     def account_name(self) -> str:
-        return f"escrow:{self.pk}"
+        return account_name(escrow=self.pk)

@@ -4,8 +4,10 @@ from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
-from ledger import merkle
+from ledger import chain, merkle
 from ledger.models import Account, Checkpoint, Entry, LedgerHead, MerkleNode, SigningKey
+from ledger.names import ISSUANCE, account_name
+from platform_site.accounts import selectors as accounts_selectors
 from platform_site.errors import DomainError, NotFound
 
 
@@ -52,7 +54,8 @@ def entry_list(
 
 
 def entry_get(*, seq: int) -> Entry:
-    entry = Entry.objects.filter(seq=seq).first()
+    # A seq past any bigint is no entry (and must not reach the database, where it overflows).
+    entry = Entry.objects.filter(seq=seq).first() if 0 <= seq <= chain.JSON_INT_MAX else None
     if entry is None:
         raise NotFound(f"no entry {seq}")
     return entry
@@ -172,10 +175,10 @@ def account_count() -> int:
 
 def total_supply() -> int:
     """Every token ever minted: minus the balance of issuance, the account every mint debits."""
-    return -account_balance(name="issuance")
+    return -account_balance(name=ISSUANCE)
 
 
 def account_list_for_user(*, user) -> QuerySet[Account]:
     """The user's own account and those of the organizations they belong to."""
-    org_names = [f"org:{pk}" for pk in user.memberships.values_list("organization_id", flat=True)]
-    return Account.objects.filter(name__in=[f"user:{user.pk}", *org_names]).order_by("name")
+    org_names = [account_name(org=pk) for pk in accounts_selectors.organization_ids_for_user(user=user)]
+    return Account.objects.filter(name__in=[account_name(user=user), *org_names]).order_by("name")

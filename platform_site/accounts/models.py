@@ -3,6 +3,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
+from ledger.names import account_name  # pure: no Django, no app, so no import loop
+
 
 class User(AbstractUser):
     """The platform's user; custom from the first migration so that fields can be added later."""
@@ -100,4 +102,9 @@ class PublicKey(models.Model):
 
     @property
     def owner_label(self) -> str:
-        return f"org:{self.organization_id}" if self.organization_id else f"user:{self.user_id}"
+        # The actor name the ledger gives this owner.
+        return (
+            account_name(org=self.organization_id)
+            if self.organization_id
+            else account_name(user=self.user_id)
+        )

@@ -109,3 +109,42 @@ def public_key_get_for_user(*, public_key_id: int, user: User) -> PublicKey:
 
 def public_key_list_for_organization(*, organization: Organization) -> QuerySet[PublicKey]:
     return PublicKey.objects.filter(organization=organization)
+
+
+# ---------------------------------------------------------------------------------------------------- for the ledger
+# The ledger reads users, organizations and keys only through these, never through the accounts models.
+
+
+def user_is_active(*, user_id: int) -> bool:
+    return User.objects.filter(pk=user_id, is_active=True).exists()
+
+
+def user_list_by_usernames(*, usernames: list[str]) -> QuerySet[User]:
+    return User.objects.filter(username__in=usernames)
+
+
+def organization_exists(*, organization_id: int) -> bool:
+    return Organization.objects.filter(pk=organization_id).exists()
+
+
+def organization_ids_for_user(*, user: User) -> list[int]:
+    return list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+
+
+def organization_is_owned_by(*, organization: Organization, user: User) -> bool:
+    return Membership.objects.filter(
+        organization=organization, user=user, role=Membership.Role.OWNER
+    ).exists()
+
+
+def public_key_get_by_key_id(*, key_id: str, active_only: bool = False) -> PublicKey | None:
+    """The registered key with this key id (None when there is none, or when it is revoked and `active_only`)."""
+    keys = PublicKey.objects.filter(key_id=key_id)
+    if active_only:
+        keys = keys.filter(revoked_at__isnull=True)
+    return keys.first()
+
+
+def public_key_list_by_key_ids(*, key_ids: QuerySet | list[str]) -> QuerySet[PublicKey]:
+    """The registered keys with these key ids (revoked ones included), by key id."""
+    return PublicKey.objects.filter(key_id__in=key_ids).order_by("key_id")

@@ -75,7 +75,7 @@ WALLET_ENTRIES = 10
 
 
 def _wallet(user, memberships: list[Membership]) -> dict:
-    name = ledger_services.account_name_for_user(user)
+    name = ledger_services.account_name(user=user)
     balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
     rows = []
     for entry in ledger_selectors.entry_list_for_account(name=name, limit=WALLET_ENTRIES):
@@ -90,10 +90,11 @@ def _wallet(user, memberships: list[Membership]) -> dict:
         "organizations": [
             {
                 "organization": m.organization,
-                "account": f"org:{m.organization_id}",
-                "balance": ledger_services.format_amount(balances.get(f"org:{m.organization_id}", 0)),
+                "account": org_account,
+                "balance": ledger_services.format_amount(balances.get(org_account, 0)),
             }
             for m in memberships
+            for org_account in [ledger_services.account_name(org=m.organization_id)]
         ],
         "entries": rows,
     }

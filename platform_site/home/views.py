@@ -33,13 +33,18 @@ AREAS = [
 
 
 def _wallet(user) -> dict:
-    name = ledger_services.account_name_for_user(user)
+    name = ledger_services.account_name(user=user)
     balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
     return {
         "account": name,
         "balance": ledger_services.format_amount(balances.get(name, 0)),
         "organizations": [
-            (m.organization.name, ledger_services.format_amount(balances.get(f"org:{m.organization_id}", 0)))
+            (
+                m.organization.name,
+                ledger_services.format_amount(
+                    balances.get(ledger_services.account_name(org=m.organization_id), 0)
+                ),
+            )
             for m in membership_list_for_user(user=user)
         ],
     }
