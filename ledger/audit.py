@@ -5,10 +5,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Q, Sum
 
 from ledger import chain, merkle, notes, selectors
 from ledger.export import export_records
-from ledger.models import Checkpoint, Entry, Escrow, LedgerHead, MerkleNode, SigningKey
+from ledger.models import Account, Checkpoint, Entry, Escrow, LedgerHead, MerkleNode, SigningKey
+from ledger.names import ISSUANCE
 from ledger.verify import verify_export
 from platform_site.accounts import selectors as accounts_selectors
 from platform_site.errors import DomainError
@@ -79,6 +81,21 @@ def _escrow_problem() -> str | None:
     return None
 
 
+def _supply_problem(minted: int) -> str | None:
+    """The invariant, on the stored accounts: those outside issuance hold exactly what the journal's mints
+    created, and issuance holds minus that."""
+    totals = Account.objects.aggregate(
+        outside=Sum("balance", filter=~Q(name=ISSUANCE), default=0),
+        issuance=Sum("balance", filter=Q(name=ISSUANCE), default=0),
+    )
+    if totals["outside"] != minted or totals["issuance"] != -minted:
+        return (
+            f"FAIL supply: the accounts outside {ISSUANCE} hold {totals['outside']} and {ISSUANCE} "
+            f"{totals['issuance']}, but the journal's mints created {minted}"
+        )
+    return None
+
+
 def audit(
     *,
     trusted_key: str | None = None,
@@ -94,7 +111,7 @@ def audit(
     )
     if not report.ok:
         return Finding(False, report.line(), report.seq)
-    for problem in (_stored_tree_problem(report.tree), _escrow_problem()):
+    for problem in (_stored_tree_problem(report.tree), _escrow_problem(), _supply_problem(report.minted)):
         if problem is not None:
             return Finding(False, problem)
     return Finding(True, report.line())

@@ -58,8 +58,9 @@ class Report:
     entries: int = 0
     checkpoints: int = 0
     accounts: int = 0
+    minted: int = 0  # minor units: the total supply, which the balances outside issuance sum to
     head: str = chain.ZERO_HASH.hex()
-    where: str | None = None  # "seq=5", "checkpoint tree_size=8", "account=user:3" or "line=2"
+    where: str | None = None  # "seq=5", "checkpoint tree_size=8", "account=user:3", "supply" or "line=2"
     what: str | None = None
     pinned: bool = False  # the anchor key was checked against a key given by the caller
     # The Merkle tree rebuilt from the entries (when they verified), for callers that compare it with their own.
@@ -75,7 +76,7 @@ class Report:
         if self.ok:
             return (
                 f"OK {self.entries} entries, {self.checkpoints} checkpoints, {self.accounts} accounts, "
-                f"head {self.head}"
+                f"{self.minted} minted, head {self.head}"
             )
         return f"FAIL {self.where}: {self.what}"
 
@@ -314,6 +315,7 @@ class _Replay:
         self.sigs = signatures
         self.tree = merkle.InMemoryTree()
         self.balances: dict[str, int] = {}
+        self.minted = 0  # what the mints took out of issuance: the total supply
         self.head = chain.ZERO_HASH
         self.announced = {k.first_seq - 1: k for k in export.keys[1:]}
         self.checkpoint_at = 0  # index of the next checkpoint to check
@@ -426,6 +428,15 @@ class _Replay:
             account, amount = p["account"], p["amount"]
             if account == ISSUANCE and amount < 0 and kind != MINT_KIND:
                 raise _Fail(where, f"only {MINT_KIND} may debit {ISSUANCE}", order)
+            if account == ISSUANCE and amount > 0:
+                raise _Fail(
+                    where,
+                    f"credits {ISSUANCE} with {amount}: tokens sent there are destroyed, and the balances "
+                    "outside it no longer sum to the total minted",
+                    order,
+                )
+            if account == ISSUANCE:
+                self.minted -= amount
             balances[account] = balances.get(account, 0) + amount
         for p in postings:
             account = p["account"]
@@ -515,6 +526,18 @@ class _Replay:
                 )
             if stated is not None and stated != replayed:
                 raise _Fail(f"account={account}", f"stated balance {stated}, replayed {replayed}")
+        self._supply()
+
+    def _supply(self) -> None:
+        """The invariant: the balances outside issuance sum to the total minted, and issuance holds minus it."""
+        outside = sum(balance for account, balance in self.balances.items() if account != ISSUANCE)
+        issuance = self.balances.get(ISSUANCE, 0)
+        if outside != self.minted or issuance != -self.minted:
+            raise _Fail(
+                "supply",
+                f"the balances outside {ISSUANCE} sum to {outside} and {ISSUANCE} holds {issuance}, "
+                f"but {self.minted} were minted",
+            )
 
 
 def _check_keys(export: _Export, trusted_key: str | None) -> None:
@@ -579,6 +602,7 @@ def verify_export(
         "entries": len(export.entries),
         "checkpoints": len(export.checkpoints),
         "accounts": accounts,
+        "minted": replay.minted,
         "head": replay.head.hex(),
         "pinned": pinned,
     }

@@ -65,6 +65,10 @@ class ExportBuilder:
         return self.keys[-1]
 
     @property
+    def minted(self) -> int:
+        return -self.balances.get("issuance", 0)
+
+    @property
     def head(self) -> bytes:
         return bytes.fromhex(self.entries[-1]["entry_hash"]) if self.entries else chain.ZERO_HASH
 

@@ -235,3 +235,44 @@ def test_since_skips_only_the_old_signatures_and_still_catches_changed_content(l
         call_command(
             "verify_ledger", "--quiet", "--since", "200"
         )  # content before `since` is still re-hashed
+
+
+def _burn(source: str, amount: int) -> Entry:
+    """A signed entry that credits issuance, written below the services' rules (as a bug or an insider would)."""
+    with transaction.atomic():
+        accounts = {
+            a.name: a for a in Account.objects.select_for_update().filter(name__in=[source, "issuance"])
+        }
+        return services.entry_append(
+            kind="ledger.transfer", actor=source,
+            payload={"postings": [{"account": source, "amount": -amount}, {"account": "issuance", "amount": amount}]},
+            balances={accounts[source].pk: accounts[source].balance - amount,
+                      accounts["issuance"].pk: accounts["issuance"].balance + amount},
+        )  # fmt: skip
+
+
+def test_tokens_burned_into_issuance_break_the_supply_invariant_in_the_database_and_offline(alice, tmp_path):
+    a = services.account_name(user=alice)
+    with transaction.atomic():
+        services.mint(destination=a, amount=1_000, actor="system", reason="test")
+    burned = _burn(a, 300)
+    # Every balance still replays and the postings sum to zero: only the supply invariant sees the loss.
+    said = verify_ledger_says()
+    assert said.startswith(f"FAIL seq={burned.seq}") and "credits issuance" in said, said
+    offline = offline_verifier_says(tmp_path)
+    assert offline.startswith(f"FAIL seq={burned.seq}") and "credits issuance" in offline, offline
+
+
+def test_verify_ledger_states_the_total_minted_and_checks_the_stored_accounts_against_it(alice, bob):
+    from ledger.audit import _supply_problem, audit
+
+    a, b = services.account_name(user=alice), services.account_name(user=bob)
+    with transaction.atomic():
+        services.mint(destination=a, amount=1_000, actor="system", reason="test")
+        services.mint(destination=b, amount=500, actor="system", reason="test")
+    finding = audit()
+    assert finding.ok and "1500 minted" in finding.line, finding.line
+    assert _supply_problem(1_500) is None
+    Account.objects.filter(name=a).update(balance=F("balance") + 7)  # tokens from nowhere
+    assert "outside issuance hold 1507" in _supply_problem(1_500)
+    assert verify_ledger_says().startswith(f"FAIL account={a}")  # the replay names the account first

@@ -82,7 +82,10 @@ def test_the_built_export_covers_every_kind_of_record(built, records):
 def test_a_good_export_passes(built, records):
     report = check(records, trusted_key=built.keys[0].verifier_key)
     assert report.ok, report.line()
-    assert report.line() == f"OK {N} entries, 4 checkpoints, 5 accounts, head {built.head.hex()}"
+    assert (
+        report.line()
+        == f"OK {N} entries, 4 checkpoints, 5 accounts, {built.minted} minted, head {built.head.hex()}"
+    )
     assert report.pinned
 
 
@@ -94,14 +97,17 @@ def test_an_empty_ledger_passes():
     b = exports.ExportBuilder()
     b.checkpoint(cosign=False)
     report = check(b.records(), trusted_key=b.keys[0].verifier_key)
-    assert report.line() == f"OK 0 entries, 1 checkpoints, 0 accounts, head {chain.ZERO_HASH.hex()}"
+    assert report.line() == f"OK 0 entries, 1 checkpoints, 0 accounts, 0 minted, head {chain.ZERO_HASH.hex()}"
 
 
 def test_the_cli_passes_a_good_export_without_importing_django(built, records, tmp_path):
     path = exports.write(tmp_path / "export.jsonl", records)
     done = run_cli(str(path), "--key", built.keys[0].verifier_key, importtime=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout == f"OK {N} entries, 4 checkpoints, 5 accounts, head {built.head.hex()}\n"
+    assert (
+        done.stdout
+        == f"OK {N} entries, 4 checkpoints, 5 accounts, {built.minted} minted, head {built.head.hex()}\n"
+    )
     imported = re.findall(r"\|\s+([\w.]+)\s*$", done.stderr, re.MULTILINE)
     assert "ledger.verify" in imported or "ledger.chain" in imported
     assert not [m for m in imported if m == "django" or m.startswith("django.")]
@@ -344,6 +350,32 @@ def test_a_signed_entry_that_breaks_the_money_rules_is_caught():
     b = exports.build_export(12, checkpoint_every=100)
     b.append("ledger.transfer", "user:1", {"postings": [{"account": "user:1", "amount": -5}]})
     assert_fails(b.records(), "seq=12", "postings sum to -5")
+
+
+def test_a_signed_burn_into_issuance_breaks_the_supply_invariant_and_is_caught():
+    b = exports.build_export(12, checkpoint_every=100)
+    minted = b.minted
+    b.transfer("user:2", "issuance", 5)
+    # The postings sum to zero and the balance lines replay: only the invariant is broken.
+    assert sum(b.balances[a] for a in b.balances if a != "issuance") == minted - 5
+    assert_fails(b.records(), "seq=12", "credits issuance with 5")
+
+
+def test_a_transfer_tampered_into_a_burn_and_resealed_is_caught(built, records):
+    target = next(e for e in exports.entries_of(records) if e["kind"] == "ledger.transfer" and e["seq"] > 20)
+    destination = target["payload"]["postings"][1]["account"]
+    target["payload"]["postings"][1]["account"] = "issuance"
+    exports.reseal(records, built)  # as if the forger held the platform's key
+    amount = target["payload"]["postings"][1]["amount"]
+    for record in records:  # and stated balances that agree with the forged journal
+        if record["type"] == "balance" and record["account"] == destination:
+            record["balance"] -= amount
+        if record["type"] == "balance" and record["account"] == "issuance":
+            record["balance"] += amount
+    report = check(records)
+    assert not report.ok
+    # The resealed checkpoints no longer match; the first problem in seq order is the burn itself.
+    assert report.where == f"seq={target['seq']}" and "credits issuance" in report.what, report.line()
 
 
 def test_a_non_ascii_payload_verifies_through_the_rfc8785_path(records):

@@ -7,7 +7,8 @@ from ledger.selectors import ledger_size
 class Command(BaseCommand):
     help = (
         "Re-hash every entry from its stored fields, check every link and signature, every checkpoint's root and "
-        "signature, the stored Merkle tree, and replay every balance and escrow; exit 1 naming the first bad seq."
+        "signature, the stored Merkle tree, replay every balance and escrow, and check that the balances outside "
+        "issuance sum to the total minted; exit 1 naming the first bad seq."
     )
 
     def add_arguments(self, parser) -> None:
