@@ -16,8 +16,6 @@ from platform_site.errors import DomainError
 if TYPE_CHECKING:
     from platform_site.accounts.models import Organization, User
 
-__all__ = ["ISSUANCE", "TREASURY", "account_name"]
-
 # Every amount and every balance fits in exact JSON (and so in a bigint): the total supply is bounded by this,
 # and every account holds at most the total supply.
 AMOUNT_MAX = chain.JSON_INT_MAX
@@ -33,6 +31,7 @@ class UnknownAccount(DomainError):
     code = "unknown_account"
 
 
+# The names these had before account_name(): kept so that callers in other apps keep working.
 def account_name_for_user(user: User) -> str:
     return account_name(user=user)
 

@@ -74,6 +74,14 @@ def signup(request: HttpRequest) -> HttpResponse:
 WALLET_ENTRIES = 10
 
 
+def _org_wallet(organization, account: str, balances: dict[str, int]) -> dict:
+    return {
+        "organization": organization,
+        "account": account,
+        "balance": ledger_services.format_amount(balances.get(account, 0)),
+    }
+
+
 def _wallet(user, memberships: list[Membership]) -> dict:
     name = ledger_services.account_name(user=user)
     balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
@@ -88,13 +96,8 @@ def _wallet(user, memberships: list[Membership]) -> dict:
         "account": name,
         "balance": ledger_services.format_amount(balances.get(name, 0)),
         "organizations": [
-            {
-                "organization": m.organization,
-                "account": org_account,
-                "balance": ledger_services.format_amount(balances.get(org_account, 0)),
-            }
+            _org_wallet(m.organization, ledger_services.account_name(org=m.organization_id), balances)
             for m in memberships
-            for org_account in [ledger_services.account_name(org=m.organization_id)]
         ],
         "entries": rows,
     }
