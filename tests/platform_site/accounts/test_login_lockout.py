@@ -81,7 +81,9 @@ def test_fewer_failures_than_the_limit_do_not_lock_and_a_success_forgets_them(al
 def test_after_the_cool_off_the_right_password_works_again(alice):
     fail(settings.AXES_FAILURE_LIMIT, "alice", address="203.0.113.5")
     assert log_in(Client(), "alice", PASSWORD, address="203.0.113.5").status_code == 429
-    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    AccessAttempt.objects.update(
+        attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+    )
     client = Client()
     assert log_in(client, "alice", PASSWORD, address="203.0.113.5").status_code == 302
     assert logged_in(client)
