@@ -284,6 +284,9 @@ ML_DEVICE = os.environ.get("ML_DEVICE", "")
 ML_THREADS = int(os.environ.get("ML_THREADS", "0"))
 
 
+# Usernames the API's per-user rate limit does not apply to (a monitoring probe; the schema fuzzing test).
+THROTTLE_EXEMPT_USERS = env_list("THROTTLE_EXEMPT_USERS", "")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "platform_site.accounts.authentication.ApiTokenAuthentication",
@@ -293,8 +296,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "platform_site.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "platform_site.throttling.AnonRateThrottle",
+        "platform_site.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "60/minute"),

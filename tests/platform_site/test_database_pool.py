@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from tests.processes import ROOT, database_url_for_tests, free_port, stop, wait_for
 
@@ -104,3 +104,35 @@ def test_connections_stay_within_the_pools_under_a_hundred_concurrent_requests(t
     server_errors = [s for s in statuses if s >= 500]
     assert not server_errors, log.read_text()[-4000:]
     assert 0 < peak <= POOL_MAX * WEB_PROCESSES, (peak, settings.DATABASES["default"].get("OPTIONS"))
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_a_forked_worker_process_leaves_its_parents_pooled_connections_alone(transactional_db):
+    if not connection.settings_dict["OPTIONS"].get("pool"):
+        pytest.skip("the pool is PostgreSQL's")
+    celery_app = sys.modules["platform_site.celery_app"]
+    parent_session = backend_pid()
+    connection.close()  # back to the pool, idle, as a worker's heartbeat connection is between beats
+    child = os.fork()
+    if child == 0:  # what a prefork pool process does at start, then a task's query
+        status = 1
+        try:
+            celery_app._forget_inherited_database_pools()
+            for conn in connections.all(initialized_only=True):  # as Celery's Django fixup does next
+                conn.close()
+                conn.close_pool()
+            status = 0 if backend_pid() != parent_session else 2
+            connection.close()
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for _ in range(3):  # the parent takes each of its pooled connections again: none was ended by the child
+        backend_pid()
+        connection.close()
+    assert connection.pool.get_stats().get("connections_lost", 0) == 0
