@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_results",
     "django_celery_beat",
+    "axes",
     "platform_site.accounts",
     "platform_site.jobs",
     "platform_site.home",
@@ -70,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "platform_site.urls"
@@ -106,14 +109,47 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a Celery worker started by the tests sees the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "60"))
+    # Under ASGI each request may run on a thread of its own, and a persistent connection per thread piles
+    # up until PostgreSQL refuses clients; so every process draws from one bounded pool instead (Django's
+    # psycopg pool), and returns the connection after each request. DB_POOL_MAX=0 turns the pool off (for
+    # an external pooler such as PgBouncer); connections are then closed after each request.
+    DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "10"))
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool refuses persistent connections
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DB_POOL_MAX > 0:
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "pool": {
+                "min_size": min(int(os.environ.get("DB_POOL_MIN", "1")), DB_POOL_MAX),
+                "max_size": DB_POOL_MAX,
+                # A request that waits longer than this for a connection fails instead of queueing forever.
+                "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "20")),
+                # Idle connections above min_size are closed after this many seconds.
+                "max_idle": float(os.environ.get("DB_POOL_MAX_IDLE", "120")),
+            },
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home:dashboard"
 LOGOUT_REDIRECT_URL = "home:dashboard"
+
+# Failed log-ins (the log-in page and the admin's; the API takes tokens, never passwords) are counted by
+# django-axes, in the database so that every web process sees them. After AXES_FAILURE_LIMIT failures for one
+# username (from anywhere) or from one address (for any username), further attempts are refused, even with the
+# right password, until the cool-off has passed since the last failure. The address is REMOTE_ADDR: behind a
+# proxy, uvicorn's --proxy-headers/--forwarded-allow-ips must set it from X-Forwarded-For.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES", 15)))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "platform_site.accounts.views.login_locked_out"
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -148,8 +184,24 @@ UPLOAD_MAX_BYTES = int(os.environ.get("UPLOAD_MAX_BYTES", 2 * 1024**3))
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # channels_redis waits on Redis in blocking reads of RedisChannelLayer.brpop_timeout (5 s), and redis-py's
+    # default socket timeout is also 5 s, so every idle websocket died with a TimeoutError; the socket must
+    # outwait the blocking read. Keepalive finds dead peers that the longer timeout no longer does.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": float(os.environ.get("CHANNEL_LAYER_SOCKET_TIMEOUT", "30")),
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                    }
+                ]
+            },
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -227,7 +279,13 @@ MARKETPLACE_FEE_BP = int(os.environ.get("MARKETPLACE_FEE_BP", 250))
 
 # ML: "cuda" or "cpu" forces a device; empty picks CUDA when available.
 ML_DEVICE = os.environ.get("ML_DEVICE", "")
+# Threads for PyTorch and BLAS in each Celery worker process; 0 shares the cores among the worker's
+# processes (cores // concurrency), so that two jobs at once do not oversubscribe the CPU.
+ML_THREADS = int(os.environ.get("ML_THREADS", "0"))
 
+
+# Usernames the API's per-user rate limit does not apply to (a monitoring probe; the schema fuzzing test).
+THROTTLE_EXEMPT_USERS = env_list("THROTTLE_EXEMPT_USERS", "")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -235,11 +293,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "platform_site.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "platform_site.throttling.AnonRateThrottle",
+        "platform_site.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "60/minute"),
@@ -267,5 +325,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }

@@ -38,12 +38,12 @@ def wait_for(
 
 
 def start_worker(
-    *, env: dict[str, str], log: Path, queues: str = "default,ml"
+    *, env: dict[str, str], log: Path, queues: str = "default,ml", concurrency: int = 1, pool: str = "prefork"
 ) -> tuple[subprocess.Popen, str]:
     hostname = f"pytest-{uuid.uuid4().hex[:8]}@localhost"
     cmd = [
         sys.executable, "-m", "celery", "-A", "platform_site", "worker", "-Q", queues, "-n", hostname,
-        "-c", "1", "--without-gossip", "--without-mingle", "-l", "INFO",
+        "-c", str(concurrency), "-P", pool, "--without-gossip", "--without-mingle", "-l", "INFO",
     ]  # fmt: skip
     # Its own process group, so that a test can kill the worker together with its pool children.
     proc = subprocess.Popen(

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -45,6 +46,13 @@ from platform_site.accounts.services import (
     user_signup,
 )
 from platform_site.errors import Conflict, DomainError
+
+
+def login_locked_out(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+    """django-axes's answer to a log-in while locked out: the site's page, with 429 Too Many Requests."""
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    context = {"failure_limit": settings.AXES_FAILURE_LIMIT, "cooloff_minutes": minutes}
+    return render(request, "accounts/lockout.html", context, status=429)
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -1,0 +1,25 @@
+"""The API's rate limits: DRF's, with rates read at request time and named users exempt."""
+
+from django.conf import settings
+from rest_framework import throttling
+
+
+class _SettingsRates:
+    """Takes the rate from the settings on each request (DRF binds it at import), so that it can be changed."""
+
+    def get_rate(self):
+        return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][self.scope]
+
+
+class AnonRateThrottle(_SettingsRates, throttling.AnonRateThrottle):
+    pass
+
+
+class UserRateThrottle(_SettingsRates, throttling.UserRateThrottle):
+    """Per user; the usernames in THROTTLE_EXEMPT_USERS (a monitoring probe, a fuzzing test) are not limited."""
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        if user and user.is_authenticated and user.get_username() in settings.THROTTLE_EXEMPT_USERS:
+            return True
+        return super().allow_request(request, view)
