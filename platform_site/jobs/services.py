@@ -137,7 +137,10 @@ def job_submit(*, owner: User, kind: str, params: dict[str, Any] | None = None) 
 
 def _ended_unsuccessfully(job: Job, reason: str) -> None:
     """Let the job's kind mark what it was processing as failed; in the transaction that ends the job."""
-    hook = get_kind(job.kind).on_failure
+    try:
+        hook = get_kind(job.kind).on_failure
+    except DomainError:  # a kind no longer registered has nothing to mark
+        return
     if hook is not None:
         hook(job=job, error=reason)
 

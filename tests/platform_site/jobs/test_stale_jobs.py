@@ -71,9 +71,10 @@ def test_a_job_whose_worker_is_killed_is_finished_by_another_worker(alice, celer
             proc=doomed,
         )
         job = Job.objects.create(
-            owner=alice, kind="ml.selftest", queue="ml", params={"epochs": 40, "hidden": 512}
-        )
-        job_run.apply_async(args=[job.pk], queue="doomed")
+            owner=alice, kind="ml.selftest", queue="ml", params={"epochs": 40, "hidden": 512},
+            celery_task_id="doomed-task",
+        )  # fmt: skip
+        job_run.apply_async(args=[job.pk], queue="doomed", task_id=job.celery_task_id)
         wait_for(lambda: Job.objects.get(pk=job.pk).metrics, timeout=60, what="the first epoch")
         os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its pool child, as a lost machine would
         doomed.wait(10)
@@ -88,4 +89,6 @@ def test_a_job_whose_worker_is_killed_is_finished_by_another_worker(alice, celer
     assert job.status == "succeeded"
     assert job.worker == celery_worker
     assert job.attempts == 2
-    assert api_as(alice).get(f"/api/jobs/{job.pk}/").json()["attempts"] == 2
+    assert job.celery_task_id != "doomed-task", "the sweep requeued it under a new task"
+    body = api_as(alice).get(f"/api/jobs/{job.pk}/").json()
+    assert (body["attempts"], body["worker"]) == (2, celery_worker)
