@@ -1,6 +1,8 @@
 import logging
 import math
+import os
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -208,6 +210,7 @@ def job_start(*, job_id: int, worker: str, task_id: str | None = None) -> Job | 
     claimed = queued.update(
         status=Status.RUNNING,
         worker=worker[:200],
+        runner_pid=os.getpid(),
         started_at=now,
         heartbeat_at=now,
         error="",
@@ -298,6 +301,29 @@ def worker_gone(*, hostname: str) -> None:
     WorkerHeartbeat.objects.filter(hostname=hostname).delete()
 
 
+def _requeue_or_fail(job: Job, *, lost: str) -> str | None:
+    """Requeue a job whose runner is lost under a new task id, or fail it after JOB_MAX_ATTEMPTS; what was done
+    ("requeued", "failed"), or None when the job moved on meanwhile."""
+    same = Job.objects.filter(
+        pk=job.pk, status=Status.RUNNING, attempts=job.attempts, heartbeat_at=job.heartbeat_at
+    )
+    outcome = None
+    if job.attempts < settings.JOB_MAX_ATTEMPTS:
+        task_id = str(uuid.uuid4())
+        if same.update(status=Status.QUEUED, celery_task_id=task_id, message=f"requeued: {lost}"[:200]):
+            outcome = "requeued"
+            transaction.on_commit(partial(_dispatch, job.pk, task_id, job.queue))
+    else:
+        reason = f"{lost} after {job.attempts} attempt(s)"
+        # Atomic: the job and what its kind was processing end failed together.
+        with transaction.atomic():
+            if same.update(status=Status.FAILED, finished_at=timezone.now(), error=reason):
+                outcome = "failed"
+                _ended_unsuccessfully(job, reason)
+    transaction.on_commit(partial(_push, job.pk))
+    return outcome
+
+
 def job_sweep_stale() -> dict[str, int]:
     """Requeue (or fail, after JOB_MAX_ATTEMPTS) running jobs whose worker stopped sending heartbeats, or
     restarted since it claimed them (its redelivered task does not run a job that is still marked running)."""
@@ -309,26 +335,21 @@ def job_sweep_stale() -> dict[str, int]:
         for job in candidates
         if job.worker not in live or (job.started_at is not None and job.started_at < live[job.worker])
     ]
-    requeued = failed = 0
-    for job in stale:
-        same = Job.objects.filter(pk=job.pk, status=Status.RUNNING, heartbeat_at=job.heartbeat_at)
-        if job.attempts < settings.JOB_MAX_ATTEMPTS:
-            task_id = str(uuid.uuid4())
-            if same.update(
-                status=Status.QUEUED,
-                celery_task_id=task_id,
-                message=f"requeued: worker {job.worker} was lost",
-            ):
-                requeued += 1
-                transaction.on_commit(partial(_dispatch, job.pk, task_id, job.queue))
-        else:
-            lost = f"the worker running this job ({job.worker}) stopped responding"
-            reason = f"{lost} after {job.attempts} attempt(s)"
-            # Atomic: the job and what its kind was processing end failed together.
-            with transaction.atomic():
-                if same.update(status=Status.FAILED, finished_at=timezone.now(), error=reason):
-                    failed += 1
-                    _ended_unsuccessfully(job, reason)
-        transaction.on_commit(partial(_push, job.pk))
+    outcomes = [
+        _requeue_or_fail(job, lost=f"the worker running this job ({job.worker}) stopped responding")
+        for job in stale
+    ]
     WorkerHeartbeat.objects.filter(~Q(last_seen__gte=cutoff - timedelta(hours=1))).delete()
-    return {"requeued": requeued, "failed": failed}
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}
+
+
+def job_requeue_orphans(*, hostname: str, alive: Callable[[int], bool]) -> dict[str, int]:
+    """Called by a worker for its own running jobs: requeue (or fail) those whose runner process is gone, e.g. a
+    pool process killed for memory, whose worker is still alive and so escapes the sweep."""
+    running = Job.objects.filter(status=Status.RUNNING, worker=hostname, runner_pid__isnull=False)
+    outcomes = [
+        _requeue_or_fail(job, lost=f"the process running this job ({hostname}, pid {job.runner_pid}) died")
+        for job in running
+        if not alive(job.runner_pid)
+    ]
+    return {"requeued": outcomes.count("requeued"), "failed": outcomes.count("failed")}
