@@ -11,11 +11,19 @@ class StatsParams(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
 
 
-@job_kind("marketplace.stats", label="Dataset statistics", queue="ml", params=StatsParams)
+def stats_failed(*, job, error: str) -> None:
+    from marketplace.services import version_stats_failed
+
+    version_stats_failed(version_id=job.params["version"], error=error)
+
+
+@job_kind(
+    "marketplace.stats", label="Dataset statistics", queue="ml", params=StatsParams, on_failure=stats_failed
+)
 def run_stats(*, job, reporter) -> dict:
     from marketplace.services import version_stats_compute
 
-    return version_stats_compute(version_id=job.params["version"], reporter=reporter)
+    return version_stats_compute(version_id=job.params["version"], reporter=reporter, job=job)
 
 
 class AnalysisOptions(serializers.Serializer):

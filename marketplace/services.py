@@ -18,7 +18,7 @@ from marketplace import selectors
 from marketplace.models import Dataset, DatasetVersion, Download, License
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
-from platform_site.jobs.services import job_submit
+from platform_site.jobs.services import job_submit, job_succeed, json_finite
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # The analyses that have a differentially private version, offered to compute-only licensees; the range of the
@@ -165,9 +165,10 @@ def _save_temp(name: str, write) -> str:
         return default_storage.save(name, File(tmp))
 
 
-def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
+def version_stats_compute(*, version_id: int, reporter, job=None) -> dict[str, Any]:
     """The statistics job: column types and per-column statistics (no rows) stored on the version, the first
-    rows kept for an opt-in preview, and the parsed columns and default features saved for analyses."""
+    rows kept for an opt-in preview, and the parsed columns and default features saved for analyses. With its
+    `job`, the version's statistics and the job's result commit together."""
     import numpy as np
 
     from ml import unsupervised
@@ -183,10 +184,7 @@ def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
         with default_storage.open(version.file.name, "rb") as fh:
             table = read_table(fh, fmt=version.format, progress=reading)
         stats = column_stats(table)
-    except TabularError as exc:
-        DatasetVersion.objects.filter(pk=version.pk).update(
-            status=DatasetVersion.Status.FAILED, error=str(exc)
-        )
+    except TabularError as exc:  # the job ends failed, and its on_failure marks the version failed
         raise DomainError(str(exc)) from exc
     reporter(0.75, message="saving the parsed columns")
     stem = f"datasets/{version.dataset_id}/v{version.number}"
@@ -205,13 +203,27 @@ def version_stats_compute(*, version_id: int, reporter) -> dict[str, Any]:
             f"{stem}-features.npy", lambda fh: np.save(fh, prepared.X, allow_pickle=False)
         )
         fields["features"] = {"options": DEFAULT_PREPARE, "metadata": prepared.metadata()}
-    DatasetVersion.objects.filter(pk=version.pk).update(
-        status=DatasetVersion.Status.READY,
-        stats=stats,
-        preview={"columns": table.columns, "rows": table.head},
-        **fields,
+    # Non-finite numbers (an overflowed mean) never reach a JSON field: the job fails saying where they were.
+    json_finite({"columns": stats["columns"], "features": fields["features"]}, what="the statistics")
+    result = {"rows": stats["rows"], "columns": stats["n_columns"]}
+    # One transaction: the version turns ready with its statistics only together with the job's result.
+    with transaction.atomic(durable=job is not None):
+        DatasetVersion.objects.filter(pk=version.pk).update(
+            status=DatasetVersion.Status.READY,
+            stats=stats,
+            preview={"columns": table.columns, "rows": table.head},
+            **fields,
+        )
+        if job is not None:
+            job_succeed(job=job, result=result)
+    return result
+
+
+def version_stats_failed(*, version_id: int, error: str) -> None:
+    """Its statistics job ended without success: the version is failed with the reason, never left processing."""
+    DatasetVersion.objects.filter(pk=version_id, status=DatasetVersion.Status.PROCESSING).update(
+        status=DatasetVersion.Status.FAILED, error=error
     )
-    return {"rows": stats["rows"], "columns": stats["n_columns"]}
 
 
 def _version_prepared(version: DatasetVersion, *, max_categories: int, missing: str, private: bool = False):
@@ -483,19 +495,19 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
             raise DomainError(f"{kind} has no differentially private version")
     except (TabularError, ValueError) as exc:
         raise DomainError(str(exc)) from exc
+    json_finite(result)  # before hashing: canonical JSON has no NaN either
     result_hash = ledger.content_hash(result)
     payload = {"dataset": version.dataset_id, "version": version.number, "analysis": kind, "job": job.pk,
                "result_sha256": result_hash}  # fmt: skip
     if private:
         payload["epsilon"] = params["epsilon"]
+    # One transaction: the ledger entry and the job's result commit together, once per job (its key).
     with transaction.atomic(durable=True):
         entry = ledger.entry_append(
-            kind="marketplace.analysis.completed", actor=f"user:{job.owner_id}", payload=payload
-        )
-    return {
-        "analysis": kind,
-        "result": result,
-        "plot_svg": plot,
-        "result_sha256": result_hash,
-        "entry_seq": entry.seq,
-    }
+            kind="marketplace.analysis.completed", actor=f"user:{job.owner_id}", payload=payload,
+            idempotency_key=f"marketplace.analysis.completed:{job.pk}",
+        )  # fmt: skip
+        outcome = {"analysis": kind, "result": result, "plot_svg": plot, "result_sha256": result_hash,
+                   "entry_seq": entry.seq}  # fmt: skip
+        job_succeed(job=job, result=outcome)
+    return outcome

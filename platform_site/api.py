@@ -16,7 +16,9 @@ from platform_site.errors import DomainError
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code, headers=headers)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=400)
@@ -55,6 +57,10 @@ _ERRORS = {
     404: OpenApiResponse(ErrorSerializer, description="No such object among those you may see."),
     409: OpenApiResponse(
         ErrorSerializer, description="It conflicts with the current state: it exists already, or is finished."
+    ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="Over a limit (too many requests, or too many jobs at once); see Retry-After.",
     ),
 }
 

@@ -30,3 +30,14 @@ class PermissionDenied(DomainError, django_exceptions.PermissionDenied):
 class Conflict(DomainError):
     status_code = 409
     code = "conflict"
+
+
+class TooManyRequests(DomainError):
+    """Over a per-user limit (429); `retry_after` seconds, if given, is sent as the Retry-After header."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -271,6 +271,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Jobs: a running job whose worker has been silent for WORKER_ONLINE_SECONDS is requeued by the beat sweep,
 # or failed once it has had JOB_MAX_ATTEMPTS.
 JOB_MAX_ATTEMPTS = int(os.environ.get("JOB_MAX_ATTEMPTS", 2))
+# Jobs one user may have queued or running at once (0: no limit); more are refused with a 429. Staff too.
+JOB_MAX_ACTIVE_PER_USER = int(os.environ.get("JOB_MAX_ACTIVE_PER_USER", 4))
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("WORKER_HEARTBEAT_SECONDS", 5))
 WORKER_ONLINE_SECONDS = float(os.environ.get("WORKER_ONLINE_SECONDS", 30))
 

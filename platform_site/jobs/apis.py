@@ -16,7 +16,7 @@ class JobOutputSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "kind", "status", "params", "progress", "message", "metrics", "result", "error",
-            "queue", "attempts", "created_at", "started_at", "finished_at",
+            "queue", "worker", "attempts", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
 
 
@@ -59,7 +59,7 @@ class JobCancelApi(APIView):
 
 
 class JobSelfTestApi(APIView):
-    @extend_schema(request=SelfTestParams, responses={201: JobOutputSerializer, **api_errors(400)})
+    @extend_schema(request=SelfTestParams, responses={201: JobOutputSerializer, **api_errors(400, 429)})
     def post(self, request):
         params = SelfTestParams(data=request.data)
         params.is_valid(raise_exception=True)

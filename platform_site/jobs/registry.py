@@ -15,18 +15,30 @@ class JobKind:
     queue: str
     run: Callable[..., dict[str, Any]]  # run(job=..., reporter=...) -> result dict
     params: type[serializers.Serializer] | None = None
+    # on_failure(job=..., error=...): the job ended failed or cancelled with this reason; it marks what the
+    # job was processing (a dataset version) failed, in the transaction that ends the job.
+    on_failure: Callable[..., None] | None = None
 
 
 _KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(
-    name: str, *, label: str, queue: str = "default", params: type[serializers.Serializer] | None = None
+    name: str,
+    *,
+    label: str,
+    queue: str = "default",
+    params: type[serializers.Serializer] | None = None,
+    on_failure: Callable[..., None] | None = None,
 ):
-    """Decorator registering `run(*, job, reporter) -> dict` as the runner of job kind `name`."""
+    """Decorator registering `run(*, job, reporter) -> dict` as the runner of job kind `name`.
+
+    A runner may record its result itself with `job_succeed` inside its own transaction (see jobs.services)."""
 
     def register(func):
-        _KINDS[name] = JobKind(name=name, label=label, queue=queue, run=func, params=params)
+        _KINDS[name] = JobKind(
+            name=name, label=label, queue=queue, run=func, params=params, on_failure=on_failure
+        )
         return func
 
     return register

@@ -11,14 +11,26 @@ from django.utils import timezone
 _stop = threading.Event()
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _beat(hostname: str, queues: list[str]) -> None:
-    from platform_site.jobs.services import worker_heartbeat
+    from platform_site.jobs.services import job_requeue_orphans, worker_heartbeat
 
     started_at = timezone.now()
     while not _stop.is_set():
         try:
             close_old_connections()
             worker_heartbeat(hostname=hostname, queues=queues, pid=os.getpid(), started_at=started_at)
+            # A pool process killed (for memory) leaves its job running on a live worker: requeue it here.
+            job_requeue_orphans(hostname=hostname, alive=pid_alive)
         except Exception:  # noqa: S110  (a missed beat is retried on the next tick)
             pass
         _stop.wait(settings.WORKER_HEARTBEAT_SECONDS)

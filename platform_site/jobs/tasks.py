@@ -5,7 +5,7 @@ from celery import shared_task
 def job_run(self, job_id: int) -> None:
     from platform_site.jobs.services import job_execute
 
-    job_execute(job_id=job_id, worker=self.request.hostname or "unknown")
+    job_execute(job_id=job_id, worker=self.request.hostname or "unknown", task_id=self.request.id)
 
 
 @shared_task(name="jobs.sweep_stale", ignore_result=True)

@@ -23,7 +23,11 @@ def job_detail(request, job_id: int):
 @login_required
 @require_POST
 def job_selftest(request):
-    job = job_submit(owner=request.user, kind="ml.selftest", params={})
+    try:
+        job = job_submit(owner=request.user, kind="ml.selftest", params={})
+    except DomainError as exc:  # over the per-user limit of active jobs
+        messages.error(request, exc.message)
+        return redirect("jobs:list")
     return redirect("jobs:detail", job_id=job.pk)
 
 

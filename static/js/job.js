@@ -83,6 +83,7 @@
     $("job-percent").textContent = `${pct}%`;
     $("job-message").textContent = job.message || "";
     if ($("job-attempts")) $("job-attempts").textContent = job.attempts ?? "";
+    if ($("job-worker")) $("job-worker").textContent = job.worker || "—";
     renderCharts(job.metrics || []);
     if ($("job-error-card")) {
       $("job-error-card").hidden = !job.error;

@@ -3,6 +3,7 @@
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -105,13 +106,17 @@ class Command(BaseCommand):
             ),
         ]
 
-        stop = threading.Event()
         received: list[int] = []
 
         def on_signal(signum: int, _frame) -> None:
+            # Only a list append: a handler that takes a lock (Event.set) deadlocks when a second signal
+            # re-enters it while it holds that lock. The wake-up pipe interrupts the wait below.
             received.append(signum)
-            stop.set()
 
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
+        wake_write.setblocking(False)
+        previous_wakeup = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, on_signal)
 
@@ -119,12 +124,20 @@ class Command(BaseCommand):
         try:
             self._start(children)
             self._banner(host, port)
-            while not stop.wait(0.5):
+            while not received:
+                readable, _, _ = select.select([wake_read], [], [], 0.5)
+                if readable:
+                    with contextlib.suppress(BlockingIOError):
+                        wake_read.recv(4096)
                 died = next((c for c in children if c.proc is not None and c.proc.poll() is not None), None)
                 if died is not None:
                     break
         finally:
+            # Signals that arrive from here on are only recorded (the handler stays): none interrupts the stop.
             self._stop(children, grace)
+            signal.set_wakeup_fd(previous_wakeup)
+            wake_read.close()
+            wake_write.close()
 
         if died is not None:
             raise CommandError(
