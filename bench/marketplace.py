@@ -120,13 +120,12 @@ def main() -> None:
 
     owner = User.objects.create(username="bench")
     token = api_token_create(user=owner, name="bench")[1]
-    terms = services.terms_build(preset="open")
     figures: dict = {"bench": "marketplace"}
 
     # 1. upload through the web server
     big = SCRATCH / "big.csv"
     write_sized_csv(big, UPLOAD_MB * 1024**2)
-    dataset = services.dataset_create(owner=owner, title="big", terms=terms, price_download=100)
+    dataset = services.dataset_create(owner=owner, title="big", terms_preset="open", price_download=100)
     port = 18000 + os.getpid() % 1000
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "platform_site.asgi:application"],
@@ -154,7 +153,7 @@ def main() -> None:
     # 2. k-means through the job vs plain scikit-learn
     data = SCRATCH / "kmeans.csv"
     write_csv(data, rows=KMEANS_ROWS, columns=20, seed=1)
-    dataset = services.dataset_create(owner=owner, title="k", terms=terms, price_compute=100)
+    dataset = services.dataset_create(owner=owner, title="k", terms_preset="open", price_compute=100)
     with data.open("rb") as fh:
         version = services.dataset_version_upload(dataset=dataset, actor=owner, upload=File(fh, name="k.csv"))
     t0 = time.perf_counter()
