@@ -193,9 +193,10 @@ def preview_capped(columns: list[str], rows: list[list[str | None]]) -> dict[str
     names = [_cut(str(name), PREVIEW_CELL_CHARS) for name in columns[:PREVIEW_COLUMNS]]
     capped = []
     for row in rows:
-        room, cells = PREVIEW_ROW_CHARS, []
-        for value in row[:PREVIEW_COLUMNS]:
-            cell = _cut(None if value is None else str(value), min(PREVIEW_CELL_CHARS, room))
+        room, cells, kept = PREVIEW_ROW_CHARS, [], row[:PREVIEW_COLUMNS]
+        for i, value in enumerate(kept):
+            later = len(kept) - i - 1  # each later cell keeps room for at least its ellipsis
+            cell = _cut(None if value is None else str(value), max(min(PREVIEW_CELL_CHARS, room - later), 1))
             room -= len(cell or "")
             cells.append(cell)
         capped.append(cells)
