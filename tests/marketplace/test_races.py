@@ -59,6 +59,7 @@ def in_parallel(live_server, n: int, method: str, path: str, token: str, body=b"
 
     def one() -> None:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        conn.connect()  # before the barrier: the live server's listen backlog is short
         barrier.wait()
         conn.request(method, path, body=body, headers={"Authorization": f"Token {token}", **(headers or {})})
         response = conn.getresponse()
@@ -71,6 +72,7 @@ def in_parallel(live_server, n: int, method: str, path: str, token: str, body=b"
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(statuses) == n, "every request was answered"
     return statuses
 
 
