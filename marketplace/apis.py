@@ -1,8 +1,9 @@
+from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -11,10 +12,15 @@ from marketplace import selectors, services
 from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.api import api_errors, paginated_response
+from platform_site.errors import DomainError
 from platform_site.jobs.apis import JobOutputSerializer
 
 
 class VersionOutputSerializer(serializers.ModelSerializer):
+    stats_job = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="the statistics job: follow it at /api/jobs/<id>/"
+    )
+
     class Meta:
         model = DatasetVersion
         fields = [
@@ -25,6 +31,7 @@ class VersionOutputSerializer(serializers.ModelSerializer):
             "status",
             "stats",
             "error",
+            "stats_job",
             "published_seq",
             "created_at",
         ]
@@ -36,22 +43,58 @@ class PreviewSerializer(serializers.Serializer):
 
 
 class DatasetOutputSerializer(serializers.ModelSerializer):
+    """A listing as lists show it: no preview (the detail has it), so a page of listings stays small."""
+
     owner = serializers.CharField(source="owner.username")
     current_version = VersionOutputSerializer(allow_null=True)
-    preview = serializers.SerializerMethodField(
-        help_text="The first rows of the version on sale, as uploaded; null unless the owner enabled the preview"
-    )
 
     class Meta:
         model = Dataset
         fields = [
             "id", "title", "description", "tags", "owner", "status", "price_download", "price_compute", "terms",
-            "privacy_budget", "preview_enabled", "preview", "current_version", "created_at",
+            "privacy_budget", "preview_enabled", "current_version", "created_at",
         ]  # fmt: skip
+
+
+class ActionsSerializer(serializers.Serializer):
+    is_owner = serializers.BooleanField()
+    buy_download = serializers.BooleanField()
+    buy_compute = serializers.BooleanField()
+    download = serializers.BooleanField()
+    analyse = serializers.BooleanField()
+    analyse_private = serializers.BooleanField(
+        help_text="a compute-only licensee's analyses are differentially private and spend ε"
+    )
+    publish = serializers.BooleanField()
+    withdraw = serializers.BooleanField()
+    upload = serializers.BooleanField()
+    edit = serializers.BooleanField()
+    see_versions = serializers.BooleanField()
+
+
+class DatasetDetailOutputSerializer(DatasetOutputSerializer):
+    """One listing: with its preview, and what the requesting user may do with it (`context["user"]`)."""
+
+    preview = serializers.SerializerMethodField(
+        help_text="The first rows of the version on sale, as uploaded and capped; null unless the owner enabled "
+        "the preview"
+    )
+    actions = serializers.SerializerMethodField(help_text="what you may do with this dataset now")
+
+    class Meta(DatasetOutputSerializer.Meta):
+        fields = [*DatasetOutputSerializer.Meta.fields, "preview", "actions"]
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_preview(self, dataset: Dataset) -> dict | None:
         return selectors.dataset_preview(dataset=dataset, version=dataset.current_version)
+
+    @extend_schema_field(ActionsSerializer)
+    def get_actions(self, dataset: Dataset) -> dict[str, bool]:
+        return selectors.dataset_actions(user=self.context["user"], dataset=dataset).as_dict()
+
+
+def _detail(request, dataset: Dataset, **kwargs) -> Response:
+    return Response(DatasetDetailOutputSerializer(dataset, context={"user": request.user}).data, **kwargs)
 
 
 class LicenseOutputSerializer(serializers.ModelSerializer):
@@ -125,15 +168,27 @@ class DatasetListApi(APIView):
             return attrs
 
     class InputSerializer(serializers.Serializer):
-        title = serializers.CharField(max_length=200)
-        description = serializers.CharField(required=False, default="", allow_blank=True)
+        title = serializers.CharField(max_length=services.TITLE_MAX)
+        description = serializers.CharField(
+            required=False, default="", allow_blank=True, max_length=services.DESCRIPTION_MAX
+        )
         tags = serializers.ListField(
-            child=serializers.CharField(max_length=40), required=False, max_length=20
+            child=serializers.CharField(max_length=services.TAG_MAX),
+            required=False,
+            max_length=services.TAGS_MAX,
         )
         terms_preset = serializers.ChoiceField(choices=list(services.TERM_PRESETS))
-        terms_text = serializers.CharField(required=False, default="", allow_blank=True, max_length=5000)
-        price_download = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
-        price_compute = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+        terms_text = serializers.CharField(
+            required=False, default="", allow_blank=True, max_length=services.TERMS_TEXT_MAX
+        )
+        price_download = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=services.MAX_PRICE, default=None,
+            help_text="minor units (1 token = 100)",
+        )  # fmt: skip
+        price_compute = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=services.MAX_PRICE, default=None,
+            help_text="minor units (1 token = 100)",
+        )  # fmt: skip
         preview_enabled = serializers.BooleanField(required=False, default=False)
         privacy_budget = _privacy_budget_field(required=False, default=None)
 
@@ -148,14 +203,12 @@ class DatasetListApi(APIView):
             request=request, view=self, queryset=datasets, serializer_class=DatasetOutputSerializer
         )
 
-    @extend_schema(request=InputSerializer, responses={201: DatasetOutputSerializer, **api_errors(400)})
+    @extend_schema(request=InputSerializer, responses={201: DatasetDetailOutputSerializer, **api_errors(400)})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        terms = services.terms_build(preset=fields.pop("terms_preset"), free_text=fields.pop("terms_text"))
-        dataset = services.dataset_create(owner=request.user, terms=terms, **fields)
-        return Response(DatasetOutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        dataset = services.dataset_create(owner=request.user, **data.validated_data)
+        return _detail(request, dataset, status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(APIView):
@@ -172,16 +225,12 @@ class DatasetDetailApi(APIView):
                 raise serializers.ValidationError("change preview_enabled, privacy_budget or both")
             return attrs
 
-    @extend_schema(responses={200: DatasetOutputSerializer, **api_errors(404)})
+    @extend_schema(responses={200: DatasetDetailOutputSerializer, **api_errors(404)})
     def get(self, request, dataset_id: int):
-        return Response(
-            DatasetOutputSerializer(
-                selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-            ).data
-        )
+        return _detail(request, selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user))
 
     @extend_schema(
-        request=InputSerializer, responses={200: DatasetOutputSerializer, **api_errors(400, 403, 404)}
+        request=InputSerializer, responses={200: DatasetDetailOutputSerializer, **api_errors(400, 403, 404)}
     )
     def patch(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
@@ -196,14 +245,28 @@ class DatasetDetailApi(APIView):
             dataset = services.dataset_privacy_budget_set(
                 dataset=dataset, actor=request.user, budget=changes["privacy_budget"]
             )
-        return Response(DatasetOutputSerializer(dataset).data)
+        return _detail(request, dataset)
 
 
-class VersionUploadApi(APIView):
+class VersionListApi(APIView):
+    """GET: every version, drafts and failed ones too, with its statistics job's outcome (the owner only);
+    POST: upload a new version as multipart form data (PUT .../versions/upload/ is faster)."""
+
     parser_classes = [MultiPartParser]
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(help_text=".csv or .jsonl; streamed to storage, hashed on the way")
+
+    @extend_schema(responses={200: VersionOutputSerializer(many=True), **api_errors(403, 404)})
+    def get(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=selectors.version_list_for_owner(user=request.user, dataset=dataset),
+            serializer_class=VersionOutputSerializer,
+        )
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
@@ -219,22 +282,58 @@ class VersionUploadApi(APIView):
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
+class RawBodyParser(BaseParser):
+    """Names the raw body's media type for content negotiation and the schema; the view reads the stream."""
+
+    media_type = "application/octet-stream"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+class VersionRawUploadApi(APIView):
+    """PUT the file itself as the body (`Content-Type: application/octet-stream`, `Content-Length` required),
+    its name in `?filename=`: streamed to storage and hashed on the way, with no form parsing or temporary
+    file, then handled as a multipart upload is."""
+
+    parser_classes = [RawBodyParser]
+
+    class FilterSerializer(serializers.Serializer):
+        filename = serializers.CharField(max_length=255, help_text="the file's name, ending .csv or .jsonl")
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409)},
+    )
+    def put(self, request, dataset_id: int):
+        dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            size = int(request.META.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            raise DomainError("send the file's size in Content-Length") from None
+        limit = settings.UPLOAD_MAX_BYTES
+        if size > limit:  # refused before a byte is read
+            raise DomainError(f"the file is larger than the limit of {limit:,} bytes")
+        upload = services.StreamUpload(request._request, name=query.validated_data["filename"], size=size)
+        version = services.dataset_version_upload(dataset=dataset, actor=request.user, upload=upload)
+        return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
 class DatasetPublishApi(APIView):
-    @extend_schema(request=None, responses={200: DatasetOutputSerializer, **api_errors(403, 404, 409)})
+    @extend_schema(request=None, responses={200: DatasetDetailOutputSerializer, **api_errors(403, 404, 409)})
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-        return Response(
-            DatasetOutputSerializer(services.dataset_publish(dataset=dataset, actor=request.user)).data
-        )
+        return _detail(request, services.dataset_publish(dataset=dataset, actor=request.user))
 
 
 class DatasetWithdrawApi(APIView):
-    @extend_schema(request=None, responses={200: DatasetOutputSerializer, **api_errors(403, 404, 409)})
+    @extend_schema(request=None, responses={200: DatasetDetailOutputSerializer, **api_errors(403, 404, 409)})
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-        return Response(
-            DatasetOutputSerializer(services.dataset_withdraw(dataset=dataset, actor=request.user)).data
-        )
+        return _detail(request, services.dataset_withdraw(dataset=dataset, actor=request.user))
 
 
 class DatasetBuyApi(APIView):

@@ -114,7 +114,7 @@ def seed(*, stdout) -> None:
     for spec in LISTINGS:
         dataset = services.dataset_create(
             owner=alice, title=spec["title"], description=spec["description"], tags=spec["tags"],
-            terms=services.terms_build(preset=spec["preset"]), price_download=spec["price_download"],
+            terms_preset=spec["preset"], price_download=spec["price_download"],
             price_compute=spec["price_compute"], preview_enabled=spec["preview"],
         )  # fmt: skip
         version = services.dataset_version_upload(

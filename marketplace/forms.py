@@ -117,14 +117,19 @@ def privacy_budget_field(**kwargs: Any) -> forms.DecimalField:
 
 
 class DatasetCreateForm(VersionUploadForm):
-    title = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    title = forms.CharField(max_length=services.TITLE_MAX)
+    description = forms.CharField(
+        required=False, max_length=services.DESCRIPTION_MAX, widget=forms.Textarea(attrs={"rows": 4})
+    )
     tags = forms.CharField(required=False, max_length=400, help_text="comma separated, e.g. finance, survey")
     terms_preset = forms.ChoiceField(
         choices=[(name, name.capitalize()) for name in services.TERM_PRESETS], label="Terms"
     )
     terms_text = forms.CharField(
-        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}), label="Additional terms"
+        required=False,
+        max_length=services.TERMS_TEXT_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Additional terms",
     )
     price_download = forms.DecimalField(
         required=False, min_value=Decimal("0.01"), label="Download price (tokens)", **_TOKEN
@@ -152,10 +157,10 @@ class DatasetCreateForm(VersionUploadForm):
 
     def clean_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
-        if len(tags) > 20:
-            raise forms.ValidationError("At most 20 tags.")
-        if any(len(t) > 40 for t in tags):
-            raise forms.ValidationError("A tag is at most 40 characters.")
+        if len(tags) > services.TAGS_MAX:
+            raise forms.ValidationError(f"At most {services.TAGS_MAX} tags.")
+        if any(len(t) > services.TAG_MAX for t in tags):
+            raise forms.ValidationError(f"A tag is at most {services.TAG_MAX} characters.")
         return tags
 
     def clean(self) -> dict[str, Any]:
@@ -170,9 +175,11 @@ class DatasetCreateForm(VersionUploadForm):
         return cleaned
 
     def listing(self) -> dict[str, Any]:
-        """Keyword arguments for services.dataset_create, less the owner and the terms."""
+        """Keyword arguments for services.dataset_create, less the owner."""
         data = self.cleaned_data
         return {
+            "terms_preset": data["terms_preset"],
+            "terms_text": data["terms_text"],
             "title": data["title"],
             "description": data["description"],
             "tags": data["tags"],

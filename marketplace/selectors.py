@@ -1,5 +1,8 @@
 import re
+from dataclasses import dataclass, fields
+from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import (
@@ -21,6 +24,7 @@ from django.db.models.fields.json import KT, KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Least
 from django.utils import timezone
 
+from ledger import services as ledger
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.accounts.models import User
 from platform_site.errors import NotFound, PermissionDenied
@@ -170,8 +174,37 @@ def dataset_get_for_user(*, dataset_id: int, user: User) -> Dataset:
     return dataset
 
 
+# The stored preview is capped so that one huge cell cannot swell every page and response that shows it.
+PREVIEW_CELL_CHARS = 200
+PREVIEW_ROW_CHARS = 4_000
+PREVIEW_COLUMNS = 50
+_CUT = "\u2026"
+
+
+def _cut(value: str | None, room: int) -> str | None:
+    if value is None or len(value) <= room:
+        return value
+    return value[: max(room - 1, 0)] + _CUT
+
+
+def preview_capped(columns: list[str], rows: list[list[str | None]]) -> dict[str, Any]:
+    """The first rows as the preview keeps them: at most PREVIEW_COLUMNS columns, each cell and name cut to
+    PREVIEW_CELL_CHARS (ending in an ellipsis), and each row to PREVIEW_ROW_CHARS in all."""
+    names = [_cut(str(name), PREVIEW_CELL_CHARS) for name in columns[:PREVIEW_COLUMNS]]
+    capped = []
+    for row in rows:
+        room, cells, kept = PREVIEW_ROW_CHARS, [], row[:PREVIEW_COLUMNS]
+        for i, value in enumerate(kept):
+            later = len(kept) - i - 1  # each later cell keeps room for at least its ellipsis
+            cell = _cut(None if value is None else str(value), max(min(PREVIEW_CELL_CHARS, room - later), 1))
+            room -= len(cell or "")
+            cells.append(cell)
+        capped.append(cells)
+    return {"columns": names, "rows": capped}
+
+
 def dataset_preview(*, dataset: Dataset, version: DatasetVersion | None) -> dict | None:
-    """The version's first rows when the owner opted in and they are well formed; None otherwise."""
+    """The version's first rows when the owner opted in and they are well formed, capped; None otherwise."""
     if not dataset.preview_enabled or version is None or not isinstance(version.preview, dict):
         return None
     columns, rows = version.preview.get("columns"), version.preview.get("rows")
@@ -179,7 +212,7 @@ def dataset_preview(*, dataset: Dataset, version: DatasetVersion | None) -> dict
         return None
     if not all(isinstance(row, list) and len(row) == len(columns) for row in rows):
         return None
-    return {"columns": columns, "rows": rows}
+    return preview_capped(columns, rows)  # a preview stored before the caps is capped when shown
 
 
 def license_list_for_user(*, user: User) -> QuerySet[License]:
@@ -208,13 +241,114 @@ def privacy_budget_licenses(*, user: User, dataset: Dataset) -> QuerySet[License
     return licenses.order_by("-created_at", "-pk")
 
 
-def dataset_list_for_owner(*, owner: User) -> QuerySet[Dataset]:
-    """The owner's listings with their sales count and gross, in one grouped query."""
-    return (
+def sale_shares(*, owner_id: int) -> list[ledger.Share]:
+    """Who is paid what share of a sale: the owner, less the platform fee that goes to the treasury."""
+    fee = settings.MARKETPLACE_FEE_BP
+    return [ledger.Share(f"user:{owner_id}", 10_000 - fee)] + (
+        [ledger.Share(ledger.TREASURY, fee)] if fee else []
+    )
+
+
+def sale_split(*, owner_id: int, price: int) -> tuple[int, int]:
+    """(the owner's part, the fee) of one sale at `price`, exactly as the ledger splits it."""
+    parts = dict(ledger.split_amounts(price, sale_shares(owner_id=owner_id)))
+    return parts[f"user:{owner_id}"], parts.get(ledger.TREASURY, 0)
+
+
+def dataset_list_for_owner(*, owner: User) -> list[Dataset]:
+    """The owner's listings with their sales count, gross and net (the owner's part of each sale, as the ledger
+    splits it), in two grouped queries."""
+    datasets = list(
         Dataset.objects.filter(owner=owner)
         .select_related("current_version")
         .annotate(sales=Count("licenses"), gross=Sum("licenses__price"))
         .order_by("-created_at", "-pk")
+    )
+    net: dict[int, int] = {}
+    sales = License.objects.filter(dataset__owner=owner).values("dataset_id", "price").annotate(n=Count("pk"))
+    for row in sales.order_by():
+        part, _fee = sale_split(owner_id=owner.pk, price=row["price"])
+        net[row["dataset_id"]] = net.get(row["dataset_id"], 0) + part * row["n"]
+    for dataset in datasets:
+        dataset.gross = dataset.gross or 0
+        dataset.net = net.get(dataset.pk, 0)
+    return datasets
+
+
+def version_list_for_owner(*, user: User, dataset: Dataset) -> QuerySet[DatasetVersion]:
+    """Every version of the dataset, drafts and failures included, newest first: for its owner only."""
+    if dataset.owner_id != user.pk:
+        raise PermissionDenied("only the owner sees every version of a dataset")
+    return dataset.versions.order_by("-number")
+
+
+def version_to_publish(*, dataset: Dataset) -> tuple[DatasetVersion | None, str]:
+    """The version that publishing would put on sale (the latest ready one), or None and why not."""
+    if dataset.status == Dataset.Status.WITHDRAWN:
+        return None, "a withdrawn listing stays withdrawn; create a new one"
+    version = dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number").first()
+    if version is None:
+        return None, "upload a file and wait for its statistics before publishing"
+    if version.published_seq is not None and dataset.status == Dataset.Status.PUBLISHED:
+        return None, f"version {version.number} is published already"
+    return version, ""
+
+
+@dataclass(frozen=True)
+class DatasetActions:
+    """What one user may do with one dataset now; the pages and the API both show it, the services enforce it."""
+
+    is_owner: bool
+    licenses: tuple[License, ...]  # the user's unexpired licences
+    buy_download: bool
+    buy_compute: bool
+    download: bool
+    analyse: bool
+    # A compute-only licensee without a download licence: analyses are differentially private and spend ε.
+    analyse_private: bool
+    publish: bool
+    withdraw: bool
+    upload: bool
+    edit: bool  # preview, privacy budget
+    see_versions: bool
+
+    @property
+    def compute_license(self) -> License | None:
+        return next((lic for lic in self.licenses if lic.tier == License.Tier.COMPUTE), None)
+
+    def as_dict(self) -> dict[str, bool]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "licenses"}
+
+
+def dataset_actions(*, user: User, dataset: Dataset) -> DatasetActions:
+    """What `user` (maybe anonymous) may do with `dataset`, by the rules the services apply."""
+    authenticated = bool(user.is_authenticated)
+    is_owner = authenticated and dataset.owner_id == user.pk
+    licenses: list[License] = []
+    owned_tiers: set[str] = set()  # every licence ever bought, expired too: one per tier (a constraint)
+    if authenticated and not is_owner:
+        all_licenses = list(
+            License.objects.filter(buyer_id=user.pk, dataset=dataset).select_related("version")
+        )
+        now = timezone.now()
+        licenses = [lic for lic in all_licenses if lic.expires_at is None or lic.expires_at >= now]
+        owned_tiers = {lic.tier for lic in all_licenses}
+    held = {lic.tier for lic in licenses}
+    on_sale = dataset.status == Dataset.Status.PUBLISHED and dataset.current_version_id is not None
+    may_buy = authenticated and not is_owner and on_sale
+    return DatasetActions(
+        is_owner=is_owner,
+        licenses=tuple(licenses),
+        buy_download=may_buy and dataset.price_download is not None and "download" not in owned_tiers,
+        buy_compute=may_buy and dataset.price_compute is not None and "compute" not in owned_tiers,
+        download=is_owner or License.Tier.DOWNLOAD in held,
+        analyse=is_owner or bool(held),
+        analyse_private=License.Tier.COMPUTE in held and License.Tier.DOWNLOAD not in held,
+        publish=is_owner and version_to_publish(dataset=dataset)[0] is not None,
+        withdraw=is_owner and dataset.status == Dataset.Status.PUBLISHED,
+        upload=is_owner and dataset.status != Dataset.Status.WITHDRAWN,
+        edit=is_owner,
+        see_versions=is_owner,
     )
 
 

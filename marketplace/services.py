@@ -1,17 +1,22 @@
 """Every write of the data marketplace: listings, versions, publishing, purchases, downloads and analyses."""
 
+import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
 from ledger import services as ledger
 from marketplace import selectors
@@ -21,6 +26,8 @@ from platform_site.errors import Conflict, DomainError, NotFound, PermissionDeni
 from platform_site.jobs.services import job_submit, job_succeed, json_finite
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A licence's term in days: a timedelta holds less than 1,000,000,000 days, a datetime ends in the year 9999.
+MAX_TERM_DAYS = 36_500
 # The analyses that have a differentially private version, offered to compute-only licensees; the range of the
 # total ε that the owner lets each compute-only licence spend (10 by default); one analysis's default ε.
 PRIVATE_ANALYSES = ("kmeans", "pca", "isolation_forest")
@@ -42,11 +49,18 @@ def terms_build(*, preset: str, free_text: str = "", **overrides: Any) -> dict[s
         if key not in TERM_PRESETS[preset]:
             raise DomainError(f"unknown terms field {key!r}")
         terms[key] = value
-    if terms["term_days"] is not None and (
-        not isinstance(terms["term_days"], int) or terms["term_days"] <= 0
+    days = terms["term_days"]
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= MAX_TERM_DAYS
     ):
-        raise DomainError("the term is a positive number of days, or none for perpetual")
+        raise DomainError(f"the term is a number of days from 1 to {MAX_TERM_DAYS:,}, or none for perpetual")
     return terms
+
+
+# Amounts go into the ledger's canonical JSON, whose integers are exact up to 2**53-1 (and a BigIntegerField
+# holds less than 2**63): a price is bounded by the smaller.
+MAX_PRICE = 2**53 - 1
+TITLE_MAX, DESCRIPTION_MAX, TERMS_TEXT_MAX, TAGS_MAX, TAG_MAX = 200, 5_000, 5_000, 20, 40
 
 
 def _check_prices(price_download: int | None, price_compute: int | None) -> None:
@@ -55,6 +69,21 @@ def _check_prices(price_download: int | None, price_compute: int | None) -> None
     for name, price in (("download", price_download), ("compute-only", price_compute)):
         if price is not None and (isinstance(price, bool) or not isinstance(price, int) or price <= 0):
             raise DomainError(f"the {name} price must be a positive whole number of minor units")
+        if price is not None and price > MAX_PRICE:
+            raise DomainError(f"the {name} price is at most {MAX_PRICE:,} minor units")
+
+
+def _check_listing_text(title: str, description: str, tags: list[str]) -> list[str]:
+    if not title.strip():
+        raise DomainError("give the dataset a title")
+    if len(title.strip()) > TITLE_MAX:
+        raise DomainError(f"the title is at most {TITLE_MAX} characters")
+    if len(description) > DESCRIPTION_MAX:
+        raise DomainError(f"the description is at most {DESCRIPTION_MAX:,} characters")
+    tags = sorted({t.strip().lower() for t in tags if t.strip()})
+    if len(tags) > TAGS_MAX or any(len(t) > TAG_MAX for t in tags):
+        raise DomainError(f"at most {TAGS_MAX} tags of at most {TAG_MAX} characters each")
+    return tags
 
 
 def dataset_create(
@@ -63,18 +92,22 @@ def dataset_create(
     title: str,
     description: str = "",
     tags: list[str] | None = None,
-    terms: dict[str, Any],
+    terms_preset: str,
+    terms_text: str = "",
+    terms_overrides: dict[str, Any] | None = None,
     price_download: int | None = None,
     price_compute: int | None = None,
     preview_enabled: bool = False,
     privacy_budget: Decimal | None = None,
 ) -> Dataset:
-    """A draft listing; it is sold once a version is uploaded, analysed and published."""
-    if not title.strip():
-        raise DomainError("give the dataset a title")
+    """A draft listing with its licence terms built from a preset; it is sold once a version is uploaded,
+    analysed and published."""
+    tags = _check_listing_text(title, description, tags or [])
+    if len(terms_text) > TERMS_TEXT_MAX:
+        raise DomainError(f"the additional terms are at most {TERMS_TEXT_MAX:,} characters")
+    terms = terms_build(preset=terms_preset, free_text=terms_text, **(terms_overrides or {}))
     _check_prices(price_download, price_compute)
     privacy_budget = _check_privacy_budget(privacy_budget)
-    tags = sorted({t.strip().lower() for t in (tags or []) if t.strip()})
     return Dataset.objects.create(
         owner=owner, title=title.strip(), description=description, tags=tags, terms=terms,
         price_download=price_download, price_compute=price_compute, preview_enabled=preview_enabled,
@@ -101,7 +134,9 @@ def dataset_privacy_budget_set(*, dataset: Dataset, actor: User, budget: Decimal
 
 
 class _HashingFile(File):
-    """Streams an upload into storage chunk by chunk, hashing and counting as it goes, never whole in memory."""
+    """Streams an upload into storage chunk by chunk, hashing and counting as it goes, never whole in memory.
+    Each chunk is hashed on a second thread while storage writes it (both release the GIL), so an upload costs
+    about the slower of the two rather than their sum."""
 
     def __init__(self, upload, limit: int) -> None:
         super().__init__(upload, name=upload.name)
@@ -109,46 +144,99 @@ class _HashingFile(File):
         self.sha256, self.bytes = hashlib.sha256(), 0
 
     def chunks(self, chunk_size=None):
-        for chunk in self.upload.chunks(chunk_size or 1 << 20):
-            self.bytes += len(chunk)
-            if self.bytes > self.limit:
-                raise DomainError(f"the file is larger than the limit of {self.limit:,} bytes")
-            self.sha256.update(chunk)
-            yield chunk
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-sha256") as hasher:
+            hashing = None
+            for chunk in self.upload.chunks(chunk_size or UPLOAD_CHUNK):
+                self.bytes += len(chunk)
+                if self.bytes > self.limit:
+                    raise DomainError(f"the file is larger than the limit of {self.limit:,} bytes")
+                if hashing is not None:
+                    hashing.result()  # in order, and at most two chunks held
+                hashing = hasher.submit(self.sha256.update, chunk)
+                yield chunk
+            if hashing is not None:
+                hashing.result()
 
     def __iter__(self):
         return self.chunks()
 
 
+UPLOAD_CHUNK = 1 << 20
+
+
+class StreamUpload:
+    """A file sent as a request's raw body: read in chunks from `stream` (at most `size` bytes), as an uploaded
+    file is, so that `dataset_version_upload` treats both alike."""
+
+    def __init__(self, stream, *, name: str, size: int) -> None:
+        self.stream, self.name, self.size = stream, name, size
+
+    def chunks(self, chunk_size: int = UPLOAD_CHUNK):
+        left = self.size
+        while left > 0:
+            chunk = self.stream.read(min(chunk_size, left))
+            if not chunk:
+                raise DomainError(f"the body ended {left:,} bytes before its Content-Length")
+            left -= len(chunk)
+            yield chunk
+
+
+def _upload_name(dataset: Dataset, filename: str) -> tuple[str, str]:
+    """The version's format and a storage name of its own (a fresh folder, so that a failed upload deletes only
+    its own file): the file's base name made safe and shortened, keeping its extension, to fit the column."""
+    base = os.path.basename((filename or "").replace("\\", "/"))
+    stem, ext = os.path.splitext(base)
+    fmt = FORMATS.get(ext.lower())
+    if fmt is None:
+        raise DomainError("upload a .csv or .jsonl file")
+    folder = f"datasets/{dataset.pk}/{secrets.token_hex(6)}/"
+    room = DatasetVersion._meta.get_field("file").max_length - len(folder) - len(ext)
+    try:
+        stem = get_valid_filename(stem or "data")[: min(room, 80)].rstrip(". ") or "data"
+    except SuspiciousFileOperation:
+        stem = "data"
+    return fmt, f"{folder}{stem}{ext.lower()}"
+
+
 def dataset_version_upload(*, dataset: Dataset, actor: User, upload) -> DatasetVersion:
-    """Store a new version of the dataset's file, hashing it while streaming, and queue its statistics job."""
+    """Store a new version of the dataset's file, hashing it while streaming, and queue its statistics job.
+    `upload` is an uploaded file or a StreamUpload: anything with a `name` and `chunks()`."""
     if dataset.owner_id != actor.pk:
         raise PermissionDenied("only the owner uploads new versions")
     if dataset.status == Dataset.Status.WITHDRAWN:
         raise Conflict("the listing is withdrawn")
-    fmt = FORMATS.get(os.path.splitext(upload.name or "")[1].lower())
-    if fmt is None:
-        raise DomainError("upload a .csv or .jsonl file")
+    fmt, name = _upload_name(dataset, upload.name)
     stream = _HashingFile(upload, settings.UPLOAD_MAX_BYTES)
-    name = default_storage.get_available_name(f"datasets/{dataset.pk}/{os.path.basename(upload.name)}")
     try:
         name = default_storage.save(name, stream)
-    except DomainError:
-        default_storage.delete(name)  # storage leaves what it wrote before the limit stopped it
+        if stream.bytes == 0:
+            raise DomainError("the file is empty")
+        # Locked: parallel uploads to one listing take its version numbers one after another, and one that
+        # ends after a withdrawal is refused rather than added to a withdrawn listing.
+        with transaction.atomic(durable=True):
+            locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+            if locked.status == Dataset.Status.WITHDRAWN:
+                raise Conflict("the listing was withdrawn during the upload")
+            number = (locked.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+            version = DatasetVersion.objects.create(
+                dataset=locked, number=number, file=name, format=fmt, size=stream.bytes,
+                sha256=stream.sha256.hexdigest(),
+            )  # fmt: skip
+            version.stats_job = job_submit(
+                owner=actor, kind="marketplace.stats", params={"version": version.pk}
+            )
+            version.save(update_fields=["stats_job"])
+    except BaseException:
+        _delete_upload(name)  # what this upload wrote, whole or in part: no version keeps it
         raise
-    if stream.bytes == 0:
-        default_storage.delete(name)
-        raise DomainError("the file is empty")
-    # One transaction: the version row and its job exist together or not at all.
-    with transaction.atomic():
-        number = (dataset.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-        version = DatasetVersion.objects.create(
-            dataset=dataset, number=number, file=name, format=fmt, size=stream.bytes,
-            sha256=stream.sha256.hexdigest(),
-        )  # fmt: skip
-        version.stats_job = job_submit(owner=actor, kind="marketplace.stats", params={"version": version.pk})
-        version.save(update_fields=["stats_job"])
     return version
+
+
+def _delete_upload(name: str) -> None:
+    default_storage.delete(name)
+    # The upload's own folder, now empty (storage without local folders has none).
+    with contextlib.suppress(NotImplementedError, OSError):
+        os.rmdir(os.path.dirname(default_storage.path(name)))
 
 
 # The preprocessing whose feature matrix the statistics job saves: analyses with these options skip it.
@@ -211,7 +299,7 @@ def version_stats_compute(*, version_id: int, reporter, job=None) -> dict[str, A
         DatasetVersion.objects.filter(pk=version.pk).update(
             status=DatasetVersion.Status.READY,
             stats=stats,
-            preview={"columns": table.columns, "rows": table.head},
+            preview=selectors.preview_capped(table.columns, table.head),
             **fields,
         )
         if job is not None:
@@ -256,14 +344,13 @@ def dataset_publish(*, dataset: Dataset, actor: User) -> Dataset:
     """Put the latest ready version on sale; its SHA-256 goes on the ledger as the dataset's provenance."""
     if dataset.owner_id != actor.pk:
         raise PermissionDenied("only the owner publishes")
-    if dataset.status == Dataset.Status.WITHDRAWN:
-        raise Conflict("a withdrawn listing stays withdrawn; create a new one")
-    version = dataset.versions.filter(status=DatasetVersion.Status.READY).order_by("-number").first()
-    if version is None:
-        raise Conflict("upload a file and wait for its statistics before publishing")
-    if version.published_seq is not None and dataset.status == Dataset.Status.PUBLISHED:
-        raise Conflict(f"version {version.number} is published already")
     with transaction.atomic(durable=True):
+        # Locked: of parallel publishes (or a publish and a withdrawal), each sees what the one before did, so
+        # one version is published once, with one entry.
+        dataset.refresh_from_db(from_queryset=Dataset.objects.select_for_update())
+        version, why_not = selectors.version_to_publish(dataset=dataset)
+        if version is None:
+            raise Conflict(why_not)
         entry = ledger.entry_append(
             kind="marketplace.dataset.published",
             actor=f"user:{actor.pk}",
@@ -285,9 +372,11 @@ def dataset_withdraw(*, dataset: Dataset, actor: User) -> Dataset:
     """No new sales; licenses already sold keep working until they expire."""
     if dataset.owner_id != actor.pk:
         raise PermissionDenied("only the owner withdraws")
-    if dataset.status != Dataset.Status.PUBLISHED:
-        raise Conflict(f"the listing is {dataset.status}, not on sale")
     with transaction.atomic(durable=True):
+        # Locked: parallel withdrawals see each other, so one entry is written and the others are refused.
+        dataset.refresh_from_db(from_queryset=Dataset.objects.select_for_update())
+        if dataset.status != Dataset.Status.PUBLISHED:
+            raise Conflict(f"the listing is {dataset.status}, not on sale")
         ledger.entry_append(
             kind="marketplace.dataset.withdrawn", actor=f"user:{actor.pk}", payload={"dataset": dataset.pk}
         )
@@ -309,32 +398,32 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
     """Buy a tier: the price goes to the owner less the platform fee, and the license is granted, in one entry."""
     if tier not in License.Tier.values:
         raise DomainError(f"unknown tier {tier!r}; choose download or compute")
-    price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
-    if dataset.status != Dataset.Status.PUBLISHED or dataset.current_version_id is None:
-        raise Conflict("this dataset is not on sale")
     if dataset.owner_id == buyer.pk:
         raise Conflict("you own this dataset")
-    if price is None:
-        raise DomainError(f"this dataset is not sold with {tier} access")
-    if License.objects.filter(buyer=buyer, dataset=dataset, tier=tier).exists():
-        raise Conflict(f"you hold a {tier} license for this dataset already")
-    fee = settings.MARKETPLACE_FEE_BP
-    shares = [ledger.Share(f"user:{dataset.owner_id}", 10_000 - fee)] + (
-        [ledger.Share(ledger.TREASURY, fee)] if fee else []
-    )
-    term_days = dataset.terms.get("term_days")
-    expires_at = timezone.now() + timedelta(days=term_days) if term_days else None
-    terms_hash = ledger.content_hash(dataset.terms)
-    budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
     with transaction.atomic(durable=True):
+        # Locked: a buyer's parallel purchases of one tier see each other's licence (one is sold, the others
+        # refused), and no sale lands after a withdrawal or on a changed price.
+        dataset.refresh_from_db(from_queryset=Dataset.objects.select_for_update())
+        if dataset.status != Dataset.Status.PUBLISHED or dataset.current_version_id is None:
+            raise Conflict("this dataset is not on sale")
+        price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
+        if price is None:
+            raise DomainError(f"this dataset is not sold with {tier} access")
+        if License.objects.filter(buyer=buyer, dataset=dataset, tier=tier).exists():
+            raise Conflict(f"you hold a {tier} license for this dataset already")
+        version = dataset.current_version
+        term_days = dataset.terms.get("term_days")
+        expires_at = timezone.now() + timedelta(days=term_days) if term_days else None
+        terms_hash = ledger.content_hash(dataset.terms)
+        budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
         entry = ledger.split_pay(
-            source=f"user:{buyer.pk}", amount=price, shares=shares, actor=f"user:{buyer.pk}",
-            kind="marketplace.license.granted",
-            memo=f"dataset {dataset.pk} v{dataset.current_version.number} {tier}; terms {terms_hash}"
+            source=f"user:{buyer.pk}", amount=price, shares=selectors.sale_shares(owner_id=dataset.owner_id),
+            actor=f"user:{buyer.pk}", kind="marketplace.license.granted",
+            memo=f"dataset {dataset.pk} v{version.number} {tier}; terms {terms_hash}"
                  + (f"; privacy budget ε {budget}" if budget is not None else ""),
         )  # fmt: skip
         return License.objects.create(
-            buyer=buyer, dataset=dataset, version=dataset.current_version, tier=tier, price=price,
+            buyer=buyer, dataset=dataset, version=version, tier=tier, price=price,
             terms=dataset.terms, terms_hash=terms_hash, expires_at=expires_at, entry_seq=entry.seq,
             epsilon_budget=budget,
         )  # fmt: skip

@@ -23,7 +23,12 @@ urlpatterns = [
 api_urlpatterns = [
     path("datasets/", apis.DatasetListApi.as_view(), name="api-data-datasets"),
     path("datasets/<int:dataset_id>/", apis.DatasetDetailApi.as_view(), name="api-data-dataset"),
-    path("datasets/<int:dataset_id>/versions/", apis.VersionUploadApi.as_view(), name="api-data-versions"),
+    path("datasets/<int:dataset_id>/versions/", apis.VersionListApi.as_view(), name="api-data-versions"),
+    path(
+        "datasets/<int:dataset_id>/versions/upload/",
+        apis.VersionRawUploadApi.as_view(),
+        name="api-data-version-upload",
+    ),
     path("datasets/<int:dataset_id>/publish/", apis.DatasetPublishApi.as_view(), name="api-data-publish"),
     path("datasets/<int:dataset_id>/withdraw/", apis.DatasetWithdrawApi.as_view(), name="api-data-withdraw"),
     path("datasets/<int:dataset_id>/buy/", apis.DatasetBuyApi.as_view(), name="api-data-buy"),

@@ -26,7 +26,7 @@ from marketplace.forms import (
     PurchaseForm,
     VersionUploadForm,
 )
-from marketplace.models import Dataset, DatasetVersion, License
+from marketplace.models import Dataset, License
 from platform_site.errors import DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_cancel, job_snapshot
@@ -101,34 +101,18 @@ def _stats_rows(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-    is_owner = request.user.is_authenticated and dataset.owner_id == request.user.pk
+    actions = selectors.dataset_actions(user=request.user, dataset=dataset)
+    is_owner = actions.is_owner
     # The owner follows the newest upload (processing, failed or ready); everyone else sees what is on sale.
     version = dataset.versions.first() if is_owner else dataset.current_version
-    licenses: list[License] = []
-    if request.user.is_authenticated and not is_owner:
-        licenses = list(selectors.license_list_valid(user=request.user, dataset=dataset))
-    held = {license.tier for license in licenses}
+    licenses = list(actions.licenses)
     # A compute-only licensee's analyses are differentially private and spend the licence's ε; the owner and
     # download licensees hold the rows, so theirs are exact and spend nothing.
-    compute_license = next((lic for lic in licenses if lic.tier == License.Tier.COMPUTE), None)
-    private = compute_license is not None and License.Tier.DOWNLOAD not in held
+    compute_license = actions.compute_license
+    private = actions.analyse_private
     budget_licenses: list[License] = []
     if is_owner:
         budget_licenses = list(selectors.privacy_budget_licenses(user=request.user, dataset=dataset))
-    # Anonymous visitors see the prices and a log-in link instead of the buy buttons.
-    may_buy = (
-        request.user.is_authenticated
-        and not is_owner
-        and dataset.status == Dataset.Status.PUBLISHED
-        and dataset.current_version_id is not None
-    )
-    publishable = (
-        is_owner
-        and dataset.status != Dataset.Status.WITHDRAWN
-        and version is not None
-        and version.status == DatasetVersion.Status.READY
-        and not (dataset.status == Dataset.Status.PUBLISHED and version.published_seq is not None)
-    )
     published_seq = version.published_seq if version else None
     analyses: list[Job] = []
     if request.user.is_authenticated:
@@ -142,13 +126,13 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "licenses": [{"license": license, "price": format_amount(license.price)} for license in licenses],
         "price_download": _price(dataset.price_download),
         "price_compute": _price(dataset.price_compute),
-        "can_buy_download": may_buy
-        and dataset.price_download is not None
-        and License.Tier.DOWNLOAD not in held,
-        "can_buy_compute": may_buy and dataset.price_compute is not None and License.Tier.COMPUTE not in held,
-        "can_download": is_owner or License.Tier.DOWNLOAD in held,
-        "can_analyse": is_owner or bool(held),
-        "can_publish": publishable,
+        "actions": actions,
+        # Anonymous visitors see the prices and a log-in link instead of the buy buttons.
+        "can_buy_download": actions.buy_download,
+        "can_buy_compute": actions.buy_compute,
+        "can_download": actions.download,
+        "can_analyse": actions.analyse,
+        "can_publish": actions.publish,
         "columns": _stats_rows(version.stats if version else None),
         "ledger_url": reverse("ledger:entry", args=[published_seq]) if published_seq is not None else "",
         "download_url": reverse("api-data-download", args=[dataset.pk]),
@@ -531,8 +515,7 @@ def new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            terms = services.terms_build(preset=data["terms_preset"], free_text=data["terms_text"])
-            dataset = services.dataset_create(owner=request.user, terms=terms, **form.listing())
+            dataset = services.dataset_create(owner=request.user, **form.listing())
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
@@ -558,13 +541,13 @@ def new(request: HttpRequest) -> HttpResponse:
 def mine(request: HttpRequest) -> HttpResponse:
     # Sales per listing in one grouped query; an owner's listings are few, so no pagination.
     datasets = selectors.dataset_list_for_owner(owner=request.user)
-    fee_bp = settings.MARKETPLACE_FEE_BP
+    # The net is the owner's part of each sale as the ledger split it, never recomputed here.
     listings = [
         {
             "dataset": dataset,
             "sales": dataset.sales,
-            "gross": format_amount(dataset.gross or 0),
-            "net": format_amount((dataset.gross or 0) * (10_000 - fee_bp) // 10_000),
+            "gross": format_amount(dataset.gross),
+            "net": format_amount(dataset.net),
         }
         for dataset in datasets
     ]
@@ -581,7 +564,8 @@ def mine(request: HttpRequest) -> HttpResponse:
         "listings": listings,
         "purchases": purchases,
         "total_sales": sum(dataset.sales for dataset in datasets),
-        "total_gross": format_amount(sum(dataset.gross or 0 for dataset in datasets)),
-        "fee_percent": fee_bp / 100,
+        "total_gross": format_amount(sum(dataset.gross for dataset in datasets)),
+        "total_net": format_amount(sum(dataset.net for dataset in datasets)),
+        "fee_percent": settings.MARKETPLACE_FEE_BP / 100,
     }
     return render(request, "marketplace/mine.html", context)

@@ -1,9 +1,14 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "platform_site.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+
+# Django's handler, except that raw binary PUT bodies (uploads) are streamed to the view, not spooled first.
+from platform_site.streaming import StreamingASGIHandler  # noqa: E402
+
+django_asgi_app = StreamingASGIHandler()
 
 # Imported after Django is set up: the routing modules import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -319,6 +319,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A listing's status appears in both its list and detail components: one name for it.
+    "ENUM_NAME_OVERRIDES": {"DatasetStatusEnum": "marketplace.models.Dataset.Status"},
 }
 
 LOGGING = {

@@ -33,7 +33,7 @@ def blobs_csv(rows: int = 300) -> bytes:
 
 def listing_with(owner, content: bytes, name: str = "data.csv"):
     dataset = services.dataset_create(
-        owner=owner, title="Blobs", terms=services.terms_build(preset="research"), price_download=5_000,
+        owner=owner, title="Blobs", terms_preset="research", price_download=5_000,
         price_compute=1_000,
     )  # fmt: skip
     version = services.dataset_version_upload(

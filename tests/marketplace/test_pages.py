@@ -28,7 +28,7 @@ def make_listing(owner, *, title="Household incomes", publish=True, **fields) ->
     """A listing with one analysed version, its statistics job run here instead of on a worker."""
     fields = {"price_download": 10_000, "price_compute": 4_000, "tags": ["finance"], **fields}
     dataset = services.dataset_create(
-        owner=owner, title=title, description="Synthetic survey", terms=services.terms_build(preset="research"),
+        owner=owner, title=title, description="Synthetic survey", terms_preset="research",
         **fields,
     )  # fmt: skip
     version = services.dataset_version_upload(

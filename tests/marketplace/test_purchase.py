@@ -25,7 +25,7 @@ def balance(name: str) -> int:
 def listing(alice, django_capture_on_commit_callbacks):
     dataset = services.dataset_create(
         owner=alice, title="Household incomes", description="Synthetic survey", tags=["Finance", "survey"],
-        terms=services.terms_build(preset="research"), price_download=10_000, price_compute=4_000,
+        terms_preset="research", price_download=10_000, price_compute=4_000,
     )  # fmt: skip
     version = services.dataset_version_upload(
         dataset=dataset, actor=alice, upload=SimpleUploadedFile("incomes.csv", CSV)
@@ -106,9 +106,7 @@ def test_only_the_owner_and_download_licensees_may_download(listing, alice, bob,
 
 
 def test_a_draft_is_invisible_to_everyone_but_its_owner(alice, bob):
-    draft = services.dataset_create(
-        owner=alice, title="Draft", terms=services.terms_build(preset="open"), price_download=1
-    )
+    draft = services.dataset_create(owner=alice, title="Draft", terms_preset="open", price_download=1)
     with pytest.raises(NotFound):
         services.download_authorize(user=bob, dataset=draft)
 
@@ -130,7 +128,7 @@ def test_withdrawn_listings_keep_serving_existing_licenses(listing, alice, bob):
     ],
 )
 def test_a_listing_with_bad_fields_is_refused(alice, kwargs, message):
-    fields = {"title": "T", "terms": services.terms_build(preset="open"), "price_download": 100, **kwargs}
+    fields = {"title": "T", "terms_preset": "open", "price_download": 100, **kwargs}
     with pytest.raises(DomainError, match=message):
         services.dataset_create(owner=alice, **fields)
     assert not Dataset.objects.exists()
@@ -157,9 +155,10 @@ def test_uploads_of_other_formats_or_by_others_are_refused(listing, alice, bob, 
 def test_browsing_costs_the_same_queries_for_many_listings(alice, client, django_assert_max_num_queries):
     from tests.conftest import api_as
 
-    terms = services.terms_build(preset="open")
     for i in range(30):
-        dataset = services.dataset_create(owner=alice, title=f"Set {i}", terms=terms, price_download=100 + i)
+        dataset = services.dataset_create(
+            owner=alice, title=f"Set {i}", terms_preset="open", price_download=100 + i
+        )
         Dataset.objects.filter(pk=dataset.pk).update(status="published")
     api = api_as(alice)
     with django_assert_max_num_queries(4):
