@@ -112,7 +112,7 @@ def main() -> None:
     LedgerHead.objects.update_or_create(
         pk=1, defaults={"size": 0, "head_hash": bytes(32), "frontier": [], "active_key_id": ""}
     )
-    names = ["treasury"] + [f"dao:{i}" for i in range(1, ACCOUNTS)]
+    names = ["treasury"] + [services.account_name(dao=i) for i in range(1, ACCOUNTS)]
     with transaction.atomic():
         for name in names[1:]:
             services.account_open_for_app(name=name, kind="dao")

@@ -244,7 +244,7 @@ def privacy_budget_licenses(*, user: User, dataset: Dataset) -> QuerySet[License
 def sale_shares(*, owner_id: int) -> list[ledger.Share]:
     """Who is paid what share of a sale: the owner, less the platform fee that goes to the treasury."""
     fee = settings.MARKETPLACE_FEE_BP
-    return [ledger.Share(f"user:{owner_id}", 10_000 - fee)] + (
+    return [ledger.Share(ledger.account_name(user=owner_id), 10_000 - fee)] + (
         [ledger.Share(ledger.TREASURY, fee)] if fee else []
     )
 
@@ -252,7 +252,7 @@ def sale_shares(*, owner_id: int) -> list[ledger.Share]:
 def sale_split(*, owner_id: int, price: int) -> tuple[int, int]:
     """(the owner's part, the fee) of one sale at `price`, exactly as the ledger splits it."""
     parts = dict(ledger.split_amounts(price, sale_shares(owner_id=owner_id)))
-    return parts[f"user:{owner_id}"], parts.get(ledger.TREASURY, 0)
+    return parts[ledger.account_name(user=owner_id)], parts.get(ledger.TREASURY, 0)
 
 
 def dataset_list_for_owner(*, owner: User) -> list[Dataset]:

@@ -353,7 +353,7 @@ def dataset_publish(*, dataset: Dataset, actor: User) -> Dataset:
             raise Conflict(why_not)
         entry = ledger.entry_append(
             kind="marketplace.dataset.published",
-            actor=f"user:{actor.pk}",
+            actor=ledger.account_name(user=actor),
             payload={
                 "dataset": dataset.pk, "version": version.number, "sha256": version.sha256, "size": version.size,
                 "format": version.format, "price_download": dataset.price_download,
@@ -378,7 +378,9 @@ def dataset_withdraw(*, dataset: Dataset, actor: User) -> Dataset:
         if dataset.status != Dataset.Status.PUBLISHED:
             raise Conflict(f"the listing is {dataset.status}, not on sale")
         ledger.entry_append(
-            kind="marketplace.dataset.withdrawn", actor=f"user:{actor.pk}", payload={"dataset": dataset.pk}
+            kind="marketplace.dataset.withdrawn",
+            actor=ledger.account_name(user=actor),
+            payload={"dataset": dataset.pk},
         )
         dataset.status = Dataset.Status.WITHDRAWN
         dataset.save(update_fields=["status", "updated_at"])
@@ -417,8 +419,8 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
         terms_hash = ledger.content_hash(dataset.terms)
         budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
         entry = ledger.split_pay(
-            source=f"user:{buyer.pk}", amount=price, shares=selectors.sale_shares(owner_id=dataset.owner_id),
-            actor=f"user:{buyer.pk}", kind="marketplace.license.granted",
+            source=ledger.account_name(user=buyer), amount=price, shares=selectors.sale_shares(owner_id=dataset.owner_id),
+            actor=ledger.account_name(user=buyer), kind="marketplace.license.granted",
             memo=f"dataset {dataset.pk} v{version.number} {tier}; terms {terms_hash}"
                  + (f"; privacy budget ε {budget}" if budget is not None else ""),
         )  # fmt: skip
@@ -500,7 +502,7 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
         license.save(update_fields=["epsilon_spent"])
         ledger.entry_append(
             kind="marketplace.privacy.spent",
-            actor=f"user:{user.pk}",
+            actor=ledger.account_name(user=user),
             payload={"license": license.pk, "dataset": dataset.pk, "version": license.version.number,
                      "job": job.pk, "analysis": analysis, "epsilon": str(epsilon), "delta": str(DELTA),
                      "spent": str(license.epsilon_spent), "budget": str(license.epsilon_budget)},
@@ -593,7 +595,7 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
     # One transaction: the ledger entry and the job's result commit together, once per job (its key).
     with transaction.atomic(durable=True):
         entry = ledger.entry_append(
-            kind="marketplace.analysis.completed", actor=f"user:{job.owner_id}", payload=payload,
+            kind="marketplace.analysis.completed", actor=ledger.account_name(user=job.owner_id), payload=payload,
             idempotency_key=f"marketplace.analysis.completed:{job.pk}",
         )  # fmt: skip
         outcome = {"analysis": kind, "result": result, "plot_svg": plot, "result_sha256": result_hash,
