@@ -151,7 +151,7 @@ def test_an_unexpected_exception_in_the_statistics_job_fails_the_version(alice, 
 
 def queued_version(owner) -> DatasetVersion:
     dataset = services.dataset_create(
-        owner=owner, title="Blobs", terms=services.terms_build(preset="research"), price_download=5_000,
+        owner=owner, title="Blobs", terms_preset="research", price_download=5_000,
     )  # fmt: skip
     return services.dataset_version_upload(
         dataset=dataset, actor=owner, upload=SimpleUploadedFile("data.csv", blobs_csv())
