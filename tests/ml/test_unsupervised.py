@@ -6,17 +6,9 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 
+from ml.svg import histogram_svg, pca_svg, scatter_svg
 from ml.tabular import Categorical, Table, TabularError
-from ml.unsupervised import (
-    dbscan,
-    histogram_svg,
-    isolation_forest,
-    kmeans,
-    pca,
-    pca_svg,
-    prepare,
-    scatter_svg,
-)
+from ml.unsupervised import dbscan, isolation_forest, kmeans, pca, prepare
 
 CENTERS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
 PLANTED = 123456.789
