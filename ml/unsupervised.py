@@ -25,6 +25,8 @@ SELECTION_ROWS = 50_000  # choosing k fits one model per candidate: on a sample 
 MINI_BATCH_ABOVE = 5_000_000
 SAMPLE_ROWS = 100_000  # the plot's axes and range come from a sample this large; its counts from every row
 _BLOCK_ROWS = 8_192
+_HUGE = 1e150  # a number whose square could overflow a float64
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass
@@ -165,17 +167,29 @@ def prepare(
     columns = [table.numeric[name] if keep is None else table.numeric[name][keep] for name in numeric]
     means = np.empty(len(numeric))
     stds = np.empty(len(numeric))
+    # Columns with numbers beyond 1e150 are standardized in units of their largest magnitude, so that neither
+    # their moments nor x - mean overflow; `shift` and `scale` are the mean and std in those units.
+    unit, shift, scale = np.ones(len(numeric)), np.empty(len(numeric)), np.empty(len(numeric))
     for j, name in enumerate(numeric):
         col = table.numeric[name] if private else columns[j]
         present = col[~np.isnan(col)] if np.isnan(col).any() else col
+        largest = float(np.abs(present).max())
+        if largest > _HUGE:
+            unit[j] = largest
+            present = present / largest
         if private:
             # The median and the interquartile range (as a normal's standard deviation): one wild row moves
             # neither, where it can stretch a standard deviation until every other row sits near zero.
-            q1, means[j], q3 = np.quantile(present, [0.25, 0.5, 0.75])
+            q1, shift[j], q3 = np.quantile(present, [0.25, 0.5, 0.75])
             std = (q3 - q1) / 1.349 or present.std()
         else:
-            means[j], std = present.mean(), present.std()
-        stds[j] = std if std > 0 else 1.0  # a constant column stays at 0 instead of becoming nan
+            shift[j], std = present.mean(), present.std()
+        scale[j] = std if std > 0 else 1.0  # a constant column stays at 0 instead of becoming nan
+        # In original units for the metadata (JSON): an interquartile range wider than a float64 holds is
+        # held at its largest value.
+        means[j] = shift[j] * unit[j]
+        stds[j] = min(float(scale[j]) * float(unit[j]), _FLOAT_MAX)
+    rescaled = bool((unit != 1.0).any())
     # The one big allocation is the matrix itself, filled a block of rows at a time so that writing
     # the columns across stays in cache.
     X = np.zeros((rows_used, n_features), dtype=np.float64)
@@ -184,8 +198,10 @@ def prepare(
         block = X[lo : lo + _BLOCK_ROWS, :m]
         for j, col in enumerate(columns):
             block[:, j] = col[lo : lo + _BLOCK_ROWS]
-        block -= means
-        block /= stds
+        if rescaled:
+            block /= unit
+        block -= shift
+        block /= scale
         block[np.isnan(block)] = 0.0  # a missing number becomes its column's mean
         if private:
             np.clip(block, -CLIP, CLIP, out=block)
@@ -449,7 +465,16 @@ def _clusters(
     """Each cluster's size and centroid in original units; both hidden when it is smaller than `min_size`.
 
     With `sum_sd`, the noise scale of a private analysis's cluster sums, each centroid also states its noise:
-    per column in original units (`centroid_sd`) and for category shares (`share_sd`)."""
+    per column in original units (`centroid_sd`) and for category shares (`share_sd`). A figure beyond what a
+    float64 holds (columns near ±1e308) is None."""
+    # Overflow is expected there, and `_round` turns its infinities into None.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _clusters_unchecked(prepared, centers, sizes, min_size, sum_sd)
+
+
+def _clusters_unchecked(
+    prepared: Prepared, centers: np.ndarray, sizes: np.ndarray, min_size: int, sum_sd: float | None
+) -> list[dict]:
     n_num = len(prepared.numeric_columns)
     private = sum_sd is not None
     out = []
