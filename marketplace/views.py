@@ -1,14 +1,16 @@
 """The data marketplace's pages: browse, one listing, a new listing, and the user's own listings and purchases."""
 
+import hashlib
 import math
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -40,14 +42,13 @@ def _price(minor: int | None) -> str:
 
 
 def _card(dataset: Dataset) -> dict[str, Any]:
-    """What a listing card shows; reads only the owner and current version already loaded by the selector."""
-    stats = (dataset.current_version.stats if dataset.current_version else None) or {}
+    """What a listing card shows; reads only what `selectors.dataset_page_public` loaded."""
     return {
         "dataset": dataset,
         "price_download": _price(dataset.price_download),
         "price_compute": _price(dataset.price_compute),
-        "rows": stats.get("rows"),
-        "n_columns": stats.get("n_columns", len(stats.get("columns") or [])) if stats else None,
+        "rows": dataset.card_rows,
+        "n_columns": dataset.card_columns,
     }
 
 
@@ -68,18 +69,35 @@ def index(request: HttpRequest) -> HttpResponse:
         filters = form.filters()
     else:
         _errors_to_messages(request, form, " The filter was ignored.")
-    page = Paginator(selectors.dataset_list_public(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    key = selectors.dataset_browse_key(filters=filters, per_page=PAGE_SIZE)
+    # A visitor with neither session nor messages sees what every such visitor sees: the whole page is kept.
+    visitor = form.is_valid() and not (request.COOKIES.keys() & {settings.SESSION_COOKIE_NAME, "messages"})
+    page_key = f"{key}:page:" + hashlib.sha256(request.get_full_path().encode()).hexdigest()
+    if visitor and (cached := cache.get(page_key)) is not None:
+        return HttpResponse(cached)
+    page = selectors.dataset_page_public(
+        number=request.GET.get("page"), per_page=PAGE_SIZE, key=key, **filters
+    )
     query = request.GET.copy()
     query.pop("page", None)
-    context = {
-        "form": form,
-        "filters": filters,
+    listings = {
         "searching": any(name != "sort" for name in filters),
         "page": page,
         "cards": [_card(dataset) for dataset in page],
         "query": query.urlencode(),
     }
-    return render(request, "marketplace/index.html", context)
+    # The cards, count and pager, rendered once per page and query string: most of the page's work.
+    key = f"{page.cache_key}:html:" + hashlib.sha256(listings["query"].encode()).hexdigest()
+    html = cache.get(key)
+    if html is None:
+        html = render_to_string("marketplace/_listings.html", listings)
+        cache.set(key, html, selectors.BROWSE_CACHE_SECONDS)
+    # Our own template's output, escaped as it was rendered.
+    context = {**listings, "form": form, "filters": filters, "listings_html": mark_safe(html)}  # noqa: S308
+    response = render(request, "marketplace/index.html", context)
+    if visitor:
+        cache.set(page_key, response.content, selectors.BROWSE_CACHE_SECONDS)
+    return response
 
 
 # ---------------------------------------------------------------------------------------------------- one listing
