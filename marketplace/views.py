@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -62,6 +63,23 @@ def _errors_to_messages(request: HttpRequest, form, suffix: str = "") -> None:
 # ---------------------------------------------------------------------------------------------------- browse
 
 
+def _canonical_query(request: HttpRequest, form: DatasetFilterForm) -> tuple[str, bool]:
+    """The filters' query string as the pager writes it (the form's non-empty fields, sorted), and whether the
+    request's own says nothing more: no other parameter, none twice, no padded value, a page number as written.
+    Only such requests keep their rendering in the cache, so junk parameters cannot multiply its entries."""
+    items = [(name, value) for name in request.GET for value in request.GET.getlist(name)]
+    query = urlencode(sorted((n, v) for n, v in items if n in form.fields and v))
+    page = request.GET.get("page", "1")
+    canonical = (
+        len(items) == len(request.GET)
+        and all(name in form.fields or name == "page" for name, _ in items)
+        and all(value == value.strip() for _, value in items)
+        and page.isdigit()
+        and str(int(page)) == page
+    )
+    return query, canonical
+
+
 def index(request: HttpRequest) -> HttpResponse:
     form = DatasetFilterForm(request.GET)
     filters: dict[str, Any] = {}
@@ -69,34 +87,39 @@ def index(request: HttpRequest) -> HttpResponse:
         filters = form.filters()
     else:
         _errors_to_messages(request, form, " The filter was ignored.")
+    query, canonical = _canonical_query(request, form)
     key = selectors.dataset_browse_key(filters=filters, per_page=PAGE_SIZE)
+    rendered = f"{key}:{request.GET.get('page', '1')}:" + hashlib.sha256(query.encode()).hexdigest()
     # A visitor with neither session nor messages sees what every such visitor sees: the whole page is kept.
-    visitor = form.is_valid() and not (request.COOKIES.keys() & {settings.SESSION_COOKIE_NAME, "messages"})
-    page_key = f"{key}:page:" + hashlib.sha256(request.get_full_path().encode()).hexdigest()
-    if visitor and (cached := cache.get(page_key)) is not None:
+    visitor = (
+        canonical
+        and form.is_valid()
+        and not (request.COOKIES.keys() & {settings.SESSION_COOKIE_NAME, "messages"})
+    )
+    if visitor and (cached := cache.get(f"{rendered}:page")) is not None:
         return HttpResponse(cached)
     page = selectors.dataset_page_public(
         number=request.GET.get("page"), per_page=PAGE_SIZE, key=key, **filters
     )
-    query = request.GET.copy()
-    query.pop("page", None)
+    # A page number beyond the last shows the last page: kept under its own number only.
+    canonical = canonical and str(page.number) == request.GET.get("page", "1")
     listings = {
         "searching": any(name != "sort" for name in filters),
         "page": page,
         "cards": [_card(dataset) for dataset in page],
-        "query": query.urlencode(),
+        "query": query,
     }
-    # The cards, count and pager, rendered once per page and query string: most of the page's work.
-    key = f"{page.cache_key}:html:" + hashlib.sha256(listings["query"].encode()).hexdigest()
-    html = cache.get(key)
+    # The cards, count and pager, rendered once per page and filters: most of the page's work.
+    html = cache.get(f"{rendered}:listings") if canonical else None
     if html is None:
         html = render_to_string("marketplace/_listings.html", listings)
-        cache.set(key, html, selectors.BROWSE_CACHE_SECONDS)
+        if canonical:
+            cache.set(f"{rendered}:listings", html, selectors.BROWSE_CACHE_SECONDS)
     # Our own template's output, escaped as it was rendered.
     context = {**listings, "form": form, "filters": filters, "listings_html": mark_safe(html)}  # noqa: S308
     response = render(request, "marketplace/index.html", context)
-    if visitor:
-        cache.set(page_key, response.content, selectors.BROWSE_CACHE_SECONDS)
+    if visitor and canonical:
+        cache.set(f"{rendered}:page", response.content, selectors.BROWSE_CACHE_SECONDS)
     return response
 
 

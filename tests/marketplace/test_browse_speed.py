@@ -116,3 +116,16 @@ def test_a_visitor_with_a_message_never_gets_or_leaves_a_cached_page(alice):
     assert "The filter was ignored" in shown.content.decode()
     assert "The filter was ignored" in client.get("/data/?price_min=lots").content.decode()
     assert "The filter was ignored" not in Client().get("/data/").content.decode()
+
+
+@pytest.mark.parametrize("junk", ["utm=x", "q=bird", "page=01", "page=9"])
+def test_a_query_string_beyond_the_filters_is_rendered_but_never_kept(alice, junk):
+    make_listing(alice, title="Bird counts")
+    client = Client()
+    assert client.get("/data/?q=bird").context is not None
+    assert client.get("/data/?q=bird").context is None, "the same visitor page again: from the cache"
+    assert client.get("/data/?sort=&q=bird&tag=").context is None, "the form's empty fields: the same page"
+    for _ in range(2):
+        page = client.get(f"/data/?q=bird&{junk}")
+        assert page.context is not None, "rendered each time: junk cannot fill the cache"
+        assert "Bird counts" in page.content.decode()
