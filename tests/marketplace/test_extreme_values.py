@@ -48,7 +48,7 @@ def test_numbers_near_the_float_limit_give_a_ready_version_with_finite_statistic
     [
         ("beyond-float64.csv", b"a,b\n1,2\n1e400,3\n", 'column "a", row 2: the number 1e400 is too large'),
         (
-            "big.jsonl",
+            "beyond-float64.jsonl",
             b'{"a": 1}\n{"a": 1' + b"0" * 400 + b"}\n",
             'column "a", row 2: the number 100000000000',
         ),
