@@ -3,6 +3,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Least
+
+_PUBLISHED = Q(status="published")
 
 
 class Dataset(models.Model):
@@ -33,6 +37,28 @@ class Dataset(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Browsing reads published listings a page at a time in each offered order (selectors.SORTS): each
+        # order has an index over the published rows, so a page is read in order, not sorted from them all.
+        # A descending order scans its index backwards. The price expression must stay the one the browse
+        # selector sorts by (the cheapest tier offered), or the planner cannot use it.
+        indexes = [
+            models.Index(F("created_at"), F("id"), name="dataset_published_created", condition=_PUBLISHED),
+            models.Index(F("title"), F("id"), name="dataset_published_title", condition=_PUBLISHED),
+            models.Index(
+                Least(
+                    Coalesce("price_download", "price_compute"), Coalesce("price_compute", "price_download")
+                ),
+                F("id"),
+                name="dataset_published_price",
+                condition=_PUBLISHED,
+            ),
+            models.Index(
+                F("price_download"), F("id"), name="dataset_published_download", condition=_PUBLISHED
+            ),
+            models.Index(F("price_compute"), F("id"), name="dataset_published_compute", condition=_PUBLISHED),
+            # The newest change to any listing, read on every browse request to key its cache.
+            models.Index(F("updated_at"), name="dataset_updated"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(price_download__isnull=True) | Q(price_download__gt=0))
@@ -80,6 +106,8 @@ class DatasetVersion(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="dataset_version_number")]
+        # Browsing by size ("most rows") walks versions by their row count and joins each to its listing.
+        indexes = [models.Index(Cast(KT("stats__rows"), models.FloatField()), F("id"), name="version_rows")]
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.number}"

@@ -1,9 +1,13 @@
+import hashlib
+import json
 import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.core.cache import cache
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import (
     BigIntegerField,
@@ -31,17 +35,22 @@ from platform_site.errors import NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 
 ANALYSIS_KIND = "marketplace.analysis"
+# How long a browse page and its count are kept. Every change through the services moves the key of what they
+# cache at once (see `_browse_stamp`); this bounds only what bypasses them, such as a renamed seller.
+BROWSE_CACHE_SECONDS = 60
 
-# Sort keys of the browse page and the API; "relevance" is the default when there is a search query.
+# Sort keys of the browse page and the API; "relevance" is the default when there is a search query. The last
+# key breaks ties in the direction of the one before it, so that each order reads one index of
+# `Dataset.Meta.indexes` forwards or backwards.
 SORTS: dict[str, tuple[str, ...]] = {
-    "relevance": ("-rank", "-created_at"),
-    "newest": ("-created_at",),
-    "oldest": ("created_at",),
-    "price": ("price_from",),
-    "-price": ("-price_from",),
-    "title": ("title",),
-    "most_sold": ("-sales", "-created_at"),
-    "rows": ("-rows",),
+    "relevance": ("-rank", "-created_at", "-pk"),
+    "newest": ("-created_at", "-pk"),
+    "oldest": ("created_at", "pk"),
+    "price": ("price_from", "pk"),
+    "-price": ("-price_from", "-pk"),
+    "title": ("title", "pk"),
+    "most_sold": ("-sales", "-created_at", "-pk"),
+    "rows": ("-rows", "-current_version_id"),  # a version belongs to one listing: read in the versions' index
 }
 _TERM = re.compile(r'(-?)(?:"([^"]*)"|(\S+))')
 _SEARCH_CONFIG = "english"
@@ -123,8 +132,12 @@ def dataset_list_public(
     elif tier == "compute":
         datasets = datasets.filter(price_compute__isnull=False)
     for name in {t.strip().lower() for t in tag.split(",") if t.strip()}:
-        # Tags are stored lower-cased as a JSON list: match the quoted element, not a substring of another tag.
-        datasets = datasets.filter(tags__icontains=f'"{name}"')
+        # Tags are stored lower-cased as a JSON list: match the element, not a substring of another tag. On
+        # PostgreSQL by containment, through the GIN index of migration 0005; elsewhere the quoted element.
+        if connection.vendor == "postgresql":
+            datasets = datasets.filter(tags__contains=[name])
+        else:
+            datasets = datasets.filter(tags__icontains=f'"{name}"')
     if owner:
         datasets = datasets.filter(owner__username=owner)
     if price_min is not None or price_max is not None:
@@ -144,7 +157,9 @@ def dataset_list_public(
     if not sort or (sort == "relevance" and not q):
         sort = "relevance" if q else "newest"
     if rows_min is not None or rows_max is not None or sort == "rows":
-        datasets = datasets.annotate(
+        # A published listing always has a version on sale; saying so makes its join an inner one, which the
+        # planner may then walk from the versions' index of rows.
+        datasets = datasets.filter(current_version__isnull=False).annotate(
             rows=Cast(KeyTextTransform("rows", "current_version__stats"), FloatField())
         )
         if rows_min is not None:
@@ -162,8 +177,65 @@ def dataset_list_public(
                 )
             )
     if sort == "most_sold":
-        datasets = datasets.annotate(sales=Count("licenses"))
-    return datasets.order_by(*SORTS[sort], "-pk")
+        # Counted per listing through the licences' dataset index: a join and GROUP BY over every listing's
+        # columns took 0.3 s at 10,000 listings.
+        sold = License.objects.filter(dataset_id=OuterRef("pk")).order_by().values("dataset_id")
+        datasets = datasets.annotate(
+            sales=Coalesce(Subquery(sold.annotate(n=Count("pk")).values("n")), Value(0))
+        )
+    return datasets.order_by(*SORTS[sort])
+
+
+def _browse_stamp(*, sort: str) -> list[str | None]:
+    """What moves whenever a page of listings may change: the newest change to a listing (every service that
+    changes one sets `updated_at`), and for the most-sold order the newest licence. One query reading the ends
+    of two indexes, written out because browsing runs it on every request.
+
+    A change that commits after a newer one was cached keeps the older page up to `BROWSE_CACHE_SECONDS`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT MAX(updated_at) FROM {Dataset._meta.db_table}),"  # noqa: S608 - table names only
+            f" (SELECT MAX(id) FROM {License._meta.db_table})"
+        )
+        last, sold = cursor.fetchone()
+    return [str(last), str(sold) if sort == "most_sold" else None]
+
+
+def dataset_browse_key(*, filters: dict[str, Any], per_page: int) -> str:
+    """The cache key prefix of what browsing with these filters shows now; it moves when a listing changes."""
+    stamp = _browse_stamp(sort=filters.get("sort", ""))
+    blob = json.dumps([filters, stamp, per_page], sort_keys=True, default=str).encode()
+    return "marketplace:browse:" + hashlib.sha256(blob).hexdigest()
+
+
+def dataset_page_public(*, number: Any, per_page: int, key: str, **filters: Any) -> Page:
+    """One page of `dataset_list_public(**filters)` holding only what a listing card shows, and its paginator's
+    count, both cached under `key` (from `dataset_browse_key`), so that browsing neither sorts nor counts every
+    listing on each request. `page.cache_key` names the page's cache entry, for what a view derives from it."""
+    datasets = (
+        dataset_list_public(**filters)
+        .select_related(None)
+        .select_related("owner")
+        .only("title", "description", "tags", "price_download", "price_compute", "owner__username")
+        .annotate(
+            card_rows=Cast(KeyTextTransform("rows", "current_version__stats"), BigIntegerField()),
+            card_columns=Cast(KeyTextTransform("n_columns", "current_version__stats"), BigIntegerField()),
+        )
+    )
+    paginator = Paginator(datasets, per_page)
+    count = cache.get(f"{key}:count")
+    if count is None:
+        cache.set(f"{key}:count", paginator.count, BROWSE_CACHE_SECONDS)
+    else:
+        paginator.count = count  # the count is a cached property: set, it is not queried
+    page = paginator.get_page(number)
+    page.cache_key = f"{key}:{page.number}"
+    items = cache.get(page.cache_key)
+    if items is None:
+        items = list(page.object_list)
+        cache.set(page.cache_key, items, BROWSE_CACHE_SECONDS)
+    page.object_list = items
+    return page
 
 
 def dataset_get_for_user(*, dataset_id: int, user: User) -> Dataset:

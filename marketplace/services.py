@@ -530,7 +530,7 @@ def _analysis_queue(user: User, version: DatasetVersion | None, params: dict[str
 def analysis_run(*, job, reporter) -> dict[str, Any]:
     """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger; for a
     compute-only licensee, differentially private with the ε charged when the job was submitted."""
-    from ml import private_analyses, unsupervised
+    from ml import private_analyses, svg, unsupervised
     from ml.tabular import TabularError
 
     params = job.params
@@ -559,18 +559,18 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
                 result = unsupervised.kmeans(
                     prepared, k=params.get("k"), mini_batch=mini_batch, progress=progress
                 )
-            plot = unsupervised.scatter_svg(result)
+            plot = svg.scatter_svg(result)
         elif kind == "dbscan" and not private:
             result = unsupervised.dbscan(
                 prepared, eps=params["eps"], min_samples=params["min_samples"], progress=progress
             )
-            plot = unsupervised.scatter_svg(result)
+            plot = svg.scatter_svg(result)
         elif kind == "pca":
             if private:
                 result = private_analyses.pca(prepared, epsilon=epsilon, progress=progress)
             else:
                 result = unsupervised.pca(prepared, progress=progress)
-            plot = unsupervised.pca_svg(result)
+            plot = svg.pca_svg(result)
         elif kind == "isolation_forest":
             contamination = params.get("contamination") or "auto"
             if private:
@@ -581,7 +581,7 @@ def analysis_run(*, job, reporter) -> dict[str, Any]:
                 result = unsupervised.isolation_forest(
                     prepared, contamination=contamination, progress=progress
                 )
-            plot = unsupervised.histogram_svg(result)
+            plot = svg.histogram_svg(result)
         else:
             raise DomainError(f"{kind} has no differentially private version")
     except (TabularError, ValueError) as exc:

@@ -1,16 +1,19 @@
 """The data marketplace's pages: browse, one listing, a new listing, and the user's own listings and purchases."""
 
+import hashlib
 import math
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -40,14 +43,13 @@ def _price(minor: int | None) -> str:
 
 
 def _card(dataset: Dataset) -> dict[str, Any]:
-    """What a listing card shows; reads only the owner and current version already loaded by the selector."""
-    stats = (dataset.current_version.stats if dataset.current_version else None) or {}
+    """What a listing card shows; reads only what `selectors.dataset_page_public` loaded."""
     return {
         "dataset": dataset,
         "price_download": _price(dataset.price_download),
         "price_compute": _price(dataset.price_compute),
-        "rows": stats.get("rows"),
-        "n_columns": stats.get("n_columns", len(stats.get("columns") or [])) if stats else None,
+        "rows": dataset.card_rows,
+        "n_columns": dataset.card_columns,
     }
 
 
@@ -61,6 +63,23 @@ def _errors_to_messages(request: HttpRequest, form, suffix: str = "") -> None:
 # ---------------------------------------------------------------------------------------------------- browse
 
 
+def _canonical_query(request: HttpRequest, form: DatasetFilterForm) -> tuple[str, bool]:
+    """The filters' query string as the pager writes it (the form's non-empty fields, sorted), and whether the
+    request's own says nothing more: no other parameter, none twice, no padded value, a page number as written.
+    Only such requests keep their rendering in the cache, so junk parameters cannot multiply its entries."""
+    items = [(name, value) for name in request.GET for value in request.GET.getlist(name)]
+    query = urlencode(sorted((n, v) for n, v in items if n in form.fields and v))
+    page = request.GET.get("page", "1")
+    canonical = (
+        len(items) == len(request.GET)
+        and all(name in form.fields or name == "page" for name, _ in items)
+        and all(value == value.strip() for _, value in items)
+        and page.isdigit()
+        and str(int(page)) == page
+    )
+    return query, canonical
+
+
 def index(request: HttpRequest) -> HttpResponse:
     form = DatasetFilterForm(request.GET)
     filters: dict[str, Any] = {}
@@ -68,18 +87,40 @@ def index(request: HttpRequest) -> HttpResponse:
         filters = form.filters()
     else:
         _errors_to_messages(request, form, " The filter was ignored.")
-    page = Paginator(selectors.dataset_list_public(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {
-        "form": form,
-        "filters": filters,
+    query, canonical = _canonical_query(request, form)
+    key = selectors.dataset_browse_key(filters=filters, per_page=PAGE_SIZE)
+    rendered = f"{key}:{request.GET.get('page', '1')}:" + hashlib.sha256(query.encode()).hexdigest()
+    # A visitor with neither session nor messages sees what every such visitor sees: the whole page is kept.
+    visitor = (
+        canonical
+        and form.is_valid()
+        and not (request.COOKIES.keys() & {settings.SESSION_COOKIE_NAME, "messages"})
+    )
+    if visitor and (cached := cache.get(f"{rendered}:page")) is not None:
+        return HttpResponse(cached)
+    page = selectors.dataset_page_public(
+        number=request.GET.get("page"), per_page=PAGE_SIZE, key=key, **filters
+    )
+    # A page number beyond the last shows the last page: kept under its own number only.
+    canonical = canonical and str(page.number) == request.GET.get("page", "1")
+    listings = {
         "searching": any(name != "sort" for name in filters),
         "page": page,
         "cards": [_card(dataset) for dataset in page],
-        "query": query.urlencode(),
+        "query": query,
     }
-    return render(request, "marketplace/index.html", context)
+    # The cards, count and pager, rendered once per page and filters: most of the page's work.
+    html = cache.get(f"{rendered}:listings") if canonical else None
+    if html is None:
+        html = render_to_string("marketplace/_listings.html", listings)
+        if canonical:
+            cache.set(f"{rendered}:listings", html, selectors.BROWSE_CACHE_SECONDS)
+    # Our own template's output, escaped as it was rendered.
+    context = {**listings, "form": form, "filters": filters, "listings_html": mark_safe(html)}  # noqa: S308
+    response = render(request, "marketplace/index.html", context)
+    if visitor and canonical:
+        cache.set(f"{rendered}:page", response.content, selectors.BROWSE_CACHE_SECONDS)
+    return response
 
 
 # ---------------------------------------------------------------------------------------------------- one listing

@@ -23,7 +23,10 @@ Source = str | os.PathLike[str] | IO[bytes] | IO[str]
 
 # Compared after strip() and lower(); "nan" would parse as a float anyway, the rest would not.
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+# A written infinity is missing too; one that a number too large to hold became (1e400) is refused.
+INFINITY_TOKENS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 _PROGRESS_EVERY = 50_000
+_HUGE = 1e150  # a number whose square could overflow a float64
 
 
 class TabularError(ValueError):
@@ -133,80 +136,113 @@ def read_table(
     max_rows: int | None = None,
     progress: Progress | None = None,
 ) -> Table:
-    """Read a CSV (with a header row) or JSON Lines file into a `Table`, inferring numeric columns."""
+    """Read a CSV (with a header row) or JSON Lines file into a `Table`, inferring numeric columns.
+
+    Column types are decided a block of rows at a time. A column found to hold text after a block of numbers
+    (whose spelling is gone) is noted and the reading goes on to the end, to find every such column; the file
+    is then read once more with all of them as text. So a file is read at most twice.
+    """
     if fmt not in ("csv", "jsonl"):
         raise TabularError(f"unknown format {fmt!r}: expected 'csv' or 'jsonl'")
     if max_rows is not None and max_rows < 1:
         raise TabularError("max_rows must be at least 1")
+    read = _read_csv if fmt == "csv" else _read_jsonl
     with _open(source) as (fh, total_bytes):
-        table = _read_numeric_csv(fh, total_bytes, progress) if fmt == "csv" and max_rows is None else None
-        if table is None:
-            table = _read_general(fh, total_bytes, progress, fmt=fmt, max_rows=max_rows)
+        start = fh.tell()
+        builder = _Builder(set(), max_rows)
+        read(_decoded_lines(fh, total_bytes, progress), builder)
+        if builder.turned:
+            fh.seek(start)
+            if progress is not None:
+                progress(0.0, f"reading again: {len(builder.turned)} column(s) hold text after numbers")
+            builder = _Builder(builder.turned, max_rows)
+            read(_decoded_lines(fh, total_bytes, progress), builder)
+        table = builder.table()
     if progress is not None:
         progress(1.0, f"read {table.n_rows} rows and {len(table.columns)} columns")
     return table
 
 
-def _read_general(
-    fh: IO[Any], total_bytes: int | None, progress: Progress | None, *, fmt: str, max_rows: int | None
-) -> Table:
-    """Any CSV or JSON Lines file. Column types are decided block by block; a column found to hold text after
-    numbers were kept for it (their spelling gone) is read again, from the start, as categorical."""
-    start, categorical = fh.tell(), set()
-    while True:
-        builder = _Builder(categorical)
-        lines = _decoded_lines(fh, total_bytes, progress)
-        try:
-            truncated = (_read_csv if fmt == "csv" else _read_jsonl)(lines, max_rows, builder)
-        except _TextAfterNumbers as exc:
-            categorical.add(exc.column)
-            fh.seek(start)
-            continue
-        return builder.table(truncated)
-
-
-class _TextAfterNumbers(Exception):
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-
 class _Builder:
     """Typed columns built a block of rows at a time, so a file's strings are never all in memory at once."""
 
-    def __init__(self, categorical: set[str]) -> None:
-        self.forced = categorical  # columns known to be categorical from an earlier attempt
+    def __init__(self, text_columns: set[str], max_rows: int | None) -> None:
+        self.forced = text_columns  # columns known to hold text after numbers, from the first reading
+        self.turned: set[str] = set()  # columns found to hold text after numbers in this reading
+        self.max_rows = max_rows
+        self.truncated = False  # stopped at `max_rows` before the end of the file
         self.blocks: dict[str, list[np.ndarray]] = {}  # float64 blocks, or int32 codes once categorical
         self.numeric: dict[str, bool] = {}
         self.seen_number: dict[str, bool] = {}
         self.code_of: dict[str, dict[str, int]] = {}
+        self.too_large: dict[
+            str, tuple[int, Any]
+        ] = {}  # column -> (row, value) of its first overflowing number
         self.n_rows = 0
         self.head: list[list[str | None]] = []
+
+    def room(self, n: int) -> int:
+        """How many of the next `n` rows fit under `max_rows`; marks the table truncated if not all do."""
+        if self.max_rows is None or self.n_rows + n <= self.max_rows:
+            return n
+        self.truncated = True
+        return self.max_rows - self.n_rows
+
+    def takes_numbers(self, columns: list[str]) -> bool:
+        """Whether a block that is all numbers can go in as a matrix: every column is still numeric."""
+        return not self.turned and all(self.numeric.get(c, c not in self.forced) for c in columns)
+
+    def _start(self, name: str) -> None:
+        # A JSON key first seen now is missing in every earlier row.
+        self.numeric[name] = name not in self.forced
+        self.seen_number[name] = False
+        self.code_of[name] = {}
+        self.blocks[name] = [self._missing(name, self.n_rows)]
+
+    def _add_head(self, rows: Iterable[list[Any]]) -> None:
+        if len(self.head) < HEAD_ROWS:
+            wanted = HEAD_ROWS - len(self.head)
+            self.head += [
+                [None if v is None else str(v) for v in row] for row in itertools.islice(rows, wanted)
+            ]
+
+    def add_numbers(self, columns: list[str], matrix: np.ndarray, head: list[list[str]]) -> None:
+        """A block of finite numbers (nan = missing), one column of `matrix` per name in `columns`."""
+        if matrix.shape[0] == 0:
+            return
+        self._add_head(iter(head[: matrix.shape[0]]))
+        for j, name in enumerate(columns):
+            if name not in self.blocks:
+                self._start(name)
+            numbers = np.ascontiguousarray(matrix[:, j])
+            self.seen_number[name] |= bool((~np.isnan(numbers)).any())
+            self.blocks[name].append(numbers)
+        self.n_rows += matrix.shape[0]
 
     def add(self, columns: list[str], raw: list[list[Any]]) -> None:
         """One block: `raw[j]` holds the values of `columns[j]`, all of one length."""
         n = len(raw[0]) if raw else 0
         if n == 0:
             return
-        if len(self.head) < HEAD_ROWS:
-            wanted = HEAD_ROWS - len(self.head)
-            self.head += [
-                [None if v is None else str(v) for v in row]
-                for row in zip(*(values[:wanted] for values in raw), strict=True)
-            ]
+        self._add_head(zip(*(values[:HEAD_ROWS] for values in raw), strict=True))
         for name, values in zip(columns, raw, strict=True):
-            if name not in self.blocks:  # a JSON key first seen now: missing in every earlier row
-                self.numeric[name] = name not in self.forced
-                self.seen_number[name] = False
-                self.code_of[name] = {}
-                self.blocks[name] = [self._missing(name, self.n_rows)]
+            if name not in self.blocks:
+                self._start(name)
+            if name in self.turned or (self.turned and not self.numeric[name]):
+                continue  # this reading is only looking for more columns that turn; the next one keeps them
             if self.numeric[name]:
-                numbers = _as_numeric(values)
-                if numbers is not None:
-                    self.seen_number[name] |= bool((~np.isnan(numbers)).any())
+                parsed = _as_numeric(values)
+                if parsed is not None:
+                    numbers, too_large = parsed
+                    if too_large is not None and name not in self.too_large:
+                        self.too_large[name] = (self.n_rows + too_large + 1, values[too_large])
+                    self.seen_number[name] |= too_large is not None or bool((~np.isnan(numbers)).any())
                     self.blocks[name].append(numbers)
                     continue
                 if self.seen_number[name]:
-                    raise _TextAfterNumbers(name)
+                    self.turned.add(name)
+                    self.blocks[name] = []
+                    continue
                 # Every earlier value was missing: nothing is lost by switching now.
                 self.numeric[name] = False
                 self.blocks[name] = [self._missing(name, self.n_rows)]
@@ -216,9 +252,15 @@ class _Builder:
     def _missing(self, name: str, n: int) -> np.ndarray:
         return np.full(n, math.nan) if self.numeric[name] else np.full(n, -1, dtype=np.int32)
 
-    def table(self, truncated: bool) -> Table:
+    def table(self) -> Table:
+        if self.turned:
+            raise RuntimeError("a column turned to text on the second reading")  # read_table prevents this
         if self.n_rows == 0:
             raise TabularError("the file has no data rows")
+        for name in self.blocks:
+            if self.numeric[name] and name in self.too_large:
+                row, value = self.too_large[name]
+                raise TabularError(_too_large_message(name, row, value))
         joined = {name: np.concatenate(blocks) for name, blocks in self.blocks.items()}
         return Table(
             columns=list(self.blocks),
@@ -229,45 +271,20 @@ class _Builder:
                 if not self.numeric[name]
             },
             n_rows=self.n_rows,
-            truncated=truncated,
+            truncated=self.truncated,
             # JSON rows read before a key first appeared lack its column.
             head=[row + [None] * (len(self.blocks) - len(row)) for row in self.head],
         )
 
 
-def _read_numeric_csv(fh: IO[Any], total_bytes: int | None, progress: Progress | None) -> Table | None:
-    """A CSV of numbers only, none missing, parsed by numpy's C reader (about 3 times faster than the general
-    path); None, with the file rewound, for anything else, which the general path then reads or explains."""
-    start = fh.tell()
-    lines = _decoded_lines(fh, total_bytes, progress)
-    try:
-        header_line = next(line for line in lines if line.strip())
-        columns = _header_names(next(csv.reader([header_line], strict=True)), 1)
-        first = list(itertools.islice(lines, HEAD_ROWS))
-        head = [row for row in csv.reader(first, strict=True) if row]
-        if not head:
-            raise StopIteration  # no data rows: the general path says so
-        matrix = np.loadtxt(
-            itertools.chain(first, lines),
-            delimiter=",",
-            quotechar='"',
-            comments=None,
-            dtype=np.float64,
-            ndmin=2,
-        )
-        if matrix.shape[1] != len(columns):
-            raise ValueError("the rows do not match the header")
-    except (StopIteration, TabularError, csv.Error, ValueError):
-        fh.seek(start)
-        return None
-    matrix = np.asfortranarray(matrix)  # each column contiguous
-    matrix[~np.isfinite(matrix)] = math.nan  # infinities count as missing, as on the general path
-    return Table(
-        columns=columns,
-        numeric={name: matrix[:, j] for j, name in enumerate(columns)},
-        categorical={},
-        n_rows=matrix.shape[0],
-        head=head,
+def _too_large_message(name: str, row: int, value: Any) -> str:
+    text = value.strip() if isinstance(value, str) else str(value) if isinstance(value, int) else ""
+    if len(text) > 24:
+        text = f"{text[:12]}… ({len(text)} characters)"
+    number = f"the number {text}" if text else "a number"
+    return (
+        f'column "{name}", row {row}: {number} is too large; a numeric column holds numbers up to about '
+        "±1.8e308. Write it smaller, or leave it out"
     )
 
 
@@ -325,38 +342,84 @@ def _decoded_lines(fh: Iterable[Any], total_bytes: int | None, progress: Progres
         yield text
 
 
-def _read_csv(lines: Iterator[str], max_rows: int | None, builder: "_Builder") -> bool:
-    """Feed the CSV's rows to `builder` a block at a time; True when `max_rows` cut the file short."""
+def _read_csv(lines: Iterator[str], builder: _Builder) -> None:
+    """Feed the CSV's rows to `builder` a block of lines at a time: a block of plain numbers through numpy's C
+    reader (about 3 times faster), any other through the `csv` module."""
     # strict=True turns stray quotes into errors instead of silently merging fields.
     reader = csv.reader(lines, strict=True)
     try:
         header = next((row for row in reader if row), None)
-        if header is None:
-            raise TabularError("the file is empty: expected a header row and at least one data row")
-        columns = _header_names(header, reader.line_num)
-        raw: list[list[Any]] = [[] for _ in columns]
-        truncated = False
-        n = 0
-        for row in reader:
-            if not row:
-                continue  # blank line
-            if len(row) != len(columns):
-                raise TabularError(
-                    f"line {reader.line_num} has {len(row)} fields but the header has {len(columns)}"
-                )
-            if max_rows is not None and n >= max_rows:
-                truncated = True
-                break
-            for values, value in zip(raw, row, strict=True):
-                values.append(value)
-            n += 1
-            if n % BLOCK_ROWS == 0:
-                builder.add(columns, raw)
-                raw = [[] for _ in columns]
     except csv.Error as exc:
         raise TabularError(f"malformed CSV on line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise TabularError("the file is empty: expected a header row and at least one data row")
+    columns = _header_names(header, reader.line_num)
+    before = reader.line_num  # lines read before the block
+    while not builder.truncated:
+        block = list(itertools.islice(lines, BLOCK_ROWS))
+        if not block:
+            return
+        numbers = _plain_numbers(block, len(columns)) if builder.takes_numbers(columns) else None
+        if numbers is None:
+            before += _read_csv_block(block, lines, before, columns, builder)
+            continue
+        matrix, head = numbers
+        builder.add_numbers(columns, matrix[: builder.room(matrix.shape[0])], head)
+        before += len(block)
+
+
+def _plain_numbers(block: list[str], n_columns: int) -> tuple[np.ndarray, list[list[str]]] | None:
+    """The block's rows as a float64 matrix and its first rows as written, when every field is a finite number
+    or nan and no field is quoted (so each line is one row); None otherwise."""
+    rows = [line for line in block if line.strip("\r\n")]
+    if not rows or any('"' in line for line in rows):
+        return None
+    try:
+        matrix = np.loadtxt(rows, delimiter=",", comments=None, dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    # numpy's reader accepts a subset of what float() accepts, with the same values; infinities are left
+    # to the general path, which tells an overflowing number from a written "inf".
+    if matrix.shape != (len(rows), n_columns) or np.isinf(matrix).any():
+        return None
+    return matrix, list(csv.reader(rows[:HEAD_ROWS]))
+
+
+def _read_csv_block(
+    block: list[str], lines: Iterator[str], before: int, columns: list[str], builder: _Builder
+) -> int:
+    """Feed the rows of `block` (and the lines that a quoted field carries on into) to `builder` through the
+    `csv` module; the number of lines read."""
+    taken = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal taken
+        for line in itertools.chain(block, lines):
+            taken += 1
+            yield line
+
+    reader = csv.reader(feed(), strict=True)
+    raw: list[list[Any]] = [[] for _ in columns]
+    n = 0
+    try:
+        for row in reader:
+            if row:
+                if len(row) != len(columns):
+                    raise TabularError(
+                        f"line {before + reader.line_num} has {len(row)} fields but the header has "
+                        f"{len(columns)}"
+                    )
+                if builder.room(n + 1) == n:
+                    break
+                for values, value in zip(raw, row, strict=True):
+                    values.append(value)
+                n += 1
+            if taken >= len(block):
+                break  # the block's last row is complete: the next block starts on the next line
+    except csv.Error as exc:
+        raise TabularError(f"malformed CSV on line {before + reader.line_num}: {exc}") from None
     builder.add(columns, raw)
-    return truncated
+    return taken
 
 
 def _header_names(header: list[str], line: int) -> list[str]:
@@ -369,27 +432,19 @@ def _header_names(header: list[str], line: int) -> list[str]:
     return names
 
 
-def _read_jsonl(lines: Iterator[str], max_rows: int | None, builder: "_Builder") -> bool:
-    """Feed the objects' values to `builder` a block at a time; True when `max_rows` cut the file short.
+def _read_jsonl(lines: Iterator[str], builder: _Builder) -> None:
+    """Feed the objects' values to `builder` a block at a time.
 
     Keys may differ between lines: the columns are their union in first-seen order, absent = missing."""
     index: dict[str, int] = {}
     raw: list[list[Any]] = []
     n = 0  # rows in this block
-    total = 0
-    truncated = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        if max_rows is not None and total >= max_rows:
-            truncated = True
+        if builder.room(n + 1) == n:  # `max_rows` reached
             break
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TabularError(f"line {number} is not valid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise TabularError(f"line {number} is a JSON {type(obj).__name__}, expected an object")
+        obj = _json_object(line, number)
         for key, value in obj.items():
             column = index.get(key)
             if column is None:
@@ -397,19 +452,36 @@ def _read_jsonl(lines: Iterator[str], max_rows: int | None, builder: "_Builder")
                 raw.append([None] * n)
             raw[column].append(_json_scalar(value))
         n += 1
-        total += 1
         for values in raw:
             if len(values) < n:
                 values.append(None)
         if n == BLOCK_ROWS:
             builder.add(list(index), raw)
             raw, n = [[] for _ in raw], 0
-    if total == 0:
+    if builder.n_rows + n == 0:
         raise TabularError("the file has no data rows")
     if not raw:
         raise TabularError("the JSON objects have no keys: there are no columns")
     builder.add(list(index), raw)
-    return truncated
+
+
+def _json_constant(name: str) -> str | None:
+    # NaN is missing; a written Infinity stays a word, counted as missing in a numeric column, so that an
+    # infinity from a number too large to hold (1e400) is told apart.
+    return None if name == "NaN" else name
+
+
+def _json_object(line: str, number: int) -> dict:
+    try:
+        obj = json.loads(line, parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise TabularError(f"line {number} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError:
+        # An integer longer than Python converts (4,300 digits): read its digits as text.
+        obj = json.loads(line, parse_constant=_json_constant, parse_int=str)
+    if not isinstance(obj, dict):
+        raise TabularError(f"line {number} is a JSON {type(obj).__name__}, expected an object")
+    return obj
 
 
 def _json_scalar(value: Any) -> Any:
@@ -424,11 +496,12 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS)
 
 
-def _as_numeric(values: list[Any]) -> np.ndarray | None:
-    """The column as float64 if every non-missing value parses as a float, else None."""
+def _as_numeric(values: list[Any]) -> tuple[np.ndarray, int | None] | None:
+    """The column as float64 if every non-missing value is a number, else None; with the index of the first
+    number too large for a float64, if any. Infinities and too large numbers are nan in the array."""
     try:
         out = np.array(values, dtype=np.float64)  # fast path: no missing tokens numpy cannot parse
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         out = np.empty(len(values), dtype=np.float64)
         for i, value in enumerate(values):
             if _is_missing(value):
@@ -436,11 +509,25 @@ def _as_numeric(values: list[Any]) -> np.ndarray | None:
                 continue
             try:
                 out[i] = float(value)
+            except OverflowError:  # an integer beyond float64
+                out[i] = math.inf
             except (ValueError, TypeError):
                 return None
+    too_large = None
+    non_finite = np.flatnonzero(~np.isfinite(out))
+    for i in non_finite.tolist():  # usually none
+        value = values[i]
+        written = (
+            _is_missing(value)
+            or (isinstance(value, str) and value.strip().lower() in INFINITY_TOKENS)
+            or (isinstance(value, float) and math.isnan(value))
+        )
+        if not written:
+            too_large = i
+            break
     # Infinities cannot enter means or distances; they are counted as missing.
-    out[~np.isfinite(out)] = math.nan
-    return out
+    out[non_finite] = math.nan
+    return out, too_large
 
 
 def _as_category(value: Any) -> str | None:
@@ -478,14 +565,26 @@ def _numeric_stats(name: str, values: np.ndarray, min_count: int) -> dict:
         return out
     low = np.partition(present, min_count - 1)[min_count - 1]
     high = np.partition(present, n - min_count)[n - min_count]
+    mean, std = moments(present, ddof=1) if n > 1 else (float(present[0]), 0.0)
     out.update(
         min=_round(low),
         max=_round(high),
-        mean=_round(present.mean()),
-        std=_round(present.std(ddof=1)) if n > 1 else 0.0,
+        mean=_round(mean),
+        std=_round(std),  # None only when it exceeds what a float64 holds (values spread over ±1e308)
         suppressed=False,
     )
     return out
+
+
+def moments(values: np.ndarray, *, ddof: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation of finite values, without overflow on the way: squares of numbers beyond
+    1e150 would overflow, so such values are scaled into [-1, 1] first. The standard deviation is inf only
+    when it truly exceeds a float64."""
+    scale = float(np.abs(values).max()) if values.size else 0.0
+    if scale <= _HUGE:
+        return float(values.mean()), float(values.std(ddof=ddof))
+    scaled = values / scale
+    return float(scaled.mean()) * scale, float(scaled.std(ddof=ddof)) * scale
 
 
 def _categorical_stats(name: str, column: Categorical, min_count: int) -> dict:

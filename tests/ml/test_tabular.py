@@ -187,30 +187,40 @@ def assert_same_table(a, b) -> None:
     [
         (b"a,b\n1,2\n3.5,-4e3\n", True),
         (b"\xef\xbb\xbfa,b\r\n1,2\r\n\r\n3,4\r\n", True),  # BOM, CRLF, a blank line
-        (b'"a","b"\n"1","2"\n3, 4\n', True),  # quoted numbers, a space
-        (b"a,b\n1,nan\ninf,2\n", True),  # nan and infinity are missing
+        (b"a,b\n1, 4\n", True),  # a space
+        (b"a,b\n1,nan\n", True),  # nan is missing
+        (b'"a","b"\n"1","2"\n3, 4\n', False),  # quoted numbers: the csv module's
+        (b"a,b\n1,nan\ninf,2\n", False),  # infinity: missing, unless a number was too large to hold
+        (b"a,b\n1_000,2\n", False),  # float() reads it, numpy does not
         (b"a,b\n1,\n2,3\n", False),  # an empty field
         (b"a,b\n1,x\n", False),  # a word
         (b"a,b\n1,2,3\n", False),  # ragged: the general path's error
+        (b"a\n \n2\n", False),  # a blank field in a one-column file is a missing value
         (b"a,a\n1,2\n", False),  # a repeated name: the general path's error
         (b"a,b\n", False),  # no rows: the general path's error
         (b"a\n#1\n2\n", False),  # '#' is not a comment
     ],
 )
-def test_the_numeric_fast_path_reads_exactly_what_the_general_path_reads(data, fast):
-    from ml.tabular import _read_numeric_csv
+def test_the_numeric_fast_path_reads_exactly_what_the_csv_module_reads(monkeypatch, data, fast):
+    import ml.tabular
 
-    stream = io.BytesIO(data)
-    assert (_read_numeric_csv(stream, None, None) is not None) is fast
-    assert fast or stream.tell() == 0, "a fallback rewinds the file"
+    plain_numbers = ml.tabular._plain_numbers
+    taken = []
+    monkeypatch.setattr(
+        ml.tabular, "_plain_numbers", lambda *a: taken.append(found := plain_numbers(*a)) or found
+    )
     try:
-        expected = read_table(io.BytesIO(data), fmt="csv", max_rows=10**9)  # max_rows: the general path
+        table = read_table(io.BytesIO(data), fmt="csv")
     except TabularError as exc:
-        with pytest.raises(TabularError) as caught:
-            read_table(io.BytesIO(data), fmt="csv")
-        assert str(caught.value) == str(exc)
+        table = exc
+    assert any(found is not None for found in taken) is fast
+    monkeypatch.setattr(ml.tabular, "_plain_numbers", lambda *a: None)  # the csv module only
+    try:
+        expected = read_table(io.BytesIO(data), fmt="csv")
+    except TabularError as exc:
+        assert str(table) == str(exc)
         return
-    assert_same_table(read_table(io.BytesIO(data), fmt="csv"), expected)
+    assert_same_table(table, expected)
 
 
 def test_an_unseekable_stream_is_read_like_a_file():
@@ -241,3 +251,116 @@ def test_json_keys_first_seen_in_a_later_block_are_missing_before_it(monkeypatch
     assert table.categorical["b"].tolist() == [None, None, "x", None, "y"]
     assert np.isnan(table.numeric["c"]).tolist() == [True, True, True, False, True]
     assert table.head[0] == ["1", None, None] and table.head[2] == ["3", "x", None]
+
+
+class _CountingFile(io.BytesIO):
+    """A file that counts the bytes read from it."""
+
+    bytes_read = 0
+
+    def __next__(self) -> bytes:
+        line = super().__next__()
+        self.bytes_read += len(line)
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def _text_after_numbers(fmt: str, columns: int, rows: int) -> bytes:
+    """Every column holds numbers spelled so that floats would lose their spelling, then one word."""
+    names = [f"c{j}" for j in range(columns)]
+    values = [[f"{i}.{j}0" for j in range(columns)] for i in range(rows)] + [
+        [f"w{j}" for j in range(columns)]
+    ]
+    if fmt == "csv":
+        return "\n".join(",".join(row) for row in [names, *values]).encode() + b"\n"
+    return "".join(json.dumps(dict(zip(names, row, strict=True))) + "\n" for row in values).encode()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_columns_with_text_after_a_block_of_numbers_are_read_again_once_for_all(monkeypatch, fmt):
+    import ml.tabular
+
+    data = _text_after_numbers(fmt, columns=30, rows=40)
+    whole = read_table(io.BytesIO(data), fmt=fmt)  # one block: each column is text from the start
+    monkeypatch.setattr(ml.tabular, "BLOCK_ROWS", 8)
+    counting = _CountingFile(data)
+    table = read_table(counting, fmt=fmt)
+    assert counting.bytes_read <= 2 * len(data), "30 columns turned to text, the file was read at most twice"
+    assert_same_table(table, whole)
+    assert table.kinds == {f"c{j}": "categorical" for j in range(30)}
+    assert table.categorical["c3"].tolist()[:2] == ["0.30", "1.30"], "as written, not 0.3"
+    assert table.categorical["c3"].tolist()[-1] == "w3"
+
+
+def test_a_file_with_no_text_after_numbers_is_read_once(monkeypatch):
+    import ml.tabular
+
+    monkeypatch.setattr(ml.tabular, "BLOCK_ROWS", 8)
+    data = b"a,b,c\n" + b"".join(b"%d,%d.5,x%d\n" % (i, i, i % 3) for i in range(50)) + b"1,,y\n"
+    counting = _CountingFile(data)
+    table = read_table(counting, fmt="csv")
+    assert counting.bytes_read == len(data)
+    assert table.kinds == {"a": "numeric", "b": "numeric", "c": "categorical"} and table.n_rows == 51
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data", "message"),
+    [
+        ("csv", b"a,b\n1,2\n1e400,3\n", 'column "a", row 2: the number 1e400 is too large'),
+        (
+            "csv",
+            b"a,b\n1,2\n3,-" + b"9" * 400 + b"\n",
+            'column "b", row 2: the number -99999999999… (401 characters)',
+        ),
+        ("jsonl", b'{"a": 1}\n{"a": 1' + b"0" * 400 + b"}\n", 'column "a", row 2: the number 100000000000…'),
+        ("jsonl", b'{"a": 1}\n{"a": ' + b"7" * 5000 + b"}\n", 'column "a", row 2: the number 777777777777…'),
+        ("jsonl", b'{"a": 1}\n{"a": 2}\n{"a": -1e999}\n', 'column "a", row 3: a number is too large'),
+    ],
+)
+def test_a_number_too_large_for_a_float_is_refused_with_its_column_and_row(fmt, data, message):
+    with pytest.raises(TabularError) as caught:
+        read_table(io.BytesIO(data), fmt=fmt)
+    assert message in str(caught.value)
+    assert "±1.8e308" in str(caught.value)
+
+
+def test_a_huge_integer_in_a_text_column_is_kept_as_written():
+    big = "1" + "0" * 400
+    data = f'{{"id": {big}}}\n{{"id": "x"}}\n{{"id": {"9" * 5000}}}\n'.encode()
+    table = read_table(io.BytesIO(data), fmt="jsonl")
+    assert table.categorical["id"].tolist() == [big, "x", "9" * 5000]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        ("csv", b"a\n1\ninf\n-Infinity\nnan\n2\n"),
+        ("jsonl", b'{"a": 1}\n{"a": Infinity}\n{"a": -Infinity}\n{"a": NaN}\n{"a": 2}\n'),
+    ],
+)
+def test_written_infinities_and_nan_count_as_missing(fmt, data):
+    table = read_table(io.BytesIO(data), fmt=fmt)
+    assert np.isnan(table.numeric["a"]).tolist() == [False, True, True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("values", "mean", "std"),
+    [
+        ([1e200, -1e200] * 10, 0.0, 1.0259783520851542e200),  # the squares overflow a float64
+        ([1e308] * 20, 1e308, 0.0),  # the sum overflows
+        ([1.7e308, -1.7e308] * 10, 0.0, 1.7441631985447618e308),
+        ([1.7e308, -1.7e308] * 3, 0.0, None),  # the standard deviation itself is beyond a float64
+    ],
+)
+def test_statistics_of_numbers_near_the_float_limits_are_finite_or_none(values, mean, std):
+    data = ("a\n" + "".join(f"{v!r}\n" for v in values)).encode()
+    stats = column_stats(read_table(io.BytesIO(data), fmt="csv"), min_count=1)
+    json.dumps(stats, allow_nan=False)
+    (column,) = stats["columns"]
+    assert column["min"] == min(values) and column["max"] == max(values)
+    assert column["mean"] == pytest.approx(mean)
+    assert column["std"] == (None if std is None else pytest.approx(std, rel=1e-9))

@@ -1,4 +1,5 @@
 import json
+import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -6,17 +7,9 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 
+from ml.svg import histogram_svg, pca_svg, scatter_svg
 from ml.tabular import Categorical, Table, TabularError
-from ml.unsupervised import (
-    dbscan,
-    histogram_svg,
-    isolation_forest,
-    kmeans,
-    pca,
-    pca_svg,
-    prepare,
-    scatter_svg,
-)
+from ml.unsupervised import dbscan, isolation_forest, kmeans, pca, prepare
 
 CENTERS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0]])
 PLANTED = 123456.789
@@ -257,3 +250,37 @@ def test_isolation_forest_refuses_a_meaningless_contamination(contamination):
     prepared = prepare(table_of({"a": np.arange(20.0)}))
     with pytest.raises(TabularError, match="contamination must be"):
         isolation_forest(prepared, contamination=contamination)
+
+
+@pytest.mark.parametrize(
+    "huge",
+    [
+        [1e200, -1e200] * 15,  # squares overflow
+        [1e308] * 30,  # the sum overflows
+        [1.7e308, -1.7e308] * 15,  # x - mean nearly overflows
+        [1.7e308] + [-1.7e308] * 29,  # x - mean overflows
+    ],
+)
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_prepare_and_every_analysis_stay_finite_on_numbers_near_the_float_limit(huge):
+    from ml import private_analyses
+
+    n = len(huge)
+    table = table_of({"huge": huge, "small": np.arange(n, dtype=float)}, {"kind": ["a", "b"] * (n // 2)})
+    for private in (False, True):
+        prepared = prepare(table, private=private, min_count=1)
+        assert np.isfinite(prepared.X).all()
+        assert prepared.numeric_columns == ["huge", "small"]
+        json.dumps(prepared.metadata(), allow_nan=False)  # PostgreSQL's JSON refuses NaN and Infinity
+        results = [kmeans(prepared, k=2), pca(prepared), isolation_forest(prepared)]
+        if private:
+            results += [
+                private_analyses.kmeans(prepared, k=2, epsilon=1.0),
+                private_analyses.pca(prepared, epsilon=1.0),
+                private_analyses.isolation_forest(prepared, epsilon=1.0),
+            ]
+        else:
+            results.append(dbscan(prepared, eps=0.5, min_samples=2))
+        for result in results:
+            json.dumps(result, allow_nan=False)
+            assert all(math.isfinite(v) for v in all_numbers(result))
