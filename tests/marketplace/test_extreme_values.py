@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def upload(owner, name: str, data: bytes) -> DatasetVersion:
     dataset = services.dataset_create(
-        owner=owner, title="Extremes", description="", terms=services.terms_build(preset="research"),
+        owner=owner, title="Extremes", description="", terms_preset="research",
         price_download=10_000, price_compute=None,
     )  # fmt: skip
     version = services.dataset_version_upload(

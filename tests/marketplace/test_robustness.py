@@ -152,6 +152,25 @@ def test_an_upload_that_fails_after_its_file_is_written_removes_the_file(alice, 
     assert files_under(media) == [] and not DatasetVersion.objects.exists()
 
 
+@pytest.mark.parametrize("how", ["multipart", "raw"])
+def test_an_upload_past_the_limit_of_active_jobs_is_a_429_and_leaves_no_file(alice, media, settings, how):
+    dataset = draft(alice)
+    settings.JOB_MAX_ACTIVE_PER_USER = 1
+    # A job of alice's already running (a row only: no worker will touch it).
+    Job.objects.create(owner=alice, kind="ml.selftest", status=Job.Status.RUNNING, queue="ml")
+    client = api_as(alice)
+    if how == "multipart":
+        upload = SimpleUploadedFile("a.csv", CSV)
+        response = client.post(
+            f"/api/data/datasets/{dataset.pk}/versions/", {"file": upload}, format="multipart"
+        )
+    else:
+        response = put(client, dataset, CSV)
+    assert response.status_code == 429, response.content
+    assert "jobs queued or running" in response.json()["detail"]
+    assert files_under(media) == [] and not DatasetVersion.objects.exists()
+
+
 # ---------------------------------------------------------------------------------------------------- raw upload
 
 
