@@ -419,7 +419,8 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
         terms_hash = ledger.content_hash(dataset.terms)
         budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
         entry = ledger.split_pay(
-            source=ledger.account_name(user=buyer), amount=price, shares=selectors.sale_shares(owner_id=dataset.owner_id),
+            source=ledger.account_name(user=buyer), amount=price,
+            shares=selectors.sale_shares(owner_id=dataset.owner_id),
             actor=ledger.account_name(user=buyer), kind="marketplace.license.granted",
             memo=f"dataset {dataset.pk} v{version.number} {tier}; terms {terms_hash}"
                  + (f"; privacy budget ε {budget}" if budget is not None else ""),
