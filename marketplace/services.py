@@ -468,7 +468,9 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]) -> 
         version = (
             dataset.current_version or dataset.versions.filter(status=DatasetVersion.Status.READY).first()
         )
-        return _analysis_queue(user, version, params)
+        # One transaction: the job and its record.
+        with transaction.atomic(durable=True):
+            return _analysis_queue(user, version, params)
     # A download licence first: its holder has the rows, so exact results and nothing charged.
     license = _valid_license(user, dataset, License.Tier.DOWNLOAD) or _valid_license(
         user, dataset, License.Tier.COMPUTE
@@ -476,7 +478,8 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]) -> 
     if license is None:
         raise PermissionDenied("analyses need ownership or a valid license for this dataset")
     if license.tier == License.Tier.DOWNLOAD:
-        return _analysis_queue(user, license.version, params)
+        with transaction.atomic(durable=True):  # the job and its record
+            return _analysis_queue(user, license.version, params)
     name = params.get("analysis")
     kind = analyses.get(name)
     if kind is None or kind.private is None:
@@ -526,17 +529,16 @@ def _epsilon(value: Any) -> Decimal:
 def _analysis_queue(
     user: User, version: DatasetVersion | None, params: dict[str, Any], *, license: License | None = None
 ) -> Job:
-    """The job (its parameters validated by its kind) and its Analysis record."""
+    """The job (its parameters validated by its kind) and its Analysis record; in the caller's transaction, so
+    that no job is queued without its record."""
     if version is None or version.status != DatasetVersion.Status.READY:
         raise Conflict("the dataset has no analysed version yet")
-    # Atomic: a job is never queued without its record (nested in a private analysis's own transaction).
-    with transaction.atomic():
-        job = job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
-        Analysis.objects.create(
-            job=job, version=version, user=user, license=license, kind=job.params["analysis"],
-            options={k: v for k, v in job.params.items() if k not in NOT_OPTIONS},
-            private=job.params["private"], epsilon=Decimal(job.params["epsilon"]) if job.params["private"] else None,
-        )  # fmt: skip
+    job = job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
+    Analysis.objects.create(
+        job=job, version=version, user=user, license=license, kind=job.params["analysis"],
+        options={k: v for k, v in job.params.items() if k not in NOT_OPTIONS},
+        private=job.params["private"], epsilon=Decimal(job.params["epsilon"]) if job.params["private"] else None,
+    )  # fmt: skip
     return job
 
 
@@ -564,7 +566,7 @@ def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
     if record.private and kind.private is None:
         raise DomainError(f"{record.kind} has no differentially private version")
     reporter(0.02, message="reading the data")
-    options = record.options
+    options = {**DEFAULT_PREPARE, **record.options}
     try:
         prepared = _version_prepared(
             version,

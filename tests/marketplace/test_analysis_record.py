@@ -113,6 +113,11 @@ def test_the_form_groups_each_kinds_own_options_under_its_legend_and_drops_unrea
     private = AnalysisForm(private=True)
     assert {"algorithm", "eps", "min_samples"}.isdisjoint(private.fields)
     assert "required with compute-only access" in private.fields["k"].help_text
+    assert private.fields["analysis"].help_text == (
+        "compute-only access offers k-means, PCA and the isolation forest; DBSCAN has no private version and is "
+        "for owners and download licensees"
+    )
+    assert analyses.private_limits() == "DBSCAN is not offered, and k-means needs the number of clusters k."
 
 
 # ---------------------------------------------------------------------------------------------------- the record
