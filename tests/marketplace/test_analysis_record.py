@@ -271,3 +271,34 @@ def test_the_data_migration_records_old_analysis_jobs_and_skips_those_it_cannot_
     assert records[oldest.pk].options == {} and records[oldest.pk].private is False
     # The pages find the recorded jobs again.
     assert client_for(alice).get(f"/data/{blobs.pk}/analyses/{exact.pk}/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_to_0006_records_an_old_analysis_job(alice, blobs):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    version = blobs.current_version
+    before, after = [("marketplace", "0005_browse_indexes")], [("marketplace", "0006_analysis")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)  # the Analysis table is gone: the jobs are as main left them
+    try:
+        old = executor.loader.project_state(before).apps
+        job = old.get_model("jobs", "Job").objects.create(
+            owner_id=alice.pk, kind="marketplace.analysis", status="succeeded",
+            params={"analysis": "dbscan", "version": version.pk, "eps": 0.5, "min_samples": 5,
+                    "max_categories": 20, "missing": "impute", "private": False, "epsilon": None},
+            result={"analysis": "dbscan", "result_sha256": "cd" * 32, "entry_seq": 12},
+        )  # fmt: skip
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())
+    record = Analysis.objects.get(job_id=job.pk)
+    assert (record.kind, record.version_id, record.user_id, record.entry_seq) == (
+        "dbscan",
+        version.pk,
+        alice.pk,
+        12,
+    )
+    assert record.options == {"eps": 0.5, "min_samples": 5, "max_categories": 20, "missing": "impute"}
