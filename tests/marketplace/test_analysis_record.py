@@ -16,6 +16,7 @@ from platform_site.errors import DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_submit
 from tests.conftest import api_as
+from tests.factories import UserFactory
 from tests.ledger.helpers import fund
 from tests.marketplace.test_analyses import blobs_csv, listing_with, run
 from tests.marketplace.test_pages import client_for
@@ -302,3 +303,16 @@ def test_migrating_to_0006_records_an_old_analysis_job(alice, blobs):
         12,
     )
     assert record.options == {"eps": 0.5, "min_samples": 5, "max_categories": 20, "missing": "impute"}
+
+
+def test_the_admin_lists_analyses_read_only(alice, blobs):
+    job = services.analysis_submit(user=alice, dataset=blobs, params={"analysis": "pca"})
+    staff = UserFactory(username="staff", is_staff=True, is_superuser=True)
+    client = client_for(staff)
+    listing = client.get("/admin/marketplace/analysis/")
+    assert listing.status_code == 200 and f">{job.analysis.pk}<" in listing.content.decode()
+    assert client.get("/admin/marketplace/analysis/add/").status_code == 403
+    record = job.analysis
+    client.post(f"/admin/marketplace/analysis/{record.pk}/change/", {"kind": "dbscan"})
+    client.post(f"/admin/marketplace/analysis/{record.pk}/delete/", {"post": "yes"})
+    assert Analysis.objects.get(pk=record.pk).kind == "pca"
