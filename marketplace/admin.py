@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from marketplace.models import Dataset, DatasetVersion, Download, License
+from marketplace.models import Analysis, Dataset, DatasetVersion, Download, License
 
 
 class VersionInline(admin.TabularInline):
@@ -56,3 +56,13 @@ class DownloadAdmin(LicenseAdmin):
     list_filter = []
     search_fields = ["user__username", "version__dataset__title"]
     list_select_related = ["user", "version", "license"]
+
+
+@admin.register(Analysis)
+class AnalysisAdmin(LicenseAdmin):
+    """Analyses: written with their job and completed with their ledger entry; read-only here."""
+
+    list_display = ["id", "job", "user", "version", "kind", "private", "epsilon", "entry_seq", "created_at"]
+    list_filter = ["kind", "private"]
+    search_fields = ["user__username", "version__dataset__title", "result_sha256"]
+    list_select_related = ["job", "user", "version__dataset"]

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from marketplace import selectors, services
 from marketplace.jobkinds import AnalysisOptions
-from marketplace.models import Dataset, DatasetVersion, License
+from marketplace.models import Analysis, Dataset, DatasetVersion, License
 from platform_site.api import api_errors, paginated_response
 from platform_site.errors import DomainError
 from platform_site.jobs.apis import JobOutputSerializer
@@ -378,31 +378,51 @@ class LicenseListApi(APIView):
         )
 
 
+class AnalysisRecordSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="version.number", help_text="the version analysed")
+    entry_seq = serializers.IntegerField(
+        allow_null=True, help_text="the marketplace.analysis.completed ledger entry, once it succeeded"
+    )
+
+    class Meta:
+        model = Analysis
+        fields = ["kind", "version", "options", "private", "epsilon", "license", "result_sha256", "entry_seq"]
+
+
+class AnalysisOutputSerializer(JobOutputSerializer):
+    """The job, and its analysis: kind, version, options, the ε charged and the ledger entry of its result."""
+
+    analysis = AnalysisRecordSerializer(read_only=True)
+
+    class Meta(JobOutputSerializer.Meta):
+        fields = [*JobOutputSerializer.Meta.fields, "analysis"]
+
+
 class AnalysisSubmitApi(APIView):
     """GET: the user's own analyses of the dataset, newest first; POST: start one."""
 
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
     InputSerializer = AnalysisOptions
 
-    @extend_schema(responses={200: JobOutputSerializer(many=True), **api_errors(404)})
+    @extend_schema(responses={200: AnalysisOutputSerializer(many=True), **api_errors(404)})
     def get(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
         return paginated_response(
             request=request,
             view=self,
             queryset=selectors.analysis_list_for_user(user=request.user, dataset=dataset),
-            serializer_class=JobOutputSerializer,
+            serializer_class=AnalysisOutputSerializer,
         )
 
     @extend_schema(
-        request=InputSerializer, responses={201: JobOutputSerializer, **api_errors(400, 403, 404, 409)}
+        request=InputSerializer, responses={201: AnalysisOutputSerializer, **api_errors(400, 403, 404, 409)}
     )
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = services.analysis_submit(user=request.user, dataset=dataset, params=dict(data.validated_data))
-        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(AnalysisOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetPrivacyApi(APIView):

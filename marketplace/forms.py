@@ -9,7 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from marketplace import services
+from marketplace import analyses, services
 from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import License
 
@@ -202,35 +202,11 @@ class PrivacyBudgetForm(forms.Form):
     budget = privacy_budget_field(help_text="for licences sold from now on; those already sold keep theirs")
 
 
-# Labels for the choices and fields of marketplace.jobkinds.AnalysisOptions; an option added there without an
-# entry here still appears, under its own name and help text.
-ANALYSIS_LABELS = {
-    "kmeans": "k-means clusters",
-    "dbscan": "DBSCAN clusters",
-    "pca": "Principal components (PCA)",
-    "isolation_forest": "Outliers (isolation forest)",
-}
-_CHOICE_LABELS = {
-    **ANALYSIS_LABELS,
-    "impute": "Impute (mean, or no category)",
-    "drop": "Drop rows with a missing value",
-    "auto": "Automatic",
-    "lloyd": "Lloyd (exact)",
-    "minibatch": "Mini-batches (faster on large data)",
-}
+# Labels and help of the options common to every analysis (each kind's own are in its entry of
+# marketplace.analyses.KINDS); an option without either still appears, under its own name and help text.
+_CHOICE_LABELS = {"impute": "Impute (mean, or no category)", "drop": "Drop rows with a missing value"}
 _OPTION_TEXT: dict[str, tuple[str, str]] = {
     "analysis": ("Analysis", ""),
-    "k": ("Clusters (k)", "k-means only; empty: the k with the best silhouette from 2 to 8"),
-    "algorithm": ("k-means algorithm", ""),
-    "eps": (
-        "Neighbourhood radius (eps)",
-        "DBSCAN only; in standard deviations, since columns are standardized",
-    ),
-    "min_samples": ("Min samples", "DBSCAN only; neighbours that make a point a core point"),
-    "contamination": (
-        "Expected outlier share",
-        "isolation forest only, 0.001 to 0.5; empty: the automatic threshold",
-    ),
     "max_categories": (
         "Max categories",
         "a text column with more distinct values than this is left out; others are one-hot encoded",
@@ -241,24 +217,39 @@ _OPTION_TEXT: dict[str, tuple[str, str]] = {
         "taken from your licence's budget; more ε, less noise: ε = 1 is a common choice, 0.1 is very noisy",
     ),
 }
-# What changes in the form for a compute-only licensee, whose analyses are differentially private: options
-# that a private analysis ignores are left out, and the help says what it refuses.
-_PRIVATE_OMITTED = ("algorithm", "eps", "min_samples")
+# What changes in the form for a compute-only licensee, whose analyses are differentially private: options that
+# no private analysis reads are left out, and the help says what it refuses.
 _PRIVATE_HELP = {
-    "analysis": "compute-only access offers k-means, PCA and the isolation forest; DBSCAN has no private "
-    "version and is for owners and download licensees",
-    "k": "required with compute-only access: choosing k from the data would spend privacy budget on every "
-    "candidate",
-    "contamination": "isolation forest only, 0.001 to 0.5; empty: the 5% most isolated rows of the noisy "
-    "score histogram",
     "max_categories": "the most frequent levels kept, each held by at least 5 rows; the rest are folded into "
     'one "(other)" level, and identifier-like columns are left out',
 }
 
 
-def _form_field(name: str, field: serializers.Field) -> forms.Field:
+def _private_analysis_help() -> str:
+    """ "compute-only access offers k-means, PCA and the isolation forest; DBSCAN has no private version and is
+    for owners and download licensees", from the table."""
+    exact = [kind.short for kind in analyses.exact_only()]
+    if not exact:
+        return f"compute-only access offers {analyses.private_offer()}"
+    verbs = ("has", "is") if len(exact) == 1 else ("have", "are")
+    return (
+        f"compute-only access offers {analyses.private_offer()}; {analyses.listed(exact)} {verbs[0]} no private "
+        f"version and {verbs[1]} for owners and download licensees"
+    )
+
+
+def analysis_groups() -> list[tuple[str, tuple[str, ...]]]:
+    """The form's fieldsets: the kind, ε, each kind's own options under its legend, then the preprocessing."""
+    kinds = [(kind.legend or kind.label, kind.options) for kind in analyses.KINDS.values() if kind.options]
+    return [("", ("analysis",)), ("Differential privacy", ("epsilon",)), *kinds,
+            ("Preprocessing", ("max_categories", "missing"))]  # fmt: skip
+
+
+def _form_field(
+    name: str, field: serializers.Field, texts: dict[str, tuple[str, str]], choice_labels: dict[str, str]
+) -> forms.Field:
     """A form field mirroring a serializer field's type, bounds, default and help text."""
-    label, help_text = _OPTION_TEXT.get(name, (name.replace("_", " ").capitalize(), ""))
+    label, help_text = texts.get(name, (name.replace("_", " ").capitalize(), ""))
     help_text = help_text or str(field.help_text or "")
     has_default = field.default is not empty
     common: dict[str, Any] = {
@@ -269,7 +260,7 @@ def _form_field(name: str, field: serializers.Field) -> forms.Field:
     }
     if isinstance(field, serializers.ChoiceField):
         choices = [
-            (value, _CHOICE_LABELS.get(str(value), str(display))) for value, display in field.choices.items()
+            (value, choice_labels.get(str(value), str(display))) for value, display in field.choices.items()
         ]
         return forms.ChoiceField(choices=choices, **common)
     if isinstance(field, serializers.BooleanField):
@@ -290,32 +281,31 @@ def _form_field(name: str, field: serializers.Field) -> forms.Field:
 
 class AnalysisForm(forms.Form):
     """The analysis options of marketplace.jobkinds.AnalysisOptions as a page form: its fields are made from
-    that serializer, which also validates what is submitted, so the page and the API accept the same.
+    that serializer, which also validates what is submitted, so the page and the API accept the same; the
+    kinds, their labels and the text of their own options come from the table of marketplace.analyses.
 
     `private` shapes the form shown: None every option (what a post is validated with), False for exact
-    results (no ε to spend), True for a compute-only licensee (ε with what is left, no DBSCAN options)."""
-
-    GROUPS = (
-        ("", ("analysis",)),
-        ("Differential privacy", ("epsilon",)),
-        ("k-means", ("k", "algorithm")),
-        ("DBSCAN", ("eps", "min_samples")),
-        ("Isolation forest", ("contamination",)),
-        ("Preprocessing", ("max_categories", "missing")),
-    )
+    results (no ε to spend), True for a compute-only licensee (ε with what is left, without the options that
+    no private analysis reads)."""
 
     def __init__(
         self, *args: Any, private: bool | None = None, epsilon_left: Decimal | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        texts, choice_labels = dict(_OPTION_TEXT), dict(_CHOICE_LABELS)
+        private_help = {"analysis": _private_analysis_help(), **_PRIVATE_HELP}
+        for kind in analyses.KINDS.values():
+            texts.update(kind.texts)
+            choice_labels.update({**kind.choice_labels, kind.name: kind.label})
+            private_help.update(kind.private_help)
         for name, field in AnalysisOptions().fields.items():
-            self.fields[name] = _form_field(name, field)
+            self.fields[name] = _form_field(name, field, texts, choice_labels)
         if private is False:
             del self.fields["epsilon"]
         elif private:
-            for name in _PRIVATE_OMITTED:
+            for name in analyses.private_omitted():
                 self.fields.pop(name, None)
-            for name, help_text in _PRIVATE_HELP.items():
+            for name, help_text in private_help.items():
                 if name in self.fields:
                     self.fields[name].help_text = help_text
             epsilon = self.fields.get("epsilon")
@@ -325,9 +315,10 @@ class AnalysisForm(forms.Form):
                     epsilon.initial = epsilon_left
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
-        """The fields in fieldsets by the analysis they tune; options not named in GROUPS come last."""
-        placed = {name for _, names in self.GROUPS for name in names}
-        groups = [(legend, [self[n] for n in names if n in self.fields]) for legend, names in self.GROUPS]
+        """The fields in fieldsets by the analysis they tune; options in no fieldset come last."""
+        fieldsets = analysis_groups()
+        placed = {name for _, names in fieldsets for name in names}
+        groups = [(legend, [self[n] for n in names if n in self.fields]) for legend, names in fieldsets]
         groups.append(("More options", [self[n] for n in self.fields if n not in placed]))
         return [(legend, fields) for legend, fields in groups if fields]
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from marketplace import analyses
 from platform_site.jobs.registry import job_kind
 
 
@@ -27,9 +28,10 @@ def run_stats(*, job, reporter) -> dict:
 
 
 class AnalysisOptions(serializers.Serializer):
-    """What a user chooses for an analysis (the API's body)."""
+    """What a user chooses for an analysis (the API's body): the kind, from the table of marketplace.analyses,
+    and every kind's options (each kind names its own there; the rest apply to all)."""
 
-    analysis = serializers.ChoiceField(choices=["kmeans", "dbscan", "pca", "isolation_forest"])
+    analysis = serializers.ChoiceField(choices=[])  # set from the table each time, see get_fields
     k = serializers.IntegerField(min_value=2, max_value=50, required=False, allow_null=True, default=None,
                                  help_text="k-means clusters; empty: chosen by silhouette")  # fmt: skip
     algorithm = serializers.ChoiceField(
@@ -48,6 +50,11 @@ class AnalysisOptions(serializers.Serializer):
         max_digits=5, decimal_places=2, min_value=Decimal("0.01"), max_value=Decimal("100"), default=Decimal("1.00"),
         help_text="compute-only licences: the privacy budget this analysis spends (ε); more ε, less noise",
     )  # fmt: skip
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["analysis"].choices = analyses.names()
+        return fields
 
 
 class AnalysisParams(AnalysisOptions):

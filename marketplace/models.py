@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, Least
+from django.utils import timezone
 
 _PUBLISHED = Q(status="published")
 
@@ -168,3 +169,38 @@ class Download(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} downloaded {self.version}"
+
+
+class Analysis(models.Model):
+    """One unsupervised analysis of a version: who asked, which kind with which options, whether it was private
+    and the ε charged, and, once it ran, the hash of its result and the ledger entry that records it. Its status
+    and result are its job's."""
+
+    job = models.OneToOneField("jobs.Job", on_delete=models.PROTECT, related_name="analysis")
+    version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="analyses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="data_analyses")
+    # The compute-only licence whose privacy budget paid for it; None for exact results (owner, download).
+    license = models.ForeignKey(
+        License, null=True, blank=True, on_delete=models.PROTECT, related_name="analyses"
+    )
+    kind = models.CharField(max_length=40)  # a name in marketplace.analyses.KINDS
+    options = models.JSONField(default=dict)  # the validated options of jobkinds.AnalysisOptions, less ε
+    private = models.BooleanField(default=False)
+    epsilon = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    result_sha256 = models.CharField(max_length=64, blank=True)
+    entry_seq = models.BigIntegerField(null=True, blank=True)
+    # Not auto_now_add: the data migration keeps the time of the jobs it records.
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "analyses"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(private=False, epsilon__isnull=True) | Q(private=True, epsilon__gt=0),
+                name="analysis_epsilon_iff_private",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.version_id} (job {self.job_id})"

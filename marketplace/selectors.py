@@ -24,7 +24,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.fields.json import KT, KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Least
 from django.utils import timezone
 
@@ -424,20 +424,14 @@ def dataset_actions(*, user: User, dataset: Dataset) -> DatasetActions:
     )
 
 
-def _analyses() -> QuerySet[Job]:
-    """Analysis jobs annotated with the DatasetVersion pk of their parameters and that version's number."""
-    return Job.objects.filter(kind=ANALYSIS_KIND).annotate(
-        version_id=Cast(KT("params__version"), BigIntegerField()),
-        version_number=Subquery(
-            DatasetVersion.objects.filter(pk=OuterRef("version_id")).values("number")[:1]
-        ),
-    )
-
-
 def analysis_list_for_user(*, user: User, dataset: Dataset) -> QuerySet[Job]:
-    """The user's analysis jobs on any version of the dataset, most recent first."""
-    versions = DatasetVersion.objects.filter(dataset_id=dataset.pk).values("pk")
-    return _analyses().filter(owner_id=user.pk, version_id__in=versions).order_by("-created_at", "-pk")
+    """The user's analysis jobs on any version of the dataset, most recent first, each with its Analysis record
+    and version loaded (`job.analysis`, `job.analysis.version`)."""
+    return (
+        Job.objects.filter(kind=ANALYSIS_KIND, owner_id=user.pk, analysis__version__dataset_id=dataset.pk)
+        .select_related("analysis__version")
+        .order_by("-created_at", "-pk")
+    )
 
 
 def analysis_get_for_user(*, user: User, dataset: Dataset, job_id: int) -> Job:

@@ -19,18 +19,18 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from ledger import services as ledger
-from marketplace import selectors
-from marketplace.models import Dataset, DatasetVersion, Download, License
+from marketplace import analyses, selectors
+from marketplace.models import Analysis, Dataset, DatasetVersion, Download, License
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
+from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_submit, job_succeed, json_finite
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A licence's term in days: a timedelta holds less than 1,000,000,000 days, a datetime ends in the year 9999.
 MAX_TERM_DAYS = 36_500
-# The analyses that have a differentially private version, offered to compute-only licensees; the range of the
-# total ε that the owner lets each compute-only licence spend (10 by default); one analysis's default ε.
-PRIVATE_ANALYSES = ("kmeans", "pca", "isolation_forest")
+# The range of the total ε that the owner lets each compute-only licence spend (10 by default); one analysis's
+# default ε. Which analyses have a differentially private version is in the table of marketplace.analyses.
 PRIVACY_BUDGET_RANGE = (Decimal("0.10"), Decimal("1000.00"))
 DEFAULT_EPSILON = Decimal("1.00")
 TERM_PRESETS: dict[str, dict[str, Any]] = {
@@ -456,10 +456,11 @@ def download_authorize(
     return version
 
 
-def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
-    """Queue an unsupervised analysis of the version the user may use. The owner and download licensees, who
-    hold the rows, get exact results; a compute-only licensee's analysis is differentially private, and its ε
-    is charged to the licence's budget with a ledger entry, in the transaction that queues the job."""
+def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]) -> Job:
+    """Queue an unsupervised analysis of the version the user may use, with its Analysis record. The owner and
+    download licensees, who hold the rows, get exact results; a compute-only licensee's analysis is
+    differentially private, and its ε is charged to the licence's budget with a ledger entry, in the
+    transaction that queues the job."""
     from ml.privacy import DELTA
 
     requested = params.get("epsilon") or DEFAULT_EPSILON
@@ -468,7 +469,9 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
         version = (
             dataset.current_version or dataset.versions.filter(status=DatasetVersion.Status.READY).first()
         )
-        return _analysis_queue(user, version, params)
+        # One transaction: the job and its record.
+        with transaction.atomic(durable=True):
+            return _analysis_queue(user, version, params)
     # A download licence first: its holder has the rows, so exact results and nothing charged.
     license = _valid_license(user, dataset, License.Tier.DOWNLOAD) or _valid_license(
         user, dataset, License.Tier.COMPUTE
@@ -476,18 +479,18 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
     if license is None:
         raise PermissionDenied("analyses need ownership or a valid license for this dataset")
     if license.tier == License.Tier.DOWNLOAD:
-        return _analysis_queue(user, license.version, params)
-    analysis = params.get("analysis")
-    if analysis not in PRIVATE_ANALYSES:
+        with transaction.atomic(durable=True):  # the job and its record
+            return _analysis_queue(user, license.version, params)
+    name = params.get("analysis")
+    kind = analyses.get(name)
+    if kind is None or kind.private is None:
         raise DomainError(
-            f"{analysis} is offered to owners and download licensees only: it has no differentially private "
-            "version; a compute-only licence offers k-means, PCA and the isolation forest"
+            f"{name} is offered to owners and download licensees only: it has no differentially private "
+            f"version; a compute-only licence offers {analyses.private_offer()}"
         )
-    if analysis == "kmeans" and not params.get("k"):
-        raise DomainError(
-            "choose the number of clusters k: choosing it from the data would spend privacy budget on every "
-            "candidate"
-        )
+    needs = kind.private_needs(params)
+    if needs:
+        raise DomainError(needs)
     epsilon = _epsilon(requested)
     with transaction.atomic(durable=True):
         # The licence row is locked so that concurrent analyses cannot together spend more than its budget.
@@ -498,14 +501,16 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]):
                 f"this analysis would spend ε = {epsilon}, but only ε = {left} is left of this licence's "
                 f"privacy budget of {license.epsilon_budget}"
             )
-        job = _analysis_queue(user, license.version, {**params, "private": True, "epsilon": str(epsilon)})
+        job = _analysis_queue(
+            user, license.version, {**params, "private": True, "epsilon": str(epsilon)}, license=license
+        )
         license.epsilon_spent += epsilon
         license.save(update_fields=["epsilon_spent"])
         ledger.entry_append(
             kind="marketplace.privacy.spent",
             actor=ledger.account_name(user=user),
             payload={"license": license.pk, "dataset": dataset.pk, "version": license.version.number,
-                     "job": job.pk, "analysis": analysis, "epsilon": str(epsilon), "delta": str(DELTA),
+                     "job": job.pk, "analysis": name, "epsilon": str(epsilon), "delta": str(DELTA),
                      "spent": str(license.epsilon_spent), "budget": str(license.epsilon_budget)},
             idempotency_key=f"marketplace.privacy.spent:{job.pk}",
         )  # fmt: skip
@@ -522,84 +527,81 @@ def _epsilon(value: Any) -> Decimal:
     return epsilon
 
 
-def _analysis_queue(user: User, version: DatasetVersion | None, params: dict[str, Any]):
+def _analysis_queue(
+    user: User, version: DatasetVersion | None, params: dict[str, Any], *, license: License | None = None
+) -> Job:
+    """The job (its parameters validated by its kind) and its Analysis record; in the caller's transaction, so
+    that no job is queued without its record."""
     if version is None or version.status != DatasetVersion.Status.READY:
         raise Conflict("the dataset has no analysed version yet")
-    return job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
+    job = job_submit(owner=user, kind="marketplace.analysis", params={**params, "version": version.pk})
+    Analysis.objects.create(
+        job=job, version=version, user=user, license=license, kind=job.params["analysis"],
+        options={k: v for k, v in job.params.items() if k not in NOT_OPTIONS},
+        private=job.params["private"], epsilon=Decimal(job.params["epsilon"]) if job.params["private"] else None,
+    )  # fmt: skip
+    return job
 
 
-def analysis_run(*, job, reporter) -> dict[str, Any]:
-    """The analysis job: aggregates only (no rows), plotted, and its result hash written to the ledger; for a
-    compute-only licensee, differentially private with the ε charged when the job was submitted."""
-    from ml import private_analyses, svg, unsupervised
+# What an analysis job's parameters hold besides its options: each has a column of the Analysis record.
+NOT_OPTIONS = ("analysis", "version", "private", "epsilon")
+
+
+def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
+    """The analysis job: the kind's runner from the table of marketplace.analyses, aggregates only (no rows),
+    plotted, and its result hash written to the ledger; for a compute-only licensee, differentially private
+    with the ε charged when the job was submitted."""
     from ml.tabular import TabularError
 
-    params = job.params
-    version = DatasetVersion.objects.select_related("dataset").get(pk=params["version"])
-    private = bool(params.get("private"))
-    epsilon = float(params["epsilon"]) if private else None
+    record = Analysis.objects.filter(job_id=job.pk).select_related("version").first()
+    if record is None:
+        raise DomainError("this analysis job has no analysis record; submit the analysis again")
+    version, kind = record.version, analyses.get(record.kind)
+    epsilon = float(record.epsilon) if record.private else None
 
     def progress(fraction: float, message: str = "") -> None:
         reporter(0.1 + 0.8 * fraction, message=message)
 
+    if kind is None:
+        raise DomainError(f"{record.kind} is no longer offered")
+    if record.private and kind.private is None:
+        raise DomainError(f"{record.kind} has no differentially private version")
     reporter(0.02, message="reading the data")
+    options = {**DEFAULT_PREPARE, **record.options}
     try:
-        options = {"max_categories": params["max_categories"], "missing": params["missing"]}
-        prepared = _version_prepared(version, **options, private=private)
+        prepared = _version_prepared(
+            version,
+            max_categories=options["max_categories"],
+            missing=options["missing"],
+            private=record.private,
+        )
         if not prepared.numeric_columns:
             dropped = "; ".join(f"{c}: {why}" for c, why in prepared.dropped_columns.items())
             raise DomainError(
                 "the data has no numeric columns to analyse" + (f" ({dropped})" if dropped else "")
             )
-        kind = params["analysis"]
-        if kind == "kmeans":
-            if private:
-                result = private_analyses.kmeans(prepared, k=params["k"], epsilon=epsilon, progress=progress)
-            else:
-                mini_batch = {"lloyd": False, "minibatch": True}.get(params.get("algorithm", "auto"))
-                result = unsupervised.kmeans(
-                    prepared, k=params.get("k"), mini_batch=mini_batch, progress=progress
-                )
-            plot = svg.scatter_svg(result)
-        elif kind == "dbscan" and not private:
-            result = unsupervised.dbscan(
-                prepared, eps=params["eps"], min_samples=params["min_samples"], progress=progress
-            )
-            plot = svg.scatter_svg(result)
-        elif kind == "pca":
-            if private:
-                result = private_analyses.pca(prepared, epsilon=epsilon, progress=progress)
-            else:
-                result = unsupervised.pca(prepared, progress=progress)
-            plot = svg.pca_svg(result)
-        elif kind == "isolation_forest":
-            contamination = params.get("contamination") or "auto"
-            if private:
-                result = private_analyses.isolation_forest(
-                    prepared, contamination=contamination, epsilon=epsilon, progress=progress
-                )
-            else:
-                result = unsupervised.isolation_forest(
-                    prepared, contamination=contamination, progress=progress
-                )
-            plot = svg.histogram_svg(result)
+        if record.private:
+            result = kind.private(prepared, options, epsilon, progress)
         else:
-            raise DomainError(f"{kind} has no differentially private version")
+            result = kind.exact(prepared, options, progress)
+        plot = kind.plot(result)
     except (TabularError, ValueError) as exc:
         raise DomainError(str(exc)) from exc
     json_finite(result)  # before hashing: canonical JSON has no NaN either
     result_hash = ledger.content_hash(result)
-    payload = {"dataset": version.dataset_id, "version": version.number, "analysis": kind, "job": job.pk,
+    payload = {"dataset": version.dataset_id, "version": version.number, "analysis": record.kind, "job": job.pk,
                "result_sha256": result_hash}  # fmt: skip
-    if private:
-        payload["epsilon"] = params["epsilon"]
-    # One transaction: the ledger entry and the job's result commit together, once per job (its key).
+    if record.private:
+        payload["epsilon"] = f"{record.epsilon:.2f}"
+    # One transaction: the ledger entry, the record's hash and entry, and the job's result commit together,
+    # once per job (its key).
     with transaction.atomic(durable=True):
         entry = ledger.entry_append(
             kind="marketplace.analysis.completed", actor=ledger.account_name(user=job.owner_id), payload=payload,
             idempotency_key=f"marketplace.analysis.completed:{job.pk}",
         )  # fmt: skip
-        outcome = {"analysis": kind, "result": result, "plot_svg": plot, "result_sha256": result_hash,
+        Analysis.objects.filter(pk=record.pk).update(result_sha256=result_hash, entry_seq=entry.seq)
+        outcome = {"analysis": record.kind, "result": result, "plot_svg": plot, "result_sha256": result_hash,
                    "entry_seq": entry.seq}  # fmt: skip
         job_succeed(job=job, result=outcome)
     return outcome

@@ -18,9 +18,11 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from ledger.services import format_amount
-from marketplace import selectors, services
+from marketplace import analyses, selectors, services
+from marketplace.analyses import approx as _approx
+from marketplace.analyses import number as _number
+from marketplace.analyses import readable as _readable
 from marketplace.forms import (
-    ANALYSIS_LABELS,
     AnalysisForm,
     DatasetCreateForm,
     DatasetFilterForm,
@@ -29,7 +31,7 @@ from marketplace.forms import (
     PurchaseForm,
     VersionUploadForm,
 )
-from marketplace.models import Dataset, License
+from marketplace.models import Analysis, Dataset, License
 from platform_site.errors import DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_cancel, job_snapshot
@@ -155,11 +157,9 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if is_owner:
         budget_licenses = list(selectors.privacy_budget_licenses(user=request.user, dataset=dataset))
     published_seq = version.published_seq if version else None
-    analyses: list[Job] = []
+    recent: list[Job] = []
     if request.user.is_authenticated:
-        analyses = list(
-            selectors.analysis_list_for_user(user=request.user, dataset=dataset)[:RECENT_ANALYSES]
-        )
+        recent = list(selectors.analysis_list_for_user(user=request.user, dataset=dataset)[:RECENT_ANALYSES])
     context = {
         "dataset": dataset,
         "version": version,
@@ -188,10 +188,8 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "upload_form": VersionUploadForm(),
         "term_days": dataset.terms.get("term_days"),
         "preview": selectors.dataset_preview(dataset=dataset, version=version),
-        "analyses": [
-            {"job": job, "label": ANALYSIS_LABELS.get(job.params.get("analysis"), job.params.get("analysis"))}
-            for job in analyses
-        ],
+        "private_limits": analyses.private_limits() if private else "",
+        "analyses": [_analysis_row(job) for job in recent],
     }
     return render(request, "marketplace/detail.html", context)
 
@@ -334,48 +332,26 @@ def analysis_submit(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return redirect("marketplace:analysis-detail", dataset_id=dataset.pk, job_id=job.pk)
 
 
-# The fieldset of AnalysisForm.GROUPS that holds each analysis's own options.
-_OPTIONS_OF = {"kmeans": "k-means", "dbscan": "DBSCAN", "isolation_forest": "Isolation forest"}
+def _analysis_row(job: Job) -> dict[str, Any]:
+    """A line of the user's analyses: its kind's label and what distinguishes it (" (k=3)")."""
+    analysis = job.analysis
+    kind = analyses.get(analysis.kind)
+    return {
+        "job": job,
+        "version": analysis.version,
+        "label": kind.label if kind else analysis.kind,
+        "summary": kind.summary(analysis.options) if kind else "",
+    }
 
 
-def _options_shown(params: dict[str, Any]) -> dict[str, Any]:
-    """The options that tuned this kind of analysis: the other algorithms' options are left out, and so is ε,
-    which the privacy section shows (an exact analysis spends none); a private k-means has no algorithm to pick."""
-    groups = dict(AnalysisForm.GROUPS)
-    specific = {name for legend in _OPTIONS_OF.values() for name in groups[legend]}
-    own = set(groups.get(_OPTIONS_OF.get(params.get("analysis")), ()))
-    hidden = {"analysis", "version", "private", "epsilon"} | (
-        {"algorithm"} if params.get("private") else set()
-    )
-    return {k: v for k, v in params.items() if k not in hidden and (k in own or k not in specific)}
-
-
-def _number(value: Any) -> float | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _readable(value: Any) -> str:
-    """A measurement with six significant digits and thousands separators; an em dash when missing."""
-    number = _number(value)
-    if number is None:
-        return "\u2014"
-    return f"{number:,.0f}" if abs(number) >= 1e6 else f"{number:,.6g}"
-
-
-def _percent(value: Any) -> float | None:
-    number = _number(value)
-    return None if number is None else 100 * number
-
-
-def _approx(value: Any) -> str | None:
-    """A noise scale to two significant digits, thousands grouped, never in exponent form; None when missing."""
-    number = _number(value)
-    if number is None or not math.isfinite(number):
-        return None
-    if number == 0:
-        return "0"
-    digits = 1 - math.floor(math.log10(abs(number)))
-    return f"{round(number, digits):,.{max(digits, 0)}f}"
+def _options_shown(analysis: Analysis) -> dict[str, Any]:
+    """The options that tuned this kind of analysis: the other kinds' own options are left out, and so are those
+    that its private version does not read (a private k-means has no algorithm to pick); ε is in the privacy
+    section (an exact analysis spends none)."""
+    kind = analyses.get(analysis.kind)
+    own = set((kind.private_options if analysis.private else kind.options) if kind else ())
+    others = analyses.own_options()
+    return {k: v for k, v in analysis.options.items() if k in own or k not in others}
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -392,105 +368,37 @@ def _scientific(value: Any) -> str:
     return power if mantissa == "1" else f"{mantissa} \u00d7 {power}"
 
 
-def _clusters(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The centroid columns and one row per cluster: its size and centroid, or that it is suppressed."""
-    clusters = [c for c in result.get("clusters") or [] if isinstance(c, dict)]
-    columns: list[str] = []
-    for cluster in clusters:
-        for name in cluster.get("centroid") or {}:
-            if name not in columns:
-                columns.append(name)
-    rows = []
-    for cluster in clusters:
-        centroid = cluster.get("centroid") or {}
-        # A private centroid's noise, one standard deviation per column in the column's own units.
-        sd = cluster.get("centroid_sd") if isinstance(cluster.get("centroid_sd"), dict) else {}
-        shares = cluster.get("category_shares") or {}
-        share_sd = _number(cluster.get("share_sd"))
-        rows.append(
-            {
-                "cluster": cluster.get("cluster"),
-                "size": cluster.get("size"),
-                "suppressed": bool(cluster.get("suppressed")),
-                "centroid": [
-                    {"value": _readable(centroid.get(name)), "sd": _approx(sd.get(name))} for name in columns
-                ],
-                "share_sd_points": _approx(100 * share_sd) if share_sd is not None else None,
-                "shares": [
-                    {
-                        "column": column,
-                        # Most common first; categories (almost) absent from the cluster are left out.
-                        "values": [
-                            {"value": value, "percent": _percent(share)}
-                            for value, share in sorted(
-                                values.items(), key=lambda item: -(_number(item[1]) or 0)
-                            )
-                            if (_number(share) or 0) >= 0.005
-                        ],
-                    }
-                    for column, values in shares.items()
-                    if isinstance(values, dict)
-                ],
-            }
-        )
-    return columns, rows
-
-
 def _analysis_report(job: Job) -> dict[str, Any]:
-    """What the results page shows of a succeeded analysis job, read defensively from its result."""
+    """What the results page shows of a succeeded analysis job, read defensively from its result; its kind's
+    own figures by the kind's presenter."""
+    analysis = job.analysis
     outcome = job.result if isinstance(job.result, dict) else {}
     result = outcome.get("result") if isinstance(outcome.get("result"), dict) else {}
     plot = outcome.get("plot_svg")
     if not (isinstance(plot, str) and plot.lstrip().startswith("<svg")):
         plot = None
-    report: dict[str, Any] = {
+    privacy = result.get("privacy")
+    privacy = _privacy(privacy, analysis) if isinstance(privacy, dict) else None
+    kind = analyses.get(analysis.kind)
+    return {
         "result": result,
         "input": result.get("input") if isinstance(result.get("input"), dict) else {},
-        # Built by ml/unsupervised.py from numbers and escaped labels, never from user markup.
+        # Built by ml/svg.py from numbers and escaped labels, never from user markup.
         "plot_svg": mark_safe(plot) if plot else None,  # noqa: S308
-        "result_sha256": outcome.get("result_sha256"),
-        "entry_seq": outcome.get("entry_seq"),
+        "result_sha256": analysis.result_sha256 or None,
+        "entry_seq": analysis.entry_seq,
+        "privacy": privacy,
+        **(kind.present(result, private=privacy is not None) if kind else {}),
     }
-    kind = outcome.get("analysis") or job.params.get("analysis")
-    privacy = result.get("privacy")
-    report["privacy"] = _privacy(privacy, job) if isinstance(privacy, dict) else None
-    if kind in ("kmeans", "dbscan"):
-        report["cluster_columns"], report["clusters"] = _clusters(result)
-        # Suppressed clusters span the size, each centroid column (and its noise column) and the categories.
-        per_column = 2 if report["privacy"] else 1
-        report["suppressed_span"] = 2 + per_column * len(report["cluster_columns"])
-        best = result.get("k")
-        report["candidates"] = [
-            {"k": c.get("k"), "silhouette": _number(c.get("silhouette")), "chosen": c.get("k") == best}
-            for c in result.get("candidates") or []
-            if isinstance(c, dict)
-        ]
-    elif kind == "isolation_forest":
-        report["share_percent"] = _percent(result.get("share_flagged"))
-    elif kind == "pca":
-        components = list(result.get("components") or [])
-        ratios = list(result.get("explained_variance_ratio") or [])
-        cumulative = list(result.get("cumulative") or [])
-        report["variance"] = [
-            {"component": name, "percent": _percent(ratio), "cumulative": _percent(total)}
-            for name, ratio, total in zip(components, ratios, cumulative, strict=False)
-        ]
-        loadings = [row for row in result.get("loadings") or [] if isinstance(row, list)]
-        report["components"] = components[: len(loadings)]
-        report["loadings"] = [
-            {"feature": feature, "values": [_number(row[i]) if i < len(row) else None for row in loadings]}
-            for i, feature in enumerate(result.get("feature_names") or [])
-        ]
-    return report
 
 
-def _privacy(privacy: dict[str, Any], job: Job) -> dict[str, Any]:
+def _privacy(privacy: dict[str, Any], analysis: Analysis) -> dict[str, Any]:
     """The privacy block of a compute-only licensee's result, written for reading: the (ε, δ) spent, what ε
     means, how the budget was split between releases, and each figure's expected error (one standard
     deviation of its noise)."""
     epsilon = _number(privacy.get("epsilon"))
-    # The ε charged to the licence is the job's decimal string, as on the ledger.
-    charged = job.params.get("epsilon") if isinstance(job.params.get("epsilon"), str) else None
+    # The ε charged to the licence, as on the ledger.
+    charged = f"{analysis.epsilon:.2f}" if analysis.epsilon is not None else None
     releases = [r for r in privacy.get("releases") or [] if isinstance(r, dict)]
     total_rho = sum(_number(r.get("rho")) or 0 for r in releases)
     error_points = _number(privacy.get("explained_variance_ratio_error"))
@@ -520,13 +428,16 @@ def _privacy(privacy: dict[str, Any], job: Job) -> dict[str, Any]:
 def analysis_detail(request: HttpRequest, dataset_id: int, job_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
     job = selectors.analysis_get_for_user(user=request.user, dataset=dataset, job_id=job_id)
-    kind = job.params.get("analysis")
+    analysis = job.analysis
+    kind = analyses.get(analysis.kind)
     context = {
         "dataset": dataset,
         "job": job,
-        "kind": kind,
-        "label": ANALYSIS_LABELS.get(kind, kind),
-        "options": _options_shown(job.params),
+        "analysis": analysis,
+        "kind": analysis.kind,
+        "label": kind.label if kind else analysis.kind,
+        "template": kind.template if kind else None,
+        "options": _options_shown(analysis),
         "snapshot": None if job.is_finished else job_snapshot(job),
         "report": _analysis_report(job) if job.status == Job.Status.SUCCEEDED else None,
     }

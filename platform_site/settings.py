@@ -319,8 +319,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # A listing's status appears in both its list and detail components: one name for it.
-    "ENUM_NAME_OVERRIDES": {"DatasetStatusEnum": "marketplace.models.Dataset.Status"},
+    # A listing's status appears in both its list and detail components, a job's in the job and analysis
+    # components: one name for each.
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "marketplace.models.Dataset.Status",
+        "JobStatusEnum": "platform_site.jobs.models.Job.Status",
+    },
 }
 
 LOGGING = {

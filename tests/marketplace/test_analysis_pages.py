@@ -1,6 +1,7 @@
 """An analysis from the dataset's page to its results page: options, live progress, plot, tables and refusals."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.test import Client
@@ -8,6 +9,7 @@ from django.test import Client
 from marketplace import services
 from marketplace.forms import AnalysisForm
 from marketplace.jobkinds import AnalysisOptions
+from marketplace.models import Analysis
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_execute, job_submit
 from tests.conftest import api_as
@@ -40,12 +42,21 @@ def results_url(dataset, job) -> str:
 
 
 def finished_job(owner, dataset, *, status="succeeded", result=None, error="", **params) -> Job:
-    """An analysis job written directly, as a worker would have left it."""
+    """An analysis job and its record written directly, as the submit and a worker would have left them."""
     params = {"analysis": "kmeans", "version": dataset.current_version_id, **params}
-    return Job.objects.create(
+    job = Job.objects.create(
         owner=owner, kind="marketplace.analysis", params=params, status=status, progress=1.0,
         result=result, error=error,
     )  # fmt: skip
+    outcome = result if isinstance(result, dict) else {}
+    private = bool(params.get("private"))
+    Analysis.objects.create(
+        job=job, version_id=params["version"], user=owner, kind=params["analysis"], private=private,
+        epsilon=Decimal(params["epsilon"]) if private else None,
+        options={k: v for k, v in params.items() if k not in services.NOT_OPTIONS},
+        result_sha256=outcome.get("result_sha256", ""), entry_seq=outcome.get("entry_seq"),
+    )  # fmt: skip
+    return job
 
 
 # ---------------------------------------------------------------------------------------------------- results page
