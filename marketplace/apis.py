@@ -270,7 +270,7 @@ class VersionListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409)},
+        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409, 429)},
     )
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
@@ -304,7 +304,7 @@ class VersionRawUploadApi(APIView):
     @extend_schema(
         parameters=[FilterSerializer],
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409)},
+        responses={201: VersionOutputSerializer, **api_errors(400, 403, 404, 409, 429)},
     )
     def put(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
@@ -415,7 +415,8 @@ class AnalysisSubmitApi(APIView):
         )
 
     @extend_schema(
-        request=InputSerializer, responses={201: AnalysisOutputSerializer, **api_errors(400, 403, 404, 409)}
+        request=InputSerializer,
+        responses={201: AnalysisOutputSerializer, **api_errors(400, 403, 404, 409, 429)},
     )
     def post(self, request, dataset_id: int):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)

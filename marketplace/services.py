@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -10,6 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
@@ -24,7 +26,9 @@ from marketplace.models import Analysis, Dataset, DatasetVersion, Download, Lice
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
 from platform_site.jobs.models import Job
-from platform_site.jobs.services import job_submit, job_succeed, json_finite
+from platform_site.jobs.services import JobCancelled, job_submit, job_succeed, json_finite
+
+logger = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A licence's term in days: a timedelta holds less than 1,000,000,000 days, a datetime ends in the year 9999.
@@ -551,6 +555,7 @@ def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
     """The analysis job: the kind's runner from the table of marketplace.analyses, aggregates only (no rows),
     plotted, and its result hash written to the ledger; for a compute-only licensee, differentially private
     with the ε charged when the job was submitted."""
+    from ml.privacy import PrivacyError
     from ml.tabular import TabularError
 
     record = Analysis.objects.filter(job_id=job.pk).select_related("version").first()
@@ -585,8 +590,19 @@ def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
         else:
             result = kind.exact(prepared, options, progress)
         plot = kind.plot(result)
-    except (TabularError, ValueError) as exc:
-        raise DomainError(str(exc)) from exc
+    except (DomainError, JobCancelled, SoftTimeLimitExceeded):
+        raise
+    except Exception as exc:
+        if record.private and not isinstance(exc, PrivacyError):
+            # An error's text may quote a value of the data, which a compute-only licensee must never read.
+            logger.exception("private analysis job %s failed", job.pk)
+            raise DomainError(
+                "the analysis failed on the data; compute-only results never quote the data, so the details "
+                f"are in the platform's log under job {job.pk}"
+            ) from exc
+        if isinstance(exc, TabularError | ValueError):
+            raise DomainError(str(exc)) from exc
+        raise
     json_finite(result)  # before hashing: canonical JSON has no NaN either
     result_hash = ledger.content_hash(result)
     payload = {"dataset": version.dataset_id, "version": version.number, "analysis": record.kind, "job": job.pk,

@@ -316,3 +316,28 @@ def test_the_admin_lists_analyses_read_only(alice, blobs):
     client.post(f"/admin/marketplace/analysis/{record.pk}/change/", {"kind": "dbscan"})
     client.post(f"/admin/marketplace/analysis/{record.pk}/delete/", {"post": "yes"})
     assert Analysis.objects.get(pk=record.pk).kind == "pca"
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+def _fails_quoting_a_value(prepared, options, *rest) -> dict:
+    raise ValueError("could not convert string to float: 'Zebra-Row-17'")
+
+
+QUOTING = analyses.AnalysisKind(
+    name="quoting", label="Quoting (toy)", short="the quoting", exact=_fails_quoting_a_value,
+    private=_fails_quoting_a_value, plot=lambda result: "<svg></svg>",
+)  # fmt: skip
+
+
+def test_a_private_analysis_that_fails_never_quotes_the_data_but_an_exact_one_says_why(
+    monkeypatch, alice, bob, blobs
+):
+    monkeypatch.setitem(analyses.KINDS, QUOTING.name, QUOTING)
+    private = run(services.analysis_submit(user=bob, dataset=blobs, params={"analysis": "quoting"}))
+    assert private.status == "failed"
+    assert "Zebra" not in private.error and "compute-only results never quote the data" in private.error
+    exact = run(services.analysis_submit(user=alice, dataset=blobs, params={"analysis": "quoting"}))
+    assert exact.status == "failed" and "Zebra-Row-17" in exact.error
+    assert not Entry.objects.filter(kind=COMPLETED).exists()
