@@ -175,9 +175,8 @@ class _Builder:
         self.numeric: dict[str, bool] = {}
         self.seen_number: dict[str, bool] = {}
         self.code_of: dict[str, dict[str, int]] = {}
-        self.too_large: dict[
-            str, tuple[int, Any]
-        ] = {}  # column -> (row, value) of its first overflowing number
+        # column -> (row, value) of its first number too large for a float64
+        self.too_large: dict[str, tuple[int, Any]] = {}
         self.n_rows = 0
         self.head: list[list[str | None]] = []
 
