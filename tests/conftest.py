@@ -12,7 +12,10 @@ from tests.processes import database_url_for_tests, start_worker, stop, wait_for
 def _no_throttling(settings):
     # Rate limits would make the suite's many calls flaky; their own test sets them. The throttles read their
     # rates on each request (platform_site.throttling), and no rate means no limit.
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None},
+    }
 
 
 @pytest.fixture
