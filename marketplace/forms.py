@@ -150,10 +150,12 @@ class DatasetCreateForm(VersionUploadForm):
         "analyses; empty: 10.",
     )
 
+    # The two prices side by side, and the file last: after a refused post the browser has forgotten it.
     field_order = [
         "title", "description", "tags", "terms_preset", "terms_text", "price_download", "price_compute",
-        "privacy_budget",
+        "privacy_budget", "preview_enabled", "file",
     ]  # fmt: skip
+    PRICES = ("price_download", "price_compute")
 
     def clean_tags(self) -> list[str]:
         tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
@@ -188,6 +190,23 @@ class DatasetCreateForm(VersionUploadForm):
             "preview_enabled": data["preview_enabled"],
             "privacy_budget": data["privacy_budget"],
         }
+
+
+def terms_preset_descriptions() -> list[tuple[str, str]]:
+    """Each terms preset with what it allows, in words, from services.TERM_PRESETS."""
+    rows = []
+    for name, terms in services.TERM_PRESETS.items():
+        days = terms["term_days"]
+        rows.append((
+            name.capitalize(),
+            "; ".join([
+                "commercial use allowed" if terms["commercial_use"] else "no commercial use",
+                "redistribution allowed" if terms["redistribution"] else "no redistribution",
+                "attribution required" if terms["attribution"] else "no attribution needed",
+                f"for {days} days from purchase" if days else "perpetual",
+            ]),
+        ))  # fmt: skip
+    return rows
 
 
 class PurchaseForm(forms.Form):
@@ -240,9 +259,19 @@ def _private_analysis_help() -> str:
 
 def analysis_groups() -> list[tuple[str, tuple[str, ...]]]:
     """The form's fieldsets: the kind, ε, each kind's own options under its legend, then the preprocessing."""
-    kinds = [(kind.legend or kind.label, kind.options) for kind in analyses.KINDS.values() if kind.options]
-    return [("", ("analysis",)), ("Differential privacy", ("epsilon",)), *kinds,
-            ("Preprocessing", ("max_categories", "missing"))]  # fmt: skip
+    return [(legend, names) for legend, _, names in analysis_fieldsets()]
+
+
+def analysis_fieldsets() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(legend, kind, options) of each fieldset; the kind is an analysis's name for its own options and empty
+    for those every analysis reads, so that the page may show only the chosen analysis's fieldset."""
+    kinds = [
+        (kind.legend or kind.label, kind.name, kind.options)
+        for kind in analyses.KINDS.values()
+        if kind.options
+    ]
+    return [("", "", ("analysis",)), ("Differential privacy", "", ("epsilon",)), *kinds,
+            ("Preprocessing", "", ("max_categories", "missing"))]  # fmt: skip
 
 
 def _form_field(
@@ -316,11 +345,17 @@ class AnalysisForm(forms.Form):
 
     def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
         """The fields in fieldsets by the analysis they tune; options in no fieldset come last."""
-        fieldsets = analysis_groups()
-        placed = {name for _, names in fieldsets for name in names}
-        groups = [(legend, [self[n] for n in names if n in self.fields]) for legend, names in fieldsets]
-        groups.append(("More options", [self[n] for n in self.fields if n not in placed]))
-        return [(legend, fields) for legend, fields in groups if fields]
+        return [(legend, fields) for legend, _, fields in self.fieldsets()]
+
+    def fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(legend, kind, fields): `groups()` with the analysis each fieldset belongs to ("" for all)."""
+        fieldsets = analysis_fieldsets()
+        placed = {name for _, _, names in fieldsets for name in names}
+        groups = [
+            (legend, kind, [self[n] for n in names if n in self.fields]) for legend, kind, names in fieldsets
+        ]
+        groups.append(("More options", "", [self[n] for n in self.fields if n not in placed]))
+        return [(legend, kind, fields) for legend, kind, fields in groups if fields]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

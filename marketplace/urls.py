@@ -10,6 +10,7 @@ urlpatterns = [
     path("mine/", views.mine, name="mine"),
     path("<int:dataset_id>/", views.detail, name="detail"),
     path("<int:dataset_id>/buy/", views.buy, name="buy"),
+    path("<int:dataset_id>/state/", views.version_state, name="version-state"),
     path("<int:dataset_id>/publish/", views.publish, name="publish"),
     path("<int:dataset_id>/withdraw/", views.withdraw, name="withdraw"),
     path("<int:dataset_id>/versions/", views.version_upload, name="version-upload"),

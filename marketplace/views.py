@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -17,7 +17,9 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from ledger.services import format_amount
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
+from ledger.services import InsufficientFunds, format_amount
 from marketplace import analyses, selectors, services
 from marketplace.analyses import approx as _approx
 from marketplace.analyses import number as _number
@@ -30,9 +32,10 @@ from marketplace.forms import (
     PrivacyBudgetForm,
     PurchaseForm,
     VersionUploadForm,
+    terms_preset_descriptions,
 )
 from marketplace.models import Analysis, Dataset, License
-from platform_site.errors import DomainError, PermissionDenied
+from platform_site.errors import DomainError, NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_cancel, job_snapshot
 
@@ -128,18 +131,46 @@ def index(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------------------- one listing
 
 
+TOP_VALUES_SHOWN = 3
+
+
+def _stat(value: Any) -> str:
+    """A statistic in the table's one format: four significant digits (whole numbers from 10,000), thousands
+    grouped, no exponent and no trailing zeros; an em dash when missing."""
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return "\u2014"
+    if number == 0:
+        return "0"
+    if abs(number) >= 1e4:
+        return f"{number:,.0f}"
+    decimals = 3 - math.floor(math.log10(abs(number)))
+    if decimals > 8:  # below 10⁻⁵ the digits would be mostly zeros
+        return f"{number:.3g}"
+    text = f"{round(number, decimals):,.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _stats_rows(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The column statistics, numbers written for reading (six significant digits, thousands grouped)."""
+    """The column statistics as the table shows them: numbers in one format, a text column's few most frequent
+    values on one line and how many more there are."""
     columns = (stats or {}).get("columns")
     if not isinstance(columns, list):
         return []
-    measures = ("min", "max", "mean", "std")
-    return [
-        {**col, **{name: _readable(col.get(name)) for name in measures}}
-        if col.get("type") == "numeric"
-        else col
-        for col in columns
-    ]
+    rows = []
+    for col in columns:
+        if not isinstance(col, dict):
+            continue
+        if col.get("type") == "numeric":
+            rows.append({**col, **{name: _stat(col.get(name)) for name in ("min", "max", "mean", "std")}})
+            continue
+        top = [t for t in col.get("top") or [] if isinstance(t, dict)]
+        rows.append({
+            **col,
+            "top": top[:TOP_VALUES_SHOWN],
+            "more": max(len(top) - TOP_VALUES_SHOWN, 0),
+        })  # fmt: skip
+    return rows
 
 
 def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
@@ -194,18 +225,56 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     return render(request, "marketplace/detail.html", context)
 
 
+def _quote(request: HttpRequest, dataset: Dataset, tier: str) -> dict[str, Any]:
+    """What the confirmation shows: the tier's price, the buyer's balance (read from the ledger) and after."""
+    price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
+    balance = ledger_selectors.account_balance(name=ledger_services.account_name(user=request.user))
+    return {
+        "tier": tier,
+        "tier_label": License.Tier(tier).label,
+        "price": _price(price),
+        "balance": format_amount(balance),
+        "after": format_amount(balance - (price or 0)),
+        "affordable": price is not None and balance >= price,
+    }
+
+
+def _short_of_funds(quote: dict[str, Any]) -> str:
+    return f"You have {quote['balance']}; this costs {quote['price']}."
+
+
 @login_required
-@require_POST
 def buy(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """GET: the confirmation (tier, price, terms, balance and balance after); POST: the purchase."""
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-    form = PurchaseForm(request.POST)
+    form = PurchaseForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         _errors_to_messages(request, form)
         return redirect("marketplace:detail", dataset_id=dataset.pk)
+    tier = form.cleaned_data["tier"]
+    actions = selectors.dataset_actions(user=request.user, dataset=dataset)
+    if request.method == "GET":
+        if not (actions.buy_download if tier == License.Tier.DOWNLOAD else actions.buy_compute):
+            messages.error(
+                request,
+                "You own this dataset." if actions.is_owner else "This access is not on sale to you.",
+            )
+            return redirect("marketplace:detail", dataset_id=dataset.pk)
+        context = {
+            "dataset": dataset,
+            "quote": _quote(request, dataset, tier),
+            "term_days": dataset.terms.get("term_days"),
+            "privacy_budget": dataset.privacy_budget,
+        }
+        return render(request, "marketplace/buy.html", context)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
     try:
-        license = services.license_purchase(
-            buyer=request.user, dataset=dataset, tier=form.cleaned_data["tier"]
-        )
+        license = services.license_purchase(buyer=request.user, dataset=dataset, tier=tier)
+    except InsufficientFunds:
+        # The ledger's message names the internal account; the page says it in words, with where to get tokens.
+        messages.error(request, f"Not bought: {_short_of_funds(_quote(request, dataset, tier))}")
+        return redirect(f"{reverse('marketplace:buy', args=[dataset.pk])}?tier={tier}")
     except DomainError as exc:
         messages.error(request, f"Not bought: {exc.message}.")
     else:
@@ -215,6 +284,27 @@ def buy(request: HttpRequest, dataset_id: int) -> HttpResponse:
             f"(ledger entry #{license.entry_seq}).",
         )
     return redirect("marketplace:detail", dataset_id=dataset.pk)
+
+
+@login_required
+def version_state(request: HttpRequest, dataset_id: int) -> JsonResponse:
+    """The owner's newest version as the draft page polls it: processing, ready or failed, and whether the
+    listing may be published now."""
+    dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
+    actions = selectors.dataset_actions(user=request.user, dataset=dataset)
+    if not actions.is_owner:
+        raise NotFound("no such dataset")
+    version = dataset.versions.first()
+    if version is None:
+        return JsonResponse({"version": None, "status": None, "error": "", "can_publish": False})
+    return JsonResponse(
+        {
+            "version": version.number,
+            "status": version.status,
+            "error": version.error if version.status == "failed" else "",
+            "can_publish": actions.publish,
+        }
+    )
 
 
 @login_required
@@ -483,7 +573,8 @@ def new(request: HttpRequest) -> HttpResponse:
                     request, "Listing created: statistics are being computed; publish when they are ready."
                 )
             return redirect("marketplace:detail", dataset_id=dataset.pk)
-    return render(request, "marketplace/new.html", {"form": form})
+    context = {"form": form, "presets": terms_preset_descriptions()}
+    return render(request, "marketplace/new.html", context)
 
 
 # ---------------------------------------------------------------------------------------------------- mine
