@@ -114,8 +114,10 @@ def test_detail_shows_terms_prices_statistics_and_the_ledger_entry(alice):
     version = dataset.current_version
     html = Client().get(f"/data/{dataset.pk}/").content.decode()
     assert 'data-testid="stats-table"' in html
-    assert "<code>income</code>" in html and "<code>Oslo</code> \u00d7 25" in html
-    assert ">33,356.5<" in html  # the mean income, written for reading
+    assert (
+        "<code>income</code>" in html and '<code>Oslo</code>&nbsp;<span class="count">\u00d725</span>' in html
+    )
+    assert ">33,356<" in html  # the mean income, written for reading: four significant digits, grouped
     assert version.sha256 in html
     assert f'href="/ledger/entries/{version.published_seq}/"' in html
     assert "not allowed" in html and "365 days from purchase" in html
@@ -240,9 +242,11 @@ def test_buying_with_too_little_balance_shows_the_refusal_and_grants_nothing(ali
     fund(f"user:{bob.pk}", 5_000)
     response = client_for(bob).post(f"/data/{dataset.pk}/buy/", {"tier": "download"}, follow=True)
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0] == f"/data/{dataset.pk}/"
+    # Back to the confirmation, which says what is missing and where to get tokens.
+    assert response.redirect_chain[-1][0] == f"/data/{dataset.pk}/buy/?tier=download"
     shown = " ".join(messages_of(response))
-    assert shown.startswith("Not bought:"), shown
+    assert shown == "Not bought: You have 50.00 tokens; this costs 100.00 tokens.", shown
+    assert "user:" not in response.content.decode()
     assert not License.objects.exists()
 
 
