@@ -39,7 +39,9 @@ def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        chromium = p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
         yield chromium.new_page()
         chromium.close()
 
@@ -48,7 +50,9 @@ def load(page, first: dict) -> None:
     page.set_content(PAGE.replace("SNAPSHOT", json.dumps(first)))
     page.evaluate(FAKE_SOCKET)
     page.add_script_tag(content=(ROOT / "static/js/job.js").read_text())
-    page.wait_for_function("() => window.socket && document.getElementById('job-live').textContent === 'live'")
+    page.wait_for_function(
+        "() => window.socket && document.getElementById('job-live').textContent === 'live'"
+    )
 
 
 def test_every_badge_of_the_job_follows_each_snapshot(page):

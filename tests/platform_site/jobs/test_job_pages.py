@@ -24,7 +24,13 @@ def kmeans_outcome(job_id: int = 0) -> dict:
         "rows": 1200, "clusters": [], "feature_names": ["age", "income"],
         "scatter": {"counts": [[[0] * 20 for _ in range(20)] for _ in range(3)]},
     }  # fmt: skip
-    return {"analysis": "kmeans", "result": result, "plot_svg": SVG, "result_sha256": "ab" * 32, "entry_seq": 42}
+    return {
+        "analysis": "kmeans",
+        "result": result,
+        "plot_svg": SVG,
+        "result_sha256": "ab" * 32,
+        "entry_seq": 42,
+    }
 
 
 @pytest.fixture
@@ -68,7 +74,9 @@ def test_mallory_gets_a_404_for_alices_job_page_and_its_raw_json(alice, mallory,
     assert client.get(f"/jobs/{job.pk}/raw/").status_code == 404
 
 
-def test_a_failed_statistics_job_page_names_its_version_shows_the_reason_and_links_to_the_dataset(alice, dataset):
+def test_a_failed_statistics_job_page_names_its_version_shows_the_reason_and_links_to_the_dataset(
+    alice, dataset
+):
     version = dataset.current_version
     job = Job.objects.create(
         owner=alice, kind="marketplace.stats", params={"version": version.pk}, status=Job.Status.FAILED,
@@ -121,7 +129,9 @@ def test_the_jobs_list_names_and_links_the_object_of_each_job(alice, dataset):
 
     assert f'href="/jobs/{job.pk}/"' in page
     assert f'href="/jobs/{dataset.current_version.stats_job_id}/"' in page
-    assert page.count(f'<a href="/data/{dataset.pk}/" data-testid="job-object">') == 2, "its analysis and stats"
+    assert page.count(f'<a href="/data/{dataset.pk}/" data-testid="job-object">') == 2, (
+        "its analysis and stats"
+    )
     assert "Retail customer segments · version 1" in page and "Unsupervised analysis" in page
 
 
