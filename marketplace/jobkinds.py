@@ -45,10 +45,8 @@ def present_stats(jobs) -> dict[int, Presentation]:
             continue
         name, url = _version_object(version)
         result = job.result if isinstance(job.result, dict) else {}
-        lines = [("Dataset", version.dataset.title), ("Version", str(version.number))]
-        lines += [
-            (label, _figure(result.get(key))) for key, label in (("rows", "Rows"), ("columns", "Columns"))
-        ]
+        figures = (("rows", "Rows"), ("columns", "Columns"))
+        lines = [(label, _figure(result.get(key))) for key, label in figures]
         shown[job.pk] = Presentation(
             lines=[(label, value) for label, value in lines if value is not None],
             link=("Open the dataset's page", url),
@@ -137,7 +135,7 @@ def present_analysis(jobs) -> dict[int, Presentation]:
             continue
         kind = analyses.get(record.kind)
         name, dataset_url = _version_object(record.version)
-        lines = [("Analysis", kind.label if kind else record.kind), ("Dataset", name)]
+        lines = [("Analysis", kind.label if kind else record.kind)]
         if record.private:
             lines.append(("Privacy", f"differentially private, ε {record.epsilon:.2f} spent"))
         outcome = job.result if isinstance(job.result, dict) else {}

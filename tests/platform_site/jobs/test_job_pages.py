@@ -51,7 +51,7 @@ def test_a_finished_analysis_job_page_shows_a_summary_and_links_to_its_results_p
     assert "Clusters (k)" in page and "0.412" in page and "1,200" in page and "#42" in page
     assert "Retail customer segments · version 1" in page
     assert f'href="/jobs/{job.pk}/raw/"' in page
-    assert "<svg" not in page and "&lt;svg" not in page and "plot_svg" not in page
+    assert "<svg" not in page and "&lt;svg" not in page and "plot_svg" not in page and "{#" not in page
     assert "result_sha256" not in page and "chosen_by" not in page, "the result JSON is not printed"
     assert "Waiting for the first step" not in page and 'id="job-charts"' not in page
     assert "version=1" in page and f"version={version.pk}" not in page, "the version's number, not its pk"
