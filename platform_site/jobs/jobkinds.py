@@ -3,7 +3,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from platform_site.jobs.registry import job_kind
+from platform_site.jobs.registry import Presentation, job_kind
 
 
 class SelfTestParams(serializers.Serializer):
@@ -20,7 +20,37 @@ class SelfTestParams(serializers.Serializer):
     )
 
 
-@job_kind("ml.selftest", label="ML self-test (MLP on digits)", queue="ml", params=SelfTestParams)
+def present_selftest(jobs) -> dict[int, Presentation]:
+    """Its outcome in figures: the accuracy on held-out digits, the final loss, the size of the run."""
+    shown = {}
+    for job in jobs:
+        result = job.result if isinstance(job.result, dict) else {}
+        lines = []
+        if isinstance(result.get("test_accuracy"), int | float):
+            lines.append(("Test accuracy", f"{result['test_accuracy']:.1%}"))
+        if isinstance(result.get("final_loss"), int | float):
+            lines.append(("Final loss", f"{result['final_loss']:.4f}"))
+        if "epochs" in result:
+            lines.append(("Epochs", str(result["epochs"])))
+        if "train_samples" in result and "test_samples" in result:
+            lines.append(
+                ("Digits", f"{result['train_samples']:,} to train, {result['test_samples']:,} to test")
+            )
+        if isinstance(result.get("parameters"), int):
+            lines.append(("Parameters", f"{result['parameters']:,}"))
+        if result.get("device"):
+            lines.append(("Device", str(result["device"])))
+        shown[job.pk] = Presentation(lines=lines)
+    return shown
+
+
+@job_kind(
+    "ml.selftest",
+    label="ML self-test (MLP on digits)",
+    queue="ml",
+    params=SelfTestParams,
+    present=present_selftest,
+)
 def run_selftest(*, job, reporter) -> dict:
     from ml.selftest import train_selftest
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from platform_site.accounts.models import User
 from platform_site.errors import NotFound
 from platform_site.jobs.models import Job, WorkerHeartbeat
+from platform_site.jobs.registry import Presentation, find_kind
 
 
 def job_list_for_user(*, user: User, status: str = "", kind: str = "") -> QuerySet[Job]:
@@ -28,6 +29,20 @@ def job_get_for_user(*, job_id: int, user: User) -> Job:
     if job is None:
         raise NotFound("no such job")
     return job
+
+
+def job_presentations(jobs: list[Job]) -> dict[int, Presentation]:
+    """How each job is shown, by its kind's presenter: one call per kind present, each resolving its jobs'
+    objects in bulk. Jobs of a kind without a presenter get an empty presentation."""
+    by_kind: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_kind.setdefault(job.kind, []).append(job)
+    shown: dict[int, Presentation] = {}
+    for name, group in by_kind.items():
+        kind = find_kind(name)
+        if kind is not None and kind.present is not None:
+            shown.update(kind.present(group))
+    return {job.pk: shown.get(job.pk) or Presentation() for job in jobs}
 
 
 def worker_list_online() -> list[WorkerHeartbeat]:

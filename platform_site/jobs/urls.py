@@ -9,6 +9,7 @@ urlpatterns = [
     path("selftest/", views.job_selftest, name="selftest"),
     path("<int:job_id>/", views.job_detail, name="detail"),
     path("<int:job_id>/cancel/", views.job_cancel_view, name="cancel"),
+    path("<int:job_id>/raw/", views.job_raw, name="raw"),
 ]
 
 api_urlpatterns = [

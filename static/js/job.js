@@ -1,6 +1,7 @@
 // Live job page: a websocket feeds snapshots; when it cannot connect, the REST API is polled instead.
 // Pages that render the outcome themselves (data-reload-when-finished on #job) reload once the job ends;
-// the metric charts, result and error are drawn only where the page has their elements.
+// the metric charts and error are drawn only where the page has their elements; the result is the page's own
+// (the job page's summary is rendered by the server, reloaded when the job ends).
 (function () {
   "use strict";
   const root = document.getElementById("job");
@@ -47,35 +48,32 @@
     return svg;
   }
 
-  function renderCharts(metrics) {
+  function renderCharts(metrics, finished) {
     const box = $("job-charts");
     if (!box) return;
     box.replaceChildren();
     const keys = [];
     for (const m of metrics) for (const k of Object.keys(m)) if (k !== "step" && !keys.includes(k)) keys.push(k);
-    if (!keys.length) { box.textContent = "Waiting for the first step…"; return; }
+    if (!keys.length) {
+      // A finished job that reported no metrics has nothing to wait for: its card goes.
+      if (finished && $("job-charts-card")) $("job-charts-card").hidden = true;
+      else box.textContent = "Waiting for the first step…";
+      return;
+    }
     keys.forEach((k, i) => {
       const pts = metrics.filter((m) => typeof m[k] === "number").map((m, j) => [m.step ?? j + 1, m[k]]);
       if (pts.length) box.appendChild(lineChart(k, pts, COLORS[i % COLORS.length]));
     });
   }
 
-  function renderResult(result) {
-    const dl = $("job-result");
-    if (!dl) return;
-    dl.replaceChildren();
-    for (const [k, v] of Object.entries(result || {})) {
-      const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = typeof v === "object" ? JSON.stringify(v) : v;
-      dl.append(dt, dd);
-    }
-  }
-
   function render(job) {
     const pct = Math.round((job.progress || 0) * 100);
-    const status = $("job-status");
-    status.textContent = job.status.charAt(0).toUpperCase() + job.status.slice(1);
-    status.className = `badge ${job.status}`;
+    // Every badge of this job on the page (the card's, a heading's) follows the snapshot.
+    const label = job.status.charAt(0).toUpperCase() + job.status.slice(1);
+    for (const badge of document.querySelectorAll("#job-status, [data-job-status-badge]")) {
+      badge.textContent = label;
+      badge.className = `badge ${job.status}`;
+    }
     const bar = $("job-progress");
     bar.className = `progress ${job.status}`;
     bar.setAttribute("aria-valuenow", pct);
@@ -84,13 +82,11 @@
     $("job-message").textContent = job.message || "";
     if ($("job-attempts")) $("job-attempts").textContent = job.attempts ?? "";
     if ($("job-worker")) $("job-worker").textContent = job.worker || "—";
-    renderCharts(job.metrics || []);
+    renderCharts(job.metrics || [], FINISHED.includes(job.status));
     if ($("job-error-card")) {
       $("job-error-card").hidden = !job.error;
       $("job-error").textContent = job.error || "";
     }
-    if ($("job-result-card")) $("job-result-card").hidden = job.result == null;
-    renderResult(job.result);
     if (FINISHED.includes(job.status)) {
       const wasRunning = !done && started;
       done = true;

@@ -34,4 +34,4 @@ def test_a_newcomer_signs_up_logs_in_and_watches_a_job_reach_100_percent(celery_
     expect(page.get_by_test_id("job-status")).to_have_text("Succeeded")
     expect(page.get_by_test_id("job-progress")).to_have_attribute("aria-valuenow", "100")
     assert page.locator("#job-charts svg").count() == 2, "loss and accuracy are plotted"
-    expect(page.get_by_test_id("job-result")).to_contain_text("test_accuracy")
+    expect(page.get_by_test_id("job-result")).to_contain_text("Test accuracy")
