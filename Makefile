@@ -1,4 +1,5 @@
 # make run               set up, migrate, seed the demo data and serve http://127.0.0.1:8000 (web, worker, beat)
+# make dev               the same with DEBUG on (tracebacks, Django's error pages) and reload on code changes
 # make test              set up and run the test suite (PYTEST_ARGS="-k ledger -x" to narrow it)
 # make lint              ruff check and ruff format --check
 # make format            ruff format and ruff check --fix
@@ -14,7 +15,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench migrations-check clean
+.PHONY: help install run dev test lint format bench migrations-check clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -30,10 +31,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	@touch $@
 
+# DEBUG off: the site's own error pages, no tracebacks; whitenoise serves the static files either way.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --seed
-	$(PY) manage.py runstack --host $(HOST) --port $(PORT)
+	DEBUG=false $(PY) manage.py runstack --host $(HOST) --port $(PORT)
+
+dev: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo --seed
+	DEBUG=true $(PY) manage.py runstack --host $(HOST) --port $(PORT) --reload
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -43,6 +43,8 @@ class EntryOutputSerializer(serializers.Serializer):
 
 
 class EntryListApi(APIView):
+    # The journal is public, like the explorer; anonymous callers get the API's anonymous rate limit.
+    permission_classes = [AllowAny]
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
     class FilterSerializer(serializers.Serializer):
@@ -66,6 +68,8 @@ class EntryListApi(APIView):
 
 
 class EntryDetailApi(APIView):
+    permission_classes = [AllowAny]
+
     @extend_schema(responses={200: EntryOutputSerializer, **api_errors(404)})
     def get(self, request, seq: int):
         return Response(EntryOutputSerializer(selectors.entry_get(seq=seq)).data)
@@ -267,7 +271,9 @@ class TransferApi(APIView):
             max_length=64, help_text="user:<id>, org:<id> or dao:<id>, the id in ASCII digits"
         )
         amount = _bounded(min_value=1, max_value=services.AMOUNT_MAX, help_text="minor units (1 token = 100)")
-        memo = serializers.CharField(max_length=200, required=False, default="")
+        memo = serializers.CharField(
+            max_length=200, required=False, default="", help_text="public: written into the ledger's entry"
+        )
         idempotency_key = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
 
     @extend_schema(request=InputSerializer, responses={201: EntryOutputSerializer, **api_errors(400, 409)})

@@ -1,4 +1,8 @@
-"""The ledger's pages: the live explorer, one entry with its server-side verification, and the demo faucet."""
+"""The ledger's pages: the live explorer, one entry with its server-side verification, and the demo faucet.
+
+The explorer and the entry pages are public, like a block explorer: the journal is what anyone may verify from
+an export. Accounts appear under their ledger names (user:<id>); no page here names a user or shows a balance.
+"""
 
 import json
 from functools import cached_property
@@ -82,7 +86,6 @@ def _header() -> dict[str, Any]:
     return {"size": selectors.ledger_size(), "checkpoint": selectors.checkpoint_latest()}
 
 
-@login_required
 def index(request: HttpRequest) -> HttpResponse:
     form = EntryFilterForm(request.GET)
     filters: dict[str, Any] = {}
@@ -136,7 +139,6 @@ def _postings(payload: Any) -> list[dict[str, Any]]:
     return rows
 
 
-@login_required
 def entry_detail(request: HttpRequest, seq: int) -> HttpResponse:
     entry = selectors.entry_get(seq=seq)
     verification = verify_entry(entry)

@@ -1,8 +1,6 @@
-"""API plumbing shared by every app: the exception handler, error schemas, pagination, the JSON 404."""
+"""API plumbing shared by every app: the exception handler, error schemas, pagination."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import JsonResponse
-from django.views.defaults import page_not_found
 from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
@@ -30,13 +28,6 @@ def paginated_response(*, request, view, queryset, serializer_class):
     paginator = api_settings.DEFAULT_PAGINATION_CLASS()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
-def not_found(request, exception=None):
-    """404 for unmatched URLs: JSON under /api/, the site's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "no such endpoint", "code": "not_found"}, status=404)
-    return page_not_found(request, exception)
 
 
 @extend_schema_serializer(component_name="Error")

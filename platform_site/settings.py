@@ -30,7 +30,11 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for (`make dev`): a stray server never shows tracebacks or the URL list, and errors get the
+# site's own pages. Static files come from whitenoise either way.
+DEBUG = env_bool("DEBUG", False)
+# The demo data has a published password and a superuser: the embedded default may seed it, production may not.
+DEMO_SEED_ALLOWED = env_bool("DEMO_SEED_ALLOWED", True)
 SECRET_KEY = os.environ.get("SECRET_KEY") or _dev_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")

@@ -8,6 +8,7 @@ from platform_site.settings import *  # noqa: F403
 from platform_site.settings import env_bool
 
 DEBUG = False
+DEMO_SEED_ALLOWED = env_bool("DEMO_SEED_ALLOWED", False)  # published demo passwords on a real site: no
 LEDGER_FAUCET_AMOUNT = int(os.environ.get("LEDGER_FAUCET_AMOUNT", 0))  # no free tokens unless asked for
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if len(SECRET_KEY) < 50:

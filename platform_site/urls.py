@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -25,7 +28,14 @@ api_urlpatterns = [
     path("finance/", include(finance_urls.api_urlpatterns)),
 ]
 
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the API's JSON, raw notes).
+    return redirect(static("favicon.ico"), permanent=True)
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("", include(home_urls)),
     path("accounts/", include(accounts_urls)),
     path("jobs/", include(jobs_urls)),
@@ -39,4 +49,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "platform_site.api.not_found"
+handler400 = "platform_site.home.error_pages.bad_request"
+handler403 = "platform_site.home.error_pages.permission_denied"
+handler404 = "platform_site.home.error_pages.page_not_found"
+handler500 = "platform_site.home.error_pages.server_error"

@@ -5,6 +5,7 @@ import urllib.parse
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.cache import cache
 from django.test import Client
 
 from ledger import chain, merkle, notes, services, witness
@@ -188,3 +189,52 @@ def test_only_staff_grant_new_tokens(alice, staff):
     assert response.status_code == 201
     assert response.json()["payload"]["reason"] == "grant for the pilot"
     assert api_as(staff).post("/api/ledger/mints/", {**body, "reason": " "}, format="json").status_code == 400
+
+
+def test_anonymous_callers_read_the_whole_journal_and_its_proofs(grown):
+    anonymous = Client()
+    reads = [
+        "/api/ledger/entries/",
+        "/api/ledger/entries/?kind=ledger.transfer",
+        "/api/ledger/entries/5/",
+        "/api/ledger/checkpoint/",
+        "/api/ledger/proof/inclusion/?seq=3&tree_size=21",
+        "/api/ledger/proof/consistency/?first=5&second=21",
+        "/api/ledger/public-keys/",
+    ]
+
+    for path in reads:
+        assert anonymous.get(path).status_code == 200, path
+    assert anonymous.get("/api/ledger/entries/").json()["count"] == 21
+    assert anonymous.get("/api/ledger/entries/999/").status_code == 404
+
+
+def test_anonymous_callers_still_cannot_write_or_see_accounts(grown, bob):
+    anonymous = Client()
+    entries = Entry.objects.count()
+    writes = {
+        "/api/ledger/transfers/": {"destination": f"user:{bob.pk}", "amount": 1},
+        "/api/ledger/faucet/": {},
+        "/api/ledger/mints/": {"destination": f"user:{bob.pk}", "amount": 1, "reason": "free money"},
+        "/api/ledger/witnesses/": {"organization": 1, "name": "w", "verifier_key": "x"},
+    }
+
+    for path, body in writes.items():
+        assert anonymous.post(path, body, content_type="application/json").status_code == 401, path
+    assert anonymous.post("/api/ledger/entries/", {}, content_type="application/json").status_code == 405
+    assert anonymous.get("/api/ledger/accounts/").status_code == 401
+    assert Entry.objects.count() == entries
+
+
+def test_anonymous_reads_are_rate_limited(grown, settings):
+    cache.clear()  # the throttle's history of earlier runs (Redis outlives a test)
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "anon": "2/minute"},
+    }
+    anonymous = Client()
+
+    codes = [anonymous.get("/api/ledger/entries/").status_code for _ in range(3)]
+
+    assert codes == [200, 200, 429]
+    cache.clear()

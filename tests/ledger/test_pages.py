@@ -80,14 +80,32 @@ def browser(client, alice):
 # ---------------------------------------------------------------------------------------------------- explorer
 
 
-def test_anonymous_visitors_are_sent_to_log_in(client, ledger):
-    for path in (EXPLORER, "/ledger/entries/0/"):
-        response = client.get(path)
-        assert response.status_code == 302
-        assert response["Location"].startswith(reverse("accounts:login"))
+def test_anonymous_visitors_see_the_explorer_and_the_entry_pages(client, ledger):
+    a, b = ledger
+
+    explorer = client.get(EXPLORER)
+    assert explorer.status_code == 200
+    assert shown_seqs(explorer) == [2, 1, 0]
+    assert client.get(EXPLORER, {"actor": a}).status_code == 200
+    page = entry_page(client, 2)
+    assert "VERIFIED" in text_of(page, "verdict")
+    assert f"user:{b.split(':')[1]}" in page
+
+
+def test_anonymous_visitors_still_cannot_use_the_faucet(client, ledger):
     response = client.post(FAUCET)
+
     assert response.status_code == 302 and response["Location"].startswith(reverse("accounts:login"))
     assert Entry.objects.count() == 3
+
+
+def test_the_ledger_pages_name_no_user_and_show_no_balance_to_anonymous_visitors(client, alice, bob, ledger):
+    pages = [client.get(EXPLORER).content.decode()] + [entry_page(client, seq) for seq in range(3)]
+
+    for page in pages:
+        for name in (alice.username, bob.username):
+            assert not re.search(rf"[>\s]{name}[<\s]", page), name
+        assert "balance" not in page.lower()
 
 
 def test_the_explorer_lists_the_newest_entries_first_with_their_amounts(browser, ledger):
@@ -472,13 +490,17 @@ def test_the_explorer_websocket_first_sends_what_the_page_missed(alice):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_explorer_websocket_refuses_anonymous_visitors():
-    async def connect() -> bool:
+def test_the_explorer_websocket_streams_to_anonymous_visitors_too(alice):
+    mint(f"user:{alice.pk}", 100)
+
+    async def receive() -> dict:
         communicator = WebsocketCommunicator(
-            application, "/ws/ledger/", headers=[(b"origin", b"http://localhost")]
+            application, "/ws/ledger/?after=-1", headers=[(b"origin", b"http://localhost")]
         )
         connected, _ = await communicator.connect()
+        assert connected
+        message = await communicator.receive_json_from(timeout=5)
         await communicator.disconnect()
-        return connected
+        return message
 
-    assert run_async(connect()) is False
+    assert run_async(receive())["entry"]["seq"] == 0

@@ -11,8 +11,7 @@ from platform_site.home.management.commands.demo import DEMO_PASSWORD
 
 def seed() -> str:
     out = StringIO()
-    # --force: pytest-django runs with DEBUG off, which the command otherwise takes for a real site.
-    call_command("demo", "--seed", "--force", stdout=out)
+    call_command("demo", "--seed", stdout=out)  # DEBUG is off here, as under `make run`
     return out.getvalue()
 
 
@@ -62,8 +61,8 @@ def test_demo_seed_leaves_an_existing_user_alone(db, alice):
     assert Membership.objects.filter(organization__name="Acme Analytics", user=alice, role="owner").exists()
 
 
-def test_demo_seed_refuses_to_run_with_debug_off_unless_forced(db, settings):
-    settings.DEBUG = False
+def test_demo_seed_refuses_to_run_where_the_settings_forbid_it_unless_forced(db, settings):
+    settings.DEMO_SEED_ALLOWED = False
 
     with pytest.raises(CommandError, match="--force"):
         call_command("demo", "--seed", stdout=StringIO())

@@ -126,15 +126,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="seed even with DEBUG off: the demo accounts have a published password",
+            help="seed even on a site whose settings forbid it (DEMO_SEED_ALLOWED off, as in production)",
         )
 
     def handle(self, *args, seed: bool, force: bool, **options) -> None:
         if seed:
-            if not settings.DEBUG and not force:
+            if not settings.DEMO_SEED_ALLOWED and not force:
                 raise CommandError(
-                    "DEBUG is off, so this looks like a real site; the demo accounts have a published password "
-                    "(and one is a superuser). Pass --force if you mean it."
+                    "DEMO_SEED_ALLOWED is off, so this looks like a real site; the demo accounts have a published "
+                    "password (and one is a superuser). Pass --force if you mean it."
                 )
             for label, step in demo_steps():
                 self.stdout.write(self.style.MIGRATE_HEADING(f"demo: {label}"))

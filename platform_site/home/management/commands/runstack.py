@@ -4,6 +4,7 @@ import contextlib
 import ctypes
 import os
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -65,6 +66,11 @@ class Command(BaseCommand):
             "--queues", default="default,ml", help="queues the worker consumes (default default,ml)"
         )
         parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="restart the web server and the worker when a Python file changes (for development)",
+        )
+        parser.add_argument(
             "--grace",
             type=float,
             default=10.0,
@@ -72,7 +78,15 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, host: str, port: int, concurrency: int, queues: str, grace: float, **options
+        self,
+        *args,
+        host: str,
+        port: int,
+        concurrency: int,
+        queues: str,
+        grace: float,
+        reload: bool = False,
+        **options,
     ) -> None:
         self._lock = threading.Lock()
         self._check_port_free(host, port)
@@ -84,6 +98,19 @@ class Command(BaseCommand):
         # read the worker's heartbeat row in the database instead.
         worker = [*celery, "worker", "-Q", queues, "-l", "INFO", "-c", str(concurrency), "-n", "runstack@%h"]
         worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        web_reload: list[str] = []
+        if reload:
+            # uvicorn and watchfiles watch the checkout's Python files (both skip .venv, .git and __pycache__).
+            web_reload = ["--reload", "--reload-dir", str(settings.BASE_DIR)]
+            worker = [
+                python,
+                "-m",
+                "watchfiles",
+                "--filter",
+                "python",
+                shlex.join(worker),
+                str(settings.BASE_DIR),
+            ]
         children = [
             Child(
                 "web",
@@ -96,6 +123,7 @@ class Command(BaseCommand):
                     host,
                     "--port",
                     str(port),
+                    *web_reload,
                     "platform_site.asgi:application",
                 ],
             ),
