@@ -297,7 +297,7 @@ def _license(entry, account: str, delta: int, refs: _Refs) -> Sentence:
 def _privacy(entry, account: str, delta: int, refs: _Refs) -> Sentence:
     title, url = refs.dataset(_dataset_id(entry))
     p = entry.payload
-    text = f"Privacy budget spent on {title}: ε {p.get('epsilon')} for {_analysis_name(entry)}"
+    text = f"Privacy budget spent on {title}: ε {p['epsilon']} for {_analysis_name(entry)}"
     if p.get("spent") and p.get("budget"):
         text += f" ({p['spent']} of {p['budget']} used)"
     return text, _analysis_url(entry) or url
@@ -320,9 +320,9 @@ def _withdrawn(entry, account: str, delta: int, refs: _Refs) -> Sentence:
 
 
 def _escrow(entry, account: str, delta: int, refs: _Refs) -> Sentence:
-    escrow = entry.payload.get("escrow")
+    escrow = int(entry.payload["escrow"])
     if entry.kind == "ledger.escrow.opened":
-        payee, url = refs.account(entry.payload.get("payee"))
+        payee, url = refs.account(entry.payload["payee"])
         return f"Held in escrow {escrow} for {payee}", url
     verb = "Released" if entry.kind == "ledger.escrow.released" else "Refunded"
     reason = str(entry.payload.get("reason", "")).strip()
