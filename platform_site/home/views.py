@@ -50,7 +50,8 @@ DASHBOARD_ACTIVITY = 5
 
 
 def dashboard(request):
-    context = {"areas": AREAS, "featured": featured_listings()}
+    featured, on_sale = featured_listings()
+    context = {"areas": AREAS, "featured": featured, "on_sale": on_sale}
     if request.user.is_authenticated:
         jobs = job_list_for_user(user=request.user)
         recent = list(jobs[:DASHBOARD_JOBS])
