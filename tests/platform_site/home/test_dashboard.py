@@ -69,7 +69,7 @@ def test_the_home_page_costs_the_same_queries_for_many_listings(client, alice, d
         assert client.get(HOME).status_code == 200
     with django_assert_max_num_queries(1):  # the browse cache's stamp; the cards and count come from the cache
         page = client.get(HOME).content.decode()
-    assert "All 6 datasets ›" in page and page.count('data-testid="featured-listing"') == 6
+    assert "All 6 datasets" in page and page.count('data-testid="featured-listing"') == 6
 
 
 def test_a_new_user_is_welcomed_not_welcomed_back_and_pointed_to_browsing_data(client, alice):
