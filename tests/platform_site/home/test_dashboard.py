@@ -67,9 +67,8 @@ def test_the_home_page_costs_the_same_queries_for_many_listings(client, alice, d
         published(alice, f"More {n}", price_download=100, tags=["a", "b"])
     with django_assert_max_num_queries(len(one.captured_queries)):
         assert client.get(HOME).status_code == 200
-    with django_assert_max_num_queries(
-        1
-    ):  # the browse cache's stamp; the cards and count come from the cache
+    # A repeat visit reads the browse cache's stamp only: the cards and their count come from the cache.
+    with django_assert_max_num_queries(1):
         page = client.get(HOME).content.decode()
     assert "All 6 datasets" in page and page.count('data-testid="featured-listing"') == 6
 
