@@ -5,7 +5,8 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from ledger import chain
 from ledger.models import (
@@ -62,7 +63,7 @@ class EntryAdmin(ReadOnlyAdmin):
     number_search_field = "seq"
     show_full_result_count = False  # COUNT(*) over the whole journal on every search is a full scan
     fields = (
-        "seq", "kind", "actor", "created_at", "key_id", "actor_key_id", "payload", "idempotency_key",
+        "seq", "kind", "actor", "created_at", "key_id", "actor_key_id", "postings_tokens", "payload", "idempotency_key",
         "prev_hash_hex", "entry_hash_hex", "leaf_hash_hex", "signature_b64", "actor_signature_b64", "page_link",
     )  # fmt: skip
     readonly_fields = fields
@@ -70,6 +71,16 @@ class EntryAdmin(ReadOnlyAdmin):
     @admin.display(description="hash")
     def short_hash(self, entry: Entry) -> str:
         return _hex(entry.entry_hash)[:12] + "…"
+
+    @admin.display(description="postings (tokens)")
+    def postings_tokens(self, entry: Entry) -> str:
+        postings = entry.payload.get("postings") if isinstance(entry.payload, dict) else None
+        lines = [
+            f"{p.get('account')}: {'+' if p['amount'] > 0 else ''}{format_amount(p['amount'])}"
+            for p in postings or []
+            if isinstance(p, dict) and isinstance(p.get("amount"), int)
+        ]
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines)) or "—"
 
     @admin.display(description="prev_hash")
     def prev_hash_hex(self, entry: Entry) -> str:
@@ -202,7 +213,7 @@ class AccountAdmin(ReadOnlyAdmin):
     list_display = ("name", "kind", "balance_tokens", "created_at")
     list_filter = ("kind",)
     search_fields = ("=name",)
-    fields = ("name", "kind", "balance", "balance_tokens", "created_at")
+    fields = ("name", "kind", "balance_tokens", "balance", "created_at")
     readonly_fields = fields
 
     @admin.display(description="balance", ordering="balance")
@@ -216,7 +227,8 @@ class EscrowAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     search_fields = ("=payer", "=payee")
     fields = (
-        "payer", "payee", "amount", "condition", "deadline", "status", "opened_seq", "closed_seq", "created_at",
+        "payer", "payee", "amount_tokens", "amount", "condition", "deadline", "status", "opened_seq", "closed_seq",
+        "created_at",
     )  # fmt: skip
     readonly_fields = fields
 

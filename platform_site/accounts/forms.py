@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth import password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from platform_site.accounts.models import ApiToken, Membership, Organization, PublicKey, User
@@ -20,6 +21,11 @@ class SignupForm(forms.Form):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The rules the password validators apply (AUTH_PASSWORD_VALIDATORS), shown before the first failure.
+        self.fields["password1"].help_text = password_validation.password_validators_help_text_html()
 
     def clean(self):
         cleaned = super().clean()

@@ -148,3 +148,16 @@ def public_key_get_by_key_id(*, key_id: str, active_only: bool = False) -> Publi
 def public_key_list_by_key_ids(*, key_ids: QuerySet | list[str]) -> QuerySet[PublicKey]:
     """The registered keys with these key ids (revoked ones included), by key id."""
     return PublicKey.objects.filter(key_id__in=key_ids).order_by("key_id")
+
+
+# ---------------------------------------------------------------------------------------------------- for pages
+
+
+def username_map(*, ids: set[int]) -> dict[int, str]:
+    """Usernames by user id, in one query: for pages that name the people behind account names."""
+    return dict(User.objects.filter(pk__in=ids).values_list("pk", "username")) if ids else {}
+
+
+def organization_name_map(*, ids: set[int]) -> dict[int, str]:
+    """Organization names by id, in one query."""
+    return dict(Organization.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}

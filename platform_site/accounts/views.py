@@ -46,6 +46,7 @@ from platform_site.accounts.services import (
     user_signup,
 )
 from platform_site.errors import Conflict, DomainError
+from platform_site.home.selectors import activity_list_for_user
 
 
 def login_locked_out(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
@@ -74,8 +75,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, f"Welcome, {user.username}: your account is ready.")
-            return redirect("home:dashboard")
+            return redirect("home:dashboard")  # which greets a new user and shows where to start
     return render(request, "accounts/signup.html", {"form": form})
 
 
@@ -93,13 +93,6 @@ def _org_wallet(organization, account: str, balances: dict[str, int]) -> dict:
 def _wallet(user, memberships: list[Membership]) -> dict:
     name = ledger_services.account_name(user=user)
     balances = {a.name: a.balance for a in ledger_selectors.account_list_for_user(user=user)}
-    rows = []
-    for entry in ledger_selectors.entry_list_for_account(name=name, limit=WALLET_ENTRIES):
-        postings = [p for p in entry.payload["postings"] if isinstance(p, dict) and p.get("account") == name]
-        delta = sum(p["amount"] for p in postings if isinstance(p.get("amount"), int))
-        rows.append(
-            {"entry": entry, "delta": ("+" if delta > 0 else "") + ledger_services.format_amount(delta)}
-        )
     return {
         "account": name,
         "balance": ledger_services.format_amount(balances.get(name, 0)),
@@ -107,7 +100,8 @@ def _wallet(user, memberships: list[Membership]) -> dict:
             _org_wallet(m.organization, ledger_services.account_name(org=m.organization_id), balances)
             for m in memberships
         ],
-        "entries": rows,
+        # In words, with links to what each entry is about (the selector loads those in bulk).
+        "activity": activity_list_for_user(user=user, limit=WALLET_ENTRIES),
     }
 
 

@@ -11,8 +11,9 @@ from django.views.decorators.cache import never_cache
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger_services
 from platform_site.accounts.selectors import membership_list_for_user
+from platform_site.home.areas import AREAS
 from platform_site.home.charts import stacked_bars_svg
-from platform_site.home.selectors import health_checks, ops_mode
+from platform_site.home.selectors import activity_list_for_user, featured_listings, health_checks, ops_mode
 from platform_site.jobs.models import Job
 from platform_site.jobs.selectors import (
     job_counts_by_hour,
@@ -22,15 +23,6 @@ from platform_site.jobs.selectors import (
     worker_list_online,
 )
 
-AREAS = [
-    ("marketplace:index", "Data", "Buy and sell datasets under clear terms; analyse data you may not see."),
-    ("models_market:index", "Models", "Tokenized models: access licenses, metered use and royalties."),
-    ("dao:index", "DAOs", "Treasuries governed by proposals and votes, helped by reinforcement learning."),
-    ("federation:index", "Federated learning", "Train one model together without pooling your data."),
-    ("finance:index", "Finance", "Shared fraud and risk models, fine-tuned and reviewed."),
-    ("ledger:index", "Ledger", "Every transaction, signed, hash-chained and verifiable offline."),
-]
-
 
 def _wallet(user) -> dict:
     name = ledger_services.account_name(user=user)
@@ -38,6 +30,9 @@ def _wallet(user) -> dict:
     return {
         "account": name,
         "balance": ledger_services.format_amount(balances.get(name, 0)),
+        "faucet": ledger_services.format_amount(settings.LEDGER_FAUCET_AMOUNT)
+        if settings.LEDGER_FAUCET_AMOUNT
+        else "",
         "organizations": [
             (
                 m.organization.name,
@@ -50,11 +45,25 @@ def _wallet(user) -> dict:
     }
 
 
+DASHBOARD_JOBS = 5
+DASHBOARD_ACTIVITY = 5
+
+
 def dashboard(request):
-    context = {"areas": AREAS}
+    featured, on_sale = featured_listings()
+    context = {"areas": AREAS, "featured": featured, "on_sale": on_sale}
     if request.user.is_authenticated:
-        context["jobs"] = job_list_for_user(user=request.user)[:5]
-        context["wallet"] = _wallet(request.user)
+        jobs = job_list_for_user(user=request.user)
+        recent = list(jobs[:DASHBOARD_JOBS])
+        activity = activity_list_for_user(user=request.user, limit=DASHBOARD_ACTIVITY)
+        context.update(
+            jobs=recent,
+            job_count=jobs.count() if len(recent) == DASHBOARD_JOBS else len(recent),
+            wallet=_wallet(request.user),
+            activity=activity,
+            # Nothing on the ledger and no job yet: greet them as new and show where to start.
+            newcomer=not recent and not activity,
+        )
     return render(request, "home/dashboard.html", context)
 
 

@@ -249,5 +249,5 @@ def test_pages_do_not_query_per_row(client, alice, bob, django_assert_max_num_qu
         reverse("accounts:organizations"),
         reverse("accounts:organization-detail", args=[organization.pk]),
     ):
-        with django_assert_max_num_queries(10):
+        with django_assert_max_num_queries(11):
             assert client.get(url).status_code == 200
