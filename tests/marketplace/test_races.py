@@ -18,22 +18,13 @@ from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.accounts.services import api_token_create
 from platform_site.errors import Conflict
 from tests.ledger.helpers import fund
+from tests.marketplace.conftest import files_under
 from tests.marketplace.test_pages import CSV
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL (CI runs it)"),
 ]
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def token_for(user) -> str:

@@ -20,19 +20,10 @@ from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_execute
 from tests.conftest import api_as
 from tests.ledger.helpers import fund
+from tests.marketplace.conftest import files_under
 from tests.marketplace.test_pages import CSV, client_for, make_listing
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def draft(owner) -> Dataset:

@@ -18,12 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PIECE = 64 * 1024  # what uvicorn hands over at a time
 
 
-@pytest.fixture
-def media(settings, tmp_path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 def put(path: str, *, pieces: int, token: str, content_type=b"application/octet-stream", length=None) -> dict:
     """PUT `pieces` blocks of CSV rows through the ASGI handler; the response and how many blocks it read."""
     header = b"a,b\n"
