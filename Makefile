@@ -5,6 +5,7 @@
 # make format            ruff format and ruff check --fix
 # make bench             run each bench/*.py with the venv's python (each prints one JSON line)
 # make migrations-check  fail when a model change has no migration
+# make vendor            reinstall the vendored charting library (Vega-Lite) from the npm registry into static/vendor/
 # make clean             remove var/ (the SQLite database, queue, media and the local keys)
 # make help              this list
 
@@ -15,7 +16,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev test lint format bench migrations-check clean
+.PHONY: help install run dev test lint format bench migrations-check vendor clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' $(firstword $(MAKEFILE_LIST))
@@ -64,6 +65,18 @@ bench: install
 
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run
+
+# Reinstalls the charting library (static/vendor/package.json's exact versions) from the npm registry; the
+# browser builds are committed, so nothing is fetched at run time. Source-map comments are dropped (the maps
+# are not shipped, and the static files manifest would look for them).
+vendor:
+	@set -e; tmp=$$(mktemp -d); cp static/vendor/package.json $$tmp/; \
+	(cd $$tmp && npm install --no-audit --no-fund --silent); \
+	for p in vega vega-lite vega-embed; do \
+		cp $$tmp/node_modules/$$p/build/$$p.min.js static/vendor/vega/; \
+		cp $$tmp/node_modules/$$p/LICENSE static/vendor/vega/LICENSE-$$p; \
+	done; \
+	sed -i '/^\/\/# sourceMappingURL=/d' static/vendor/vega/*.min.js; rm -rf $$tmp
 
 clean:
 	rm -rf var/

@@ -1,7 +1,7 @@
 """The analyses offered on a dataset: ONE table of kinds, read by the form, the API, the job and the pages.
 
 Adding a kind is one entry in `KINDS` (and its option fields in `jobkinds.AnalysisOptions`, if it has new
-ones; a results template under templates/marketplace/analyses/ if it shows more than its plot).
+ones; a results template under templates/marketplace/analyses/ if it shows more than its charts).
 """
 
 import math
@@ -35,7 +35,7 @@ class AnalysisKind:
     label: str  # the form's choice and the results page's heading
     short: str  # its name within a sentence ("k-means", "the isolation forest")
     exact: Exact  # for the owner and download licensees, who hold the rows
-    plot: Callable[[dict[str, Any]], str]  # the result drawn as an SVG (ml.svg), from its JSON alone
+    charts: Callable[[dict[str, Any]], list[dict[str, Any]]]  # the result's charts (ml.charts), from its JSON
     legend: str = ""  # the form's fieldset of its own options
     options: tuple[str, ...] = ()  # its own fields of AnalysisOptions (the others are common to every kind)
     # The differentially private version for compute-only licensees (None: not offered to them), the options
@@ -50,7 +50,7 @@ class AnalysisKind:
     private_help: Mapping[str, str] = field(default_factory=dict)
     choice_labels: Mapping[str, str] = field(default_factory=dict)
     # What the list of analyses adds after the label (" (k=3)"); what the results page reads of the result,
-    # and the template that shows it (parts "privacy", "body", "figures"; None: the plot and common figures).
+    # and the template that shows it (parts "privacy", "body", "figures"; None: the charts and common figures).
     summary: Callable[[Options], str] = _no_summary
     present: Callable[..., dict[str, Any]] = _no_present
     template: str | None = None
@@ -118,22 +118,23 @@ def _forest_private(prepared, options: Options, epsilon: float, progress: Progre
     )
 
 
-def _scatter(result: dict[str, Any]) -> str:
-    from ml import svg
+def _cluster_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    from ml import charts
 
-    return svg.scatter_svg(result)
-
-
-def _pca_plot(result: dict[str, Any]) -> str:
-    from ml import svg
-
-    return svg.pca_svg(result)
+    chosen = charts.choosing_k(result.get("candidates") or [], result.get("k"))
+    return charts.clusters(result) + ([chosen] if chosen else [])
 
 
-def _histogram(result: dict[str, Any]) -> str:
-    from ml import svg
+def _pca_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    from ml import charts
 
-    return svg.histogram_svg(result)
+    return [c for c in (charts.explained_variance(result),) if c]
+
+
+def _forest_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    from ml import charts
+
+    return [c for c in (charts.anomaly_scores(result),) if c]
 
 
 # ---------------------------------------------------------------------------------------------------- presenters
@@ -214,17 +215,11 @@ def _cluster_rows(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any
 
 def _present_clusters(result: dict[str, Any], *, private: bool) -> dict[str, Any]:
     columns, clusters = _cluster_rows(result)
-    best = result.get("k")
     return {
         "cluster_columns": columns,
         "clusters": clusters,
         # Suppressed clusters span the size, each centroid column (and its noise column) and the categories.
         "suppressed_span": 2 + (2 if private else 1) * len(columns),
-        "candidates": [
-            {"k": c.get("k"), "silhouette": number(c.get("silhouette")), "chosen": c.get("k") == best}
-            for c in result.get("candidates") or []
-            if isinstance(c, dict)
-        ],
     }
 
 
@@ -259,7 +254,7 @@ KINDS: dict[str, AnalysisKind] = {
             name="kmeans", label="k-means clusters", short="k-means", legend="k-means", options=("k", "algorithm"),
             exact=_kmeans, private=_kmeans_private, private_options=("k",), private_needs=_kmeans_needs,
             private_note="k-means needs the number of clusters k",
-            plot=_scatter, present=_present_clusters, template="marketplace/analyses/kmeans.html",
+            charts=_cluster_charts, present=_present_clusters, template="marketplace/analyses/kmeans.html",
             summary=lambda options: f" (k={options['k']})" if options.get("k") else "",
             texts={
                 "k": ("Clusters (k)", "k-means only; empty: the k with the best silhouette from 2 to 8"),
@@ -274,7 +269,7 @@ KINDS: dict[str, AnalysisKind] = {
         ),
         AnalysisKind(
             name="dbscan", label="DBSCAN clusters", short="DBSCAN", legend="DBSCAN", options=("eps", "min_samples"),
-            exact=_dbscan, plot=_scatter, present=_present_clusters, template="marketplace/analyses/dbscan.html",
+            exact=_dbscan, charts=_cluster_charts, present=_present_clusters, template="marketplace/analyses/dbscan.html",
             texts={
                 "eps": ("Neighbourhood radius (eps)",
                         "DBSCAN only; in standard deviations, since columns are standardized"),
@@ -283,12 +278,12 @@ KINDS: dict[str, AnalysisKind] = {
         ),
         AnalysisKind(
             name="pca", label="Principal components (PCA)", short="PCA", exact=_pca, private=_pca_private,
-            plot=_pca_plot, present=_present_pca, template="marketplace/analyses/pca.html",
+            charts=_pca_charts, present=_present_pca, template="marketplace/analyses/pca.html",
         ),
         AnalysisKind(
             name="isolation_forest", label="Outliers (isolation forest)", short="the isolation forest",
             legend="Isolation forest", options=("contamination",), exact=_forest, private=_forest_private,
-            private_options=("contamination",), plot=_histogram, present=_present_forest,
+            private_options=("contamination",), charts=_forest_charts, present=_present_forest,
             template="marketplace/analyses/isolation_forest.html",
             texts={
                 "contamination": ("Expected outlier share",

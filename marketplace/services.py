@@ -552,8 +552,8 @@ NOT_OPTIONS = ("analysis", "version", "private", "epsilon")
 
 
 def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
-    """The analysis job: the kind's runner from the table of marketplace.analyses, aggregates only (no rows),
-    plotted, and its result hash written to the ledger; for a compute-only licensee, differentially private
+    """The analysis job: the kind's runner from the table of marketplace.analyses, aggregates only (no rows:
+    data, never markup; pages chart it), and its result hash written to the ledger; for a compute-only licensee, differentially private
     with the ε charged when the job was submitted."""
     from ml.privacy import PrivacyError
     from ml.tabular import TabularError
@@ -589,7 +589,6 @@ def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
             result = kind.private(prepared, options, epsilon, progress)
         else:
             result = kind.exact(prepared, options, progress)
-        plot = kind.plot(result)
     except (DomainError, JobCancelled, SoftTimeLimitExceeded):
         raise
     except Exception as exc:
@@ -617,7 +616,7 @@ def analysis_run(*, job: Job, reporter) -> dict[str, Any]:
             idempotency_key=f"marketplace.analysis.completed:{job.pk}",
         )  # fmt: skip
         Analysis.objects.filter(pk=record.pk).update(result_sha256=result_hash, entry_seq=entry.seq)
-        outcome = {"analysis": record.kind, "result": result, "plot_svg": plot, "result_sha256": result_hash,
+        outcome = {"analysis": record.kind, "result": result, "result_sha256": result_hash,
                    "entry_seq": entry.seq}  # fmt: skip
         job_succeed(job=job, result=outcome)
     return outcome

@@ -35,6 +35,7 @@ from marketplace.forms import (
     terms_preset_descriptions,
 )
 from marketplace.models import Analysis, Dataset, License
+from ml import charts
 from platform_site.errors import DomainError, NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_cancel, job_snapshot
@@ -173,6 +174,14 @@ def _stats_rows(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _distributions(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The numeric columns' histograms as one chart of small multiples (None before statistics exist)."""
+    columns = (stats or {}).get("columns")
+    if not isinstance(columns, list):
+        return None
+    return charts.distributions([c for c in columns if isinstance(c, dict)], min_count=stats.get("min_count"))
+
+
 def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
     actions = selectors.dataset_actions(user=request.user, dataset=dataset)
@@ -206,6 +215,7 @@ def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         "can_analyse": actions.analyse,
         "can_publish": actions.publish,
         "columns": _stats_rows(version.stats if version else None),
+        "distributions": _distributions(version.stats if version else None),
         "ledger_url": reverse("ledger:entry", args=[published_seq]) if published_seq is not None else "",
         "download_url": reverse("api-data-download", args=[dataset.pk]),
         "analysis_form": AnalysisForm(
@@ -464,17 +474,13 @@ def _analysis_report(job: Job) -> dict[str, Any]:
     analysis = job.analysis
     outcome = job.result if isinstance(job.result, dict) else {}
     result = outcome.get("result") if isinstance(outcome.get("result"), dict) else {}
-    plot = outcome.get("plot_svg")
-    if not (isinstance(plot, str) and plot.lstrip().startswith("<svg")):
-        plot = None
     privacy = result.get("privacy")
     privacy = _privacy(privacy, analysis) if isinstance(privacy, dict) else None
     kind = analyses.get(analysis.kind)
     return {
         "result": result,
         "input": result.get("input") if isinstance(result.get("input"), dict) else {},
-        # Built by ml/svg.py from numbers and escaped labels, never from user markup.
-        "plot_svg": mark_safe(plot) if plot else None,  # noqa: S308
+        "charts": kind.charts(result) if kind else [],  # drawn from the stored numbers (ml.charts)
         "result_sha256": analysis.result_sha256 or None,
         "entry_seq": analysis.entry_seq,
         "privacy": privacy,

@@ -571,8 +571,29 @@ def _numeric_stats(name: str, values: np.ndarray, min_count: int) -> dict:
         mean=_round(mean),
         std=_round(std),  # None only when it exceeds what a float64 holds (values spread over ±1e308)
         suppressed=False,
+        histogram=_histogram(present, float(low), float(high), min_count),
     )
     return out
+
+
+HISTOGRAM_BINS = 12
+
+
+def _histogram(values: np.ndarray, low: float, high: float, min_count: int) -> dict | None:
+    """Rows per equal-width bin between the released `low` and `high` (the `min_count`-th smallest and largest
+    values); the fewer than `min_count` rows beyond them are counted in the end bins, and a bin of fewer than
+    `min_count` rows is shown as empty. None when the range is a single value or wider than a float64."""
+    if not math.isfinite(high - low) or high <= low:
+        return None
+    edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
+    counts, _ = np.histogram(np.clip(values, low, high), bins=edges)
+    hidden = (counts > 0) & (counts < min_count)
+    counts[hidden] = 0
+    return {
+        "edges": [float(f"{e:.6g}") for e in edges],
+        "counts": counts.tolist(),
+        "suppressed": int(hidden.sum()),
+    }
 
 
 def moments(values: np.ndarray, *, ddof: int = 0) -> tuple[float, float]:

@@ -10,9 +10,9 @@ from django.views.decorators.cache import never_cache
 
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger_services
+from ml import charts
 from platform_site.accounts.selectors import membership_list_for_user
 from platform_site.home.areas import AREAS
-from platform_site.home.charts import stacked_bars_svg
 from platform_site.home.selectors import activity_list_for_user, featured_listings, health_checks, ops_mode
 from platform_site.jobs.models import Job
 from platform_site.jobs.selectors import (
@@ -126,7 +126,15 @@ def ops(request):
             "mode": ops_mode(),
             "workers": worker_list_online(),
             "totals": job_status_totals(),
-            "hours_chart": stacked_bars_svg(labels=labels, series=series),
+            "hours_chart": charts.stacked_bars(
+                "jobs-per-hour",
+                "Jobs created per hour, last 24 hours (UTC), by current status",
+                labels,
+                series,
+                x_title="Hour (UTC)",
+                y_title="Jobs",
+                colours=charts.STATUS_COLOURS,
+            ),
             "failed": job_failed_recent(),
             "ledger": _ledger_figures(),
         },

@@ -4,6 +4,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from ml import charts
 from platform_site.errors import DomainError
 from platform_site.jobs.registry import find_kind
 from platform_site.jobs.selectors import job_get_for_user, job_list_for_user, job_presentations
@@ -30,6 +31,8 @@ def job_detail(request, job_id: int):
         "kind": _kind_label(job.kind),
         "shown": job_presentations([job])[job.pk],
         "snapshot": snapshot,
+        # Drawn now from the metrics so far; job.js replaces its data as new steps arrive.
+        "metrics_chart": charts.learning_curve(job.metrics if isinstance(job.metrics, list) else []),
     }
     return render(request, "jobs/detail.html", context)
 

@@ -60,6 +60,7 @@
         if (!fresh || !old) { window.location.reload(); return; }
         old.replaceWith(fresh);
         init(fresh);
+        if (window.platformCharts) window.platformCharts.drawAll(fresh);
       });
   }
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from marketplace import services
+from marketplace import analyses, services
 from marketplace.forms import AnalysisForm
 from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import Analysis
@@ -77,11 +77,14 @@ def test_a_queued_analysis_shows_live_progress_and_a_cancel_button(listing, bob)
 @pytest.mark.parametrize(
     ("params", "shown"),
     [
-        ({"analysis": "kmeans", "k": None}, ["clusters-table", "candidates-table", "chosen-k"]),
+        (
+            {"analysis": "kmeans", "k": None},
+            ["clusters-table", "chart-choosing-k", "chosen-k"],
+        ),
         ({"analysis": "kmeans", "k": 2}, ["clusters-table", "chosen-k"]),
         ({"analysis": "dbscan", "eps": 1.5, "min_samples": 3}, ["clusters-table"]),
-        ({"analysis": "pca"}, ["variance-table", "loadings-table"]),
-        ({"analysis": "isolation_forest"}, ["threshold", "share-flagged"]),
+        ({"analysis": "pca"}, ["chart-explained-variance", "variance-table", "loadings-table"]),
+        ({"analysis": "isolation_forest"}, ["chart-anomaly-scores", "threshold", "share-flagged"]),
     ],
     ids=["kmeans-auto-k", "kmeans-k2", "dbscan", "pca", "isolation-forest"],
 )
@@ -93,9 +96,9 @@ def test_a_succeeded_analysis_shows_its_plot_tables_preprocessing_and_ledger_ent
     response = client_for(bob).get(results_url(listing, job))
     assert response.status_code == 200
     html = response.content.decode()
-    if job.result["plot_svg"]:
-        assert job.result["plot_svg"] in html, "the server-made SVG is inlined, not escaped"
-    assert "<svg" in html or params["analysis"] == "dbscan"
+    for chart in analyses.get(params["analysis"]).charts(job.result["result"]):
+        assert f'<script id="{chart["id"]}-spec" type="application/json">' in html, "the spec is on the page"
+        assert "<th>" + chart["table"]["columns"][0] + "</th>" in html, "and its numbers as a table"
     for testid in shown:
         assert f'data-testid="{testid}"' in html, testid
     assert 'data-testid="analysis-input"' in html and "<code>income</code>" in html
@@ -107,7 +110,6 @@ def test_a_succeeded_analysis_shows_its_plot_tables_preprocessing_and_ledger_ent
 def test_suppressed_clusters_and_dropped_columns_are_explained(listing, bob):
     result = {
         "analysis": "kmeans",
-        "plot_svg": '<svg xmlns="http://www.w3.org/2000/svg"><title>k-means</title></svg>',
         "result_sha256": "ab" * 32,
         "entry_seq": 7,
         "result": {
@@ -128,10 +130,9 @@ def test_suppressed_clusters_and_dropped_columns_are_explained(listing, bob):
     assert "suppressed (&lt; 5 rows)" in html
     assert "33,000.2" in html and "38.5" in html and "Oslo 50%" in html
     assert "<code>note</code>: too many categories (50 &gt; 20)" in html
-    assert '<svg xmlns="http://www.w3.org/2000/svg"><title>k-means</title></svg>' in html
 
 
-def test_only_an_svg_plot_is_inlined(listing, bob):
+def test_markup_stored_in_an_older_result_is_never_shown(listing, bob):
     job = finished_job(bob, listing, result={"analysis": "pca", "plot_svg": "<script>alert(1)</script>"})
     response = client_for(bob).get(results_url(listing, job))
     assert response.status_code == 200

@@ -12,6 +12,7 @@ from marketplace import analyses, services
 from marketplace.forms import AnalysisForm
 from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import Analysis, License
+from ml import charts
 from platform_site.errors import DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_submit
@@ -36,9 +37,9 @@ TOY = analyses.AnalysisKind(
     label="Column count (toy)",
     short="the column count",
     exact=_count_columns,
-    plot=lambda result: (
-        f'<svg xmlns="http://www.w3.org/2000/svg"><title>{result["columns"]} columns</title></svg>'
-    ),
+    charts=lambda result: [
+        charts.histogram("columns", f"{result['columns']} columns", [0, 1], [result["columns"]], x_title="x")
+    ],
 )
 
 
@@ -76,7 +77,7 @@ def test_a_kind_added_to_the_table_alone_is_offered_by_the_form_and_the_api_and_
     job = run(Job.objects.get(pk=response.json()["id"]))
     assert job.status == "succeeded", job.error
     assert job.result["result"] == {"columns": 3, "rows": 301, "input": {}}
-    assert job.result["plot_svg"].startswith("<svg") and "3 columns" in job.result["plot_svg"]
+    assert set(job.result) == {"analysis", "result", "result_sha256", "entry_seq"}, "numbers, never markup"
     entry = Entry.objects.get(kind=COMPLETED)
     assert (
         entry.payload["analysis"] == toy.name
@@ -327,7 +328,7 @@ def _fails_quoting_a_value(prepared, options, *rest) -> dict:
 
 QUOTING = analyses.AnalysisKind(
     name="quoting", label="Quoting (toy)", short="the quoting", exact=_fails_quoting_a_value,
-    private=_fails_quoting_a_value, plot=lambda result: "<svg></svg>",
+    private=_fails_quoting_a_value, charts=lambda result: [],
 )  # fmt: skip
 
 

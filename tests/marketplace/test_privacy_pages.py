@@ -212,7 +212,6 @@ def test_the_epsilon_chosen_on_the_page_is_charged_and_shown_as_spent(alice, bob
 def private_kmeans_result() -> dict:
     return {
         "analysis": "kmeans",
-        "plot_svg": '<svg xmlns="http://www.w3.org/2000/svg"><title>k-means</title></svg>',
         "result_sha256": "cd" * 32,
         "entry_seq": 9,
         "result": {

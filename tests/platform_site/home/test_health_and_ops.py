@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.test import Client
 
@@ -44,7 +46,12 @@ def test_the_ops_dashboard_shows_failed_jobs_to_staff(staff, alice):
     assert response.status_code == 200
     page = response.content.decode()
     assert "CUDA out of memory" in page
-    assert "<svg" in page, "jobs per hour are plotted"
+    assert 'data-testid="chart-jobs-per-hour"' in page, "jobs per hour are plotted"
+    # The failed job is in this hour's bar, in the failed colour (the chart's table holds the same numbers).
+    spec = json.loads(
+        page.split('<script id="jobs-per-hour-spec" type="application/json">')[1].split("</script>")[0]
+    )
+    assert [v["series"] for v in spec["data"]["values"]] == ["failed"]
 
 
 @pytest.mark.django_db
