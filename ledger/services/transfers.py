@@ -86,14 +86,19 @@ def split_amounts(amount: int, shares: Iterable[Share]) -> list[tuple[str, int]]
 
 def split_pay(
     *, source: str, amount: int, shares: Iterable[Share], actor: str, kind: str = "ledger.split.paid",
-    memo: str = "", idempotency_key: str | None = None,
+    memo: str = "", idempotency_key: str | None = None, extra: dict[str, Any] | None = None,
 ) -> Entry:  # fmt: skip
-    """Pay `amount` from `source` to several receivers by basis points, in one entry."""
+    """Pay `amount` from `source` to several receivers by basis points, in one entry; `extra` adds the
+    caller's own payload fields (what was bought), as with `transfer`."""
     check_amount(amount)
     parts = split_amounts(amount, shares)
     postings = [{"account": source, "amount": -amount}]
     postings += [{"account": account, "amount": part} for account, part in parts if part]
-    payload = {"shares": [{"account": a, "amount": p} for a, p in parts], **({"memo": memo} if memo else {})}
+    payload = {
+        **(extra or {}),
+        "shares": [{"account": a, "amount": p} for a, p in parts],
+        **({"memo": memo} if memo else {}),
+    }
     return postings_post(
         kind=kind, actor=actor, postings=postings, payload=payload, idempotency_key=idempotency_key
     )

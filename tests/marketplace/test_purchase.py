@@ -53,6 +53,13 @@ def test_a_purchase_pays_the_owner_less_the_fee_and_grants_a_license_in_one_entr
     assert balance("treasury") == 250
     entry = Entry.objects.get(seq=license.entry_seq)
     assert entry.kind == "marketplace.license.granted"
+    # What was sold is in the payload's own fields, so readers need not parse the memo.
+    assert (entry.payload["dataset"], entry.payload["version"], entry.payload["tier"]) == (
+        listing.pk,
+        1,
+        "download",
+    )
+    assert entry.payload["terms_hash"] == license.terms_hash
     assert license.terms_hash in entry.payload["memo"]
     assert license.expires_at is not None  # the research preset runs for 365 days
     call_command("verify_ledger", "--quiet")
