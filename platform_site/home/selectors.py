@@ -234,7 +234,7 @@ TIER_WORDS = {"download": "download", "compute": "compute-only"}
 
 def _sale(entry) -> tuple[int | None, str]:
     dataset, tier = _id(entry.payload.get("dataset")), entry.payload.get("tier")
-    if dataset is not None and tier in TIER_WORDS:
+    if dataset is not None and isinstance(tier, str) and tier in TIER_WORDS:
         return dataset, tier
     match = _SALE_MEMO.match(str(entry.payload.get("memo", "")))
     return (int(match.group(1)), match.group(2)) if match else (None, "")
