@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ledger.models import Entry
 from ledger.names import ISSUANCE, account_name
-from ledger.services.accounts import account_check_destination, check_amount, postings_post
+from ledger.services.accounts import InsufficientFunds, account_check_destination, check_amount, postings_post
 from platform_site.errors import Conflict, DomainError, PermissionDenied
 
 if TYPE_CHECKING:
@@ -142,9 +142,12 @@ def transfer_request(
 
 def _transfer_from_user(own: str, destination: str, amount: int, memo: str, key: str | None) -> Entry:
     account_check_destination(name=destination)  # users send to users, orgs and DAOs only
-    return transfer(
-        source=own, destination=destination, amount=amount, actor=own, memo=memo, idempotency_key=key
-    )
+    try:
+        return transfer(
+            source=own, destination=destination, amount=amount, actor=own, memo=memo, idempotency_key=key
+        )
+    except InsufficientFunds as exc:  # the user's own account is the one short: say it without its name
+        raise exc.to_owner(what="this transfer needs") from exc
 
 
 def faucet_request(*, user: User) -> Entry:

@@ -98,6 +98,19 @@ def test_a_refused_purchase_moves_nothing_and_grants_nothing(listing, alice, bob
     assert after == before
 
 
+def test_a_buyer_short_of_tokens_is_told_balance_and_price_in_words_through_the_api(listing, bob):
+    from tests.conftest import api_as
+
+    fund(f"user:{bob.pk}", 2_500)
+    refused = api_as(bob).post(f"/api/data/datasets/{listing.pk}/buy/", {"tier": "download"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "detail": "your balance is 25.00 tokens; this costs 100.00 tokens",
+        "code": "insufficient_funds",
+    }
+    assert f"user:{bob.pk}" not in refused.content.decode() and not License.objects.exists()
+
+
 def test_only_the_owner_and_download_licensees_may_download(listing, alice, bob, mallory):
     fund(f"user:{bob.pk}", 50_000)
     fund(f"user:{mallory.pk}", 50_000)
