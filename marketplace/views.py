@@ -54,7 +54,7 @@ def _card(dataset: Dataset) -> dict[str, Any]:
         "price_download": _price(dataset.price_download),
         "price_compute": _price(dataset.price_compute),
         "rows": dataset.card_rows,
-        "n_columns": dataset.card_columns,
+        "columns": dataset.card_columns,
     }
 
 
