@@ -272,7 +272,7 @@ def buy(request: HttpRequest, dataset_id: int) -> HttpResponse:
     try:
         license = services.license_purchase(buyer=request.user, dataset=dataset, tier=tier)
     except InsufficientFunds:
-        # The ledger's message names the internal account; the page says it in words, with where to get tokens.
+        # Back to the confirmation, which says the balance and the price with the faucet and the wallet at hand.
         messages.error(request, f"Not bought: {_short_of_funds(_quote(request, dataset, tier))}")
         return redirect(f"{reverse('marketplace:buy', args=[dataset.pk])}?tier={tier}")
     except DomainError as exc:
