@@ -422,13 +422,18 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
         expires_at = timezone.now() + timedelta(days=term_days) if term_days else None
         terms_hash = ledger.content_hash(dataset.terms)
         budget = dataset.privacy_budget if tier == License.Tier.COMPUTE else None
-        entry = ledger.split_pay(
-            source=ledger.account_name(user=buyer), amount=price,
-            shares=selectors.sale_shares(owner_id=dataset.owner_id),
-            actor=ledger.account_name(user=buyer), kind="marketplace.license.granted",
-            memo=f"dataset {dataset.pk} v{version.number} {tier}; terms {terms_hash}"
-                 + (f"; privacy budget ε {budget}" if budget is not None else ""),
-        )  # fmt: skip
+        # What was sold is in the payload's fields, for readers such as the wallet; the memo says it to people.
+        try:
+            entry = ledger.split_pay(
+                source=ledger.account_name(user=buyer), amount=price,
+                shares=selectors.sale_shares(owner_id=dataset.owner_id),
+                actor=ledger.account_name(user=buyer), kind="marketplace.license.granted",
+                memo=f"dataset {dataset.pk} v{version.number} {tier}; terms {terms_hash}"
+                     + (f"; privacy budget ε {budget}" if budget is not None else ""),
+                extra={"dataset": dataset.pk, "version": version.number, "tier": tier, "terms_hash": terms_hash},
+            )  # fmt: skip
+        except ledger.InsufficientFunds as exc:  # only the buyer pays: say it to them, without account names
+            raise exc.to_owner() from exc
         return License.objects.create(
             buyer=buyer, dataset=dataset, version=version, tier=tier, price=price,
             terms=dataset.terms, terms_hash=terms_hash, expires_at=expires_at, entry_seq=entry.seq,

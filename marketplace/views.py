@@ -55,7 +55,7 @@ def _card(dataset: Dataset) -> dict[str, Any]:
         "price_download": _price(dataset.price_download),
         "price_compute": _price(dataset.price_compute),
         "rows": dataset.card_rows,
-        "n_columns": dataset.card_columns,
+        "columns": dataset.card_columns,
     }
 
 
@@ -282,7 +282,7 @@ def buy(request: HttpRequest, dataset_id: int) -> HttpResponse:
     try:
         license = services.license_purchase(buyer=request.user, dataset=dataset, tier=tier)
     except InsufficientFunds:
-        # The ledger's message names the internal account; the page says it in words, with where to get tokens.
+        # Back to the confirmation, which says the balance and the price with the faucet and the wallet at hand.
         messages.error(request, f"Not bought: {_short_of_funds(_quote(request, dataset, tier))}")
         return redirect(f"{reverse('marketplace:buy', args=[dataset.pk])}?tier={tier}")
     except DomainError as exc:

@@ -24,7 +24,24 @@ ESCROW_KINDS = ("ledger.escrow.opened", "ledger.escrow.released", "ledger.escrow
 
 
 class InsufficientFunds(DomainError):
+    """An account cannot pay. The message names the account; the service that knows whose it is tells its owner
+    with `to_owner`, in words, since an API answer or a page must not show internal account names."""
+
     code = "insufficient_funds"
+
+    def __init__(self, message: str, *, balance: int | None = None, needed: int | None = None) -> None:
+        super().__init__(message)
+        self.balance, self.needed = balance, needed
+
+    def to_owner(self, *, what: str = "this costs") -> InsufficientFunds:
+        """The same refusal as the payer reads it: "your balance is 0.00 tokens; this costs 150.00 tokens"."""
+        if self.balance is None or self.needed is None:
+            return self
+        return InsufficientFunds(
+            f"your balance is {format_amount(self.balance)}; {what} {format_amount(self.needed)}",
+            balance=self.balance,
+            needed=self.needed,
+        )
 
 
 class UnknownAccount(DomainError):
@@ -139,7 +156,9 @@ def _lock_and_check_postings(postings: list[dict[str, Any]]) -> dict[int, int]:
         new = account.balance + delta
         if account.kind != Account.Kind.ISSUANCE and new < 0:
             raise InsufficientFunds(
-                f"{name} holds {format_amount(account.balance)}, which is less than {format_amount(-delta)}"
+                f"{name} holds {format_amount(account.balance)}, which is less than {format_amount(-delta)}",
+                balance=account.balance,
+                needed=-delta,
             )
         # Issuance is minus the supply, which bounds every other balance: checking it bounds them all.
         if account.kind == Account.Kind.ISSUANCE and -new > AMOUNT_MAX:

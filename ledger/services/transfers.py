@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ledger.models import Entry
 from ledger.names import ISSUANCE, account_name
-from ledger.services.accounts import account_check_destination, check_amount, postings_post
+from ledger.services.accounts import InsufficientFunds, account_check_destination, check_amount, postings_post
 from platform_site.errors import Conflict, DomainError, PermissionDenied
 
 if TYPE_CHECKING:
@@ -86,14 +86,19 @@ def split_amounts(amount: int, shares: Iterable[Share]) -> list[tuple[str, int]]
 
 def split_pay(
     *, source: str, amount: int, shares: Iterable[Share], actor: str, kind: str = "ledger.split.paid",
-    memo: str = "", idempotency_key: str | None = None,
+    memo: str = "", idempotency_key: str | None = None, extra: dict[str, Any] | None = None,
 ) -> Entry:  # fmt: skip
-    """Pay `amount` from `source` to several receivers by basis points, in one entry."""
+    """Pay `amount` from `source` to several receivers by basis points, in one entry; `extra` adds the
+    caller's own payload fields (what was bought), as with `transfer`."""
     check_amount(amount)
     parts = split_amounts(amount, shares)
     postings = [{"account": source, "amount": -amount}]
     postings += [{"account": account, "amount": part} for account, part in parts if part]
-    payload = {"shares": [{"account": a, "amount": p} for a, p in parts], **({"memo": memo} if memo else {})}
+    payload = {
+        **(extra or {}),
+        "shares": [{"account": a, "amount": p} for a, p in parts],
+        **({"memo": memo} if memo else {}),
+    }
     return postings_post(
         kind=kind, actor=actor, postings=postings, payload=payload, idempotency_key=idempotency_key
     )
@@ -137,9 +142,12 @@ def transfer_request(
 
 def _transfer_from_user(own: str, destination: str, amount: int, memo: str, key: str | None) -> Entry:
     account_check_destination(name=destination)  # users send to users, orgs and DAOs only
-    return transfer(
-        source=own, destination=destination, amount=amount, actor=own, memo=memo, idempotency_key=key
-    )
+    try:
+        return transfer(
+            source=own, destination=destination, amount=amount, actor=own, memo=memo, idempotency_key=key
+        )
+    except InsufficientFunds as exc:  # the user's own account is the one short: say it without its name
+        raise exc.to_owner(what="this transfer needs") from exc
 
 
 def faucet_request(*, user: User) -> Entry:

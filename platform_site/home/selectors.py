@@ -226,21 +226,30 @@ def _postings(entry) -> list[dict]:
     return [p for p in postings if isinstance(p, dict)] if isinstance(postings, list) else []
 
 
-# A sale's memo, as marketplace.services.license_purchase writes it: "dataset 7 v2 compute; terms …".
+# A sale names its dataset and tier in the payload's fields; entries written before those fields say them in
+# the memo only, as marketplace.services.license_purchase wrote it: "dataset 7 v2 compute; terms …".
 _SALE_MEMO = re.compile(r"dataset (\d+) v\d+ (download|compute)\b")
 TIER_WORDS = {"download": "download", "compute": "compute-only"}
 
 
 def _sale(entry) -> tuple[int | None, str]:
+    dataset, tier = _id(entry.payload.get("dataset")), entry.payload.get("tier")
+    if dataset is not None and isinstance(tier, str) and tier in TIER_WORDS:
+        return dataset, tier
     match = _SALE_MEMO.match(str(entry.payload.get("memo", "")))
     return (int(match.group(1)), match.group(2)) if match else (None, "")
 
 
+def _id(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _dataset_id(entry) -> int | None:
+    if not isinstance(entry.payload, dict):
+        return None
     if entry.kind == "marketplace.license.granted":
         return _sale(entry)[0]
-    value = entry.payload.get("dataset") if isinstance(entry.payload, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return _id(entry.payload.get("dataset"))
 
 
 def _analysis_url(entry) -> str | None:

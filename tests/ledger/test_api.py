@@ -118,7 +118,11 @@ def test_a_transfer_through_the_api_is_idempotent_and_refuses_overdrafts(grown, 
     refused = client.post(
         "/api/ledger/transfers/", {"destination": f"user:{bob.pk}", "amount": 10**9}, format="json"
     )
-    assert refused.status_code == 400 and "holds" in refused.json()["detail"]
+    assert refused.status_code == 400 and refused.json()["code"] == "insufficient_funds"
+    # In words, as the sender reads it: no internal account name.
+    assert refused.json()["detail"].startswith("your balance is ")
+    assert refused.json()["detail"].endswith("; this transfer needs 10,000,000.00 tokens")
+    assert f"user:{alice.pk}" not in refused.json()["detail"]
     unknown = client.post(
         "/api/ledger/transfers/", {"destination": "user:424242", "amount": 1}, format="json"
     )

@@ -104,6 +104,22 @@ def test_a_split_pays_exact_sums_with_the_remainder_to_the_first_share(accounts,
     assert balances(a, b, "treasury") == [10_000 - 1_001, 701, 300]
 
 
+def test_a_split_carries_the_callers_payload_fields_but_not_other_postings(accounts):
+    a, b = accounts
+    with transaction.atomic():
+        entry = services.split_pay(
+            source=a, amount=100, shares=[Share(b, 10_000)], actor=a, memo="for the set",
+            extra={"dataset": 7, "tier": "compute", "postings": [{"account": b, "amount": 10**6}]},
+        )  # fmt: skip
+    assert (entry.payload["dataset"], entry.payload["tier"], entry.payload["memo"]) == (
+        7,
+        "compute",
+        "for the set",
+    )
+    assert entry.payload["postings"] == [{"account": a, "amount": -100}, {"account": b, "amount": 100}]
+    assert balances(a, b) == [10_000 - 100, 100]
+
+
 @pytest.mark.parametrize(
     "shares",
     [

@@ -53,6 +53,13 @@ def test_a_purchase_pays_the_owner_less_the_fee_and_grants_a_license_in_one_entr
     assert balance("treasury") == 250
     entry = Entry.objects.get(seq=license.entry_seq)
     assert entry.kind == "marketplace.license.granted"
+    # What was sold is in the payload's own fields, so readers need not parse the memo.
+    assert (entry.payload["dataset"], entry.payload["version"], entry.payload["tier"]) == (
+        listing.pk,
+        1,
+        "download",
+    )
+    assert entry.payload["terms_hash"] == license.terms_hash
     assert license.terms_hash in entry.payload["memo"]
     assert license.expires_at is not None  # the research preset runs for 365 days
     call_command("verify_ledger", "--quiet")
@@ -89,6 +96,19 @@ def test_a_refused_purchase_moves_nothing_and_grants_nothing(listing, alice, bob
         balance(f"user:{alice.pk}"),
     )
     assert after == before
+
+
+def test_a_buyer_short_of_tokens_is_told_balance_and_price_in_words_through_the_api(listing, bob):
+    from tests.conftest import api_as
+
+    fund(f"user:{bob.pk}", 2_500)
+    refused = api_as(bob).post(f"/api/data/datasets/{listing.pk}/buy/", {"tier": "download"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "detail": "your balance is 25.00 tokens; this costs 100.00 tokens",
+        "code": "insufficient_funds",
+    }
+    assert f"user:{bob.pk}" not in refused.content.decode() and not License.objects.exists()
 
 
 def test_only_the_owner_and_download_licensees_may_download(listing, alice, bob, mallory):

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from ledger import services as ledger
+from ledger.models import Entry
 from marketplace import services as marketplace
 from platform_site.home.selectors import activity_list_for_user
 from tests.factories import OrganizationFactory, UserFactory
@@ -71,6 +72,26 @@ def test_a_purchase_reads_bought_for_the_buyer_and_sold_for_the_seller_with_a_li
     assert said(bob)[0] == ("Bought “Retail customer segments” (compute-only)", page, "\u2212150.00 tokens")
     assert said(alice)[0] == ("Sold “Retail customer segments” (compute-only) to bob", page, "+146.25 tokens")
     assert said(alice)[1] == ("Published “Retail customer segments” (version 1)", page, "")
+
+
+def test_a_purchase_reads_its_dataset_and_tier_from_the_payload_not_the_memo(alice, bob):
+    dataset = published(alice, "Retail customer segments", price_compute=1_000)
+    fund(bob, 10_000)
+    license = marketplace.license_purchase(buyer=bob, dataset=dataset, tier="compute")
+    entry = Entry.objects.get(seq=license.entry_seq)
+    Entry.objects.filter(pk=entry.pk).update(payload={**entry.payload, "memo": "a memo in other words"})
+    assert said(bob)[0][0] == "Bought “Retail customer segments” (compute-only)"
+
+
+def test_a_purchase_written_before_the_payload_fields_is_read_from_its_memo(alice, bob):
+    dataset = published(alice, "Old survey", price_download=1_000)
+    fund(bob, 10_000)
+    license = marketplace.license_purchase(buyer=bob, dataset=dataset, tier="download")
+    entry = Entry.objects.get(seq=license.entry_seq)
+    older = {k: v for k, v in entry.payload.items() if k not in {"dataset", "version", "tier", "terms_hash"}}
+    Entry.objects.filter(pk=entry.pk).update(payload=older)
+    page = reverse("marketplace:detail", args=[dataset.pk])
+    assert said(bob)[0] == ("Bought “Old survey” (download)", page, "\u221210.00 tokens")
 
 
 def test_a_withdrawn_dataset_keeps_its_title_in_its_buyers_activity(alice, bob):

@@ -137,3 +137,20 @@ def test_the_menu_marks_the_area_the_page_belongs_to(client, alice):
     page = client.get(reverse("ledger:index")).content.decode()
     assert re.search(r'<a href="/ledger/" aria-current="page"', page)
     assert not re.search(r'<a href="/data/" aria-current', page)
+
+
+def test_a_listing_has_the_same_card_on_the_home_page_and_the_browse_page(client, alice):
+    published(alice, "Retail customer segments", price_compute=15_000, tags=["retail", "b2c"])
+
+    def card(path: str, testid: str) -> str:
+        found = re.search(
+            rf'<article class="card listing" data-testid="{testid}">.*?</article>',
+            client.get(path).content.decode(),
+            re.S,
+        )
+        return found.group(0).replace(f'data-testid="{testid}"', "")
+
+    home = card(HOME, "featured-listing")
+    assert home == card(reverse("marketplace:index"), "listing")
+    assert 'href="/data/?owner=alice">alice</a>' in home and 'href="/data/?tag=retail"' in home
+    assert "150.00 tokens" in home
