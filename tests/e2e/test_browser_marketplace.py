@@ -105,7 +105,9 @@ def test_alice_sells_a_dataset_bob_downloads_it_and_mallory_is_refused(
     bob_page.fill("input[name=k]", "2")
     bob_page.get_by_test_id("run-analysis").click()
     expect(bob_page).to_have_url(re.compile(r"/data/\d+/analyses/\d+/$"))
-    expect(bob_page.locator("[data-testid=analysis-plot] svg")).to_be_visible(timeout=120_000)
+    expect(bob_page.locator("[data-testid=analysis-plot] .chart.drawn svg.marks").first).to_be_visible(
+        timeout=120_000
+    )
     expect(bob_page.get_by_test_id("analysis-status")).to_have_text("Succeeded")
     expect(bob_page.get_by_test_id("clusters-table")).to_contain_text("income")
     expect(bob_page.get_by_test_id("analysis-ledger-link")).to_be_visible()

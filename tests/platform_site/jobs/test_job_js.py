@@ -15,7 +15,8 @@ PAGE = """<h1>Analysis <span class="badge queued" data-job-status-badge id="head
   <div class="progress queued" id="job-progress"><div class="bar"></div></div>
   <span id="job-percent">0%</span> <span id="job-live"></span>
 </div>
-<div id="job-charts-card"><div id="job-charts"></div></div>
+<div id="job-charts-card"><p id="job-charts-waiting">Waiting for the first step…</p>
+  <div id="job-charts"><div class="chart" data-chart="learning-curve-spec"></div></div></div>
 <script id="job-snapshot" type="application/json">SNAPSHOT</script>"""
 
 # A websocket that opens at once and hands the page each snapshot the test pushes with window.push(snapshot).
@@ -62,6 +63,7 @@ def test_every_badge_of_the_job_follows_each_snapshot(page):
     assert page.inner_text("#job-percent") == "21%"
     assert page.inner_text("#job-status") == "Running" and page.inner_text("#heading-badge") == "Running"
     assert page.get_attribute("#heading-badge", "class") == "badge running"
+    assert page.is_hidden("#job-charts-waiting"), "a step arrived: nothing to wait for"
 
     page.evaluate("(job) => window.push(job)", snapshot("failed", 0.5, [{"step": 1, "loss": 0.5}]))
     assert page.inner_text("#heading-badge") == "Failed"
@@ -70,7 +72,7 @@ def test_every_badge_of_the_job_follows_each_snapshot(page):
 
 def test_a_finished_job_without_metrics_hides_its_chart_card_instead_of_waiting(page):
     load(page, snapshot("running", 0.5))
-    assert page.inner_text("#job-charts") == "Waiting for the first step…"
+    assert page.is_visible("#job-charts-waiting")
 
     page.evaluate("(job) => window.push(job)", snapshot("succeeded", 1.0))
 
