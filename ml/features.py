@@ -7,7 +7,8 @@ checks a prediction request's rows against it and names every wrong or missing c
 
 Under a compute-only licence (`budget` given), every number and level in the schema is released with
 differential privacy (`ml.dp`): medians and quartiles from noisy histograms over a fixed grid, levels and
-classes from noisy counts above a threshold; identifier-like text columns are never used or named.
+classes from noisy counts above a threshold; identifier-like text columns are never used or named. The grid
+has half-octave bins, so a column far from zero for its spread (100 ± 3) is scaled coarsely under DP.
 """
 
 import math

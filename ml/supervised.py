@@ -87,7 +87,7 @@ _OPTIONS: dict[str, dict[str, tuple]] = {
 _MLP_SPEC_KEYS = ("hidden", "activation", "dropout")
 _DP_OPTIONS = {
     "epochs": (_INT, 1, 1000, 20),
-    "lr": (_FLOAT, 1e-6, 1.0, None),  # default: 1e-3 for the MLP, 0.05 for linear models
+    "lr": (_FLOAT, 1e-6, 1.0, None),  # default: 0.01 for the MLP, 0.05 for linear models
     "batch_size": (_INT, 1, 65_536, 256),
     "clip": (_FLOAT, 1e-3, 100.0, 1.0),
     "weight_decay": (_FLOAT, 0.0, 1.0, 0.0),
@@ -390,7 +390,7 @@ def _train_private(
     xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
     yt = (torch.as_tensor(y, dtype=torch.long, device=dev) if task == "classification"
           else torch.as_tensor((y - center) / scale, dtype=torch.float32, device=dev))  # fmt: skip
-    lr = opts["lr"] or (0.05 if linear else 1e-3)
+    lr = opts["lr"] or (0.05 if linear else 0.01)
     # L2 regularisation of linear models: 1/C for logistic, alpha for ridge, per row as scikit-learn scales them.
     decay = opts["weight_decay"]
     if algorithm == "logistic_regression":
@@ -519,20 +519,22 @@ def check_signature(model: Any, schema: FeatureSchema) -> None:
     n = schema.n_features
     if isinstance(model, TorchModel):
         width, task = model.spec["input_width"], model.task
-        outputs = model.spec["output_width"]
-        if task == "classification" and outputs != len(schema.classes):
-            raise ArtifactError(
-                f"the model has {outputs} outputs but the schema lists {len(schema.classes)} classes"
-            )
     else:
         width = getattr(model, "n_features_in_", None)
         task = "classification" if hasattr(model, "predict_proba") else "regression"
-        if task == "classification":
-            _class_columns(model, schema)
     if width != n:
         raise ArtifactError(f"the model takes {width} features but the schema makes {n}")
     if task != schema.task:
         raise ArtifactError(f"the model does {task} but the schema's target is for {schema.task}")
+    if task == "classification":
+        if isinstance(model, TorchModel):
+            outputs = model.spec["output_width"]
+            if outputs != len(schema.classes):
+                raise ArtifactError(
+                    f"the model has {outputs} outputs but the schema lists {len(schema.classes)} classes"
+                )
+        else:
+            _class_columns(model, schema)
     try:
         predict(model, schema, [schema.example_row()])
     except (FeatureError, ArtifactError):
