@@ -131,7 +131,7 @@ def sniff(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Kind:
     # The safetensors check comes first: it is strict (a JSON header whose tensors fill the rest exactly), and
     # a header length's first byte may be any byte, a pickle's or a compressor's magic included.
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _sniff_zip(data)
+        return _sniff_zip(data, max_bytes)
     if _safetensors_header(data) is not None:
         return "safetensors"
     if data[:1] == b"\x80" and len(data) > 1 and 1 <= data[1] <= 5:
@@ -146,11 +146,17 @@ def sniff(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Kind:
     )
 
 
-def _sniff_zip(data: bytes) -> Kind:
+def _sniff_zip(data: bytes, max_bytes: int) -> Kind:
     try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         raise ArtifactError("the file starts like a zip archive but is not a readable one") from None
+    names = [info.filename for info in infos]
+    expanded = sum(info.file_size for info in infos)
+    if expanded > 4 * max_bytes:
+        raise ArtifactError(
+            f"the zip archive expands to {expanded:,} bytes; at most {4 * max_bytes:,} are accepted"
+        )
     if any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names):
         raise ArtifactError(f"this is a torch.save file (a zip holding data.pkl): {PICKLE_WHY}")
     if any(name.endswith((".pkl", ".pickle", ".joblib")) for name in names):

@@ -330,13 +330,15 @@ def _target(table: TableLike, target: str, task: str) -> tuple[np.ndarray, list,
             raise FeatureError(f'the target "{target}" holds text; regression needs a numeric column')
         return table.numeric[target], [], np.zeros(0)
     if target in table.categorical:
+        # Classes in sorted order, whatever the rows' order: "yes" after "no", "true" after "false".
         column = table.categorical[target]
-        codes = column.codes.astype(np.int64)
-        return (
-            codes,
-            [str(c) for c in column.levels],
-            np.bincount(codes[codes >= 0], minlength=len(column.levels)),
-        )
+        levels = [str(c) for c in column.levels]
+        order = sorted(range(len(levels)), key=levels.__getitem__)
+        rank = np.empty(len(levels) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(levels))
+        rank[-1] = -1
+        codes = rank[column.codes]  # a missing value (-1) reads the extra slot
+        return codes, sorted(levels), np.bincount(codes[codes >= 0], minlength=len(levels))
     values = table.numeric[target]
     present = np.isfinite(values)
     distinct, inverse = np.unique(values[present], return_inverse=True)

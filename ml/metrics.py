@@ -1,7 +1,8 @@
 """Held-out metrics for supervised models, JSON-ready: every number is a finite float or None (undefined).
 
 Classification takes the true class indices and the predicted probabilities (one column per class, in the
-schema's class order); regression takes true and predicted values.
+schema's class order; with two classes, the second is the positive one for F1, ROC-AUC, PR-AUC and the
+calibration curve); regression takes true and predicted values.
 """
 
 import math

@@ -12,7 +12,8 @@ spends at most the budget's ε. Trees are refused: they can memorise single rows
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -265,6 +266,16 @@ def _device(device: str) -> torch.device:
     return pick_device(device or os.environ.get("ML_DEVICE", ""))
 
 
+@contextmanager
+def _seeded(dev: torch.device) -> Iterator[None]:
+    """Global torch RNGs (initial weights, dropout) forked for the block, so seeding does not leak out of it."""
+    devices = (
+        [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=devices, device_type="cuda" if dev.type == "cuda" else None):
+        yield
+
+
 def _target_scale(y: np.ndarray, schema: FeatureSchema | None) -> tuple[float, float]:
     if schema is not None and schema.task == "regression":
         return schema.target["center"], schema.target["scale"]
@@ -322,7 +333,7 @@ def _train_mlp(
         )
     loss_fn = _loss(task)
     curve: list[dict] = []
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], device_type=dev.type):
+    with _seeded(dev):
         torch.manual_seed(seed)
         module = build(spec).to(dev)
         optimizer = torch.optim.Adam(module.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
@@ -398,7 +409,7 @@ def _train_private(
     elif algorithm == "linear_regression":
         decay = decay or opts["alpha"] / n
     curve: list[dict] = []
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], device_type=dev.type):
+    with _seeded(dev):
         torch.manual_seed(seed)
         module = build(spec).to(dev)
         if linear:

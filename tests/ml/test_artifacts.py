@@ -2,6 +2,7 @@ import io
 import json
 import pickle
 import struct
+import zipfile
 
 import joblib
 import numpy as np
@@ -161,3 +162,11 @@ def test_a_skops_file_is_not_taken_as_weights_nor_weights_as_skops():
         load_torch(save_sklearn(model), SPEC)
     with pytest.raises(ArtifactError, match="scikit-learn models must be skops files"):
         load_sklearn(save_torch(trained_module(), SPEC))
+
+
+def test_a_zip_bomb_is_not_opened():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", b" " * 5_000_000)
+    with pytest.raises(ArtifactError, match="the zip archive expands to 5,000,000 bytes"):
+        sniff(buffer.getvalue(), max_bytes=100_000)
