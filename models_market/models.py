@@ -1,1 +1,275 @@
-from django.db import models  # noqa: F401
+"""Tokenized models: a model's versions (artifact, schema, card, provenance), one token per version with
+ERC-721 semantics, access licences, metered calls with signed receipts, and their settlement batches.
+
+Amounts are integers in minor units (1 token = 100), as everywhere on the ledger.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ModelAsset(models.Model):
+    """A model as people name it ("Churn predictor"): its versions are what is trained, tokenized and sold."""
+
+    class Task(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_assets"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    task = models.CharField(max_length=16, choices=Task.choices)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One trained or uploaded model: its artifact (safetensors + spec, or skops), the feature schema its
+    inputs must match, its metrics and card, and where it came from."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # training or validating in a worker
+        READY = "ready"
+        FAILED = "failed"
+
+    class Format(models.TextChoices):
+        TORCH = "torch"  # safetensors weights + an ml.architecture spec
+        SKLEARN = "sklearn"  # skops, loaded with ml.artifacts' allow-list
+
+    class Origin(models.TextChoices):
+        TRAINED = "trained"  # on the platform, from a dataset version
+        UPLOADED = "uploaded"
+
+    asset = models.ForeignKey(ModelAsset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    origin = models.CharField(max_length=8, choices=Origin.choices)
+    format = models.CharField(max_length=8, choices=Format.choices, blank=True)
+    algorithm = models.CharField(max_length=40, blank=True)
+    artifact = models.FileField(upload_to="models/", blank=True)
+    artifact_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    size = models.BigIntegerField(default=0)
+    spec = models.JSONField(null=True, blank=True)  # the architecture spec of a torch model
+    schema = models.JSONField(null=True, blank=True)  # ml.features.FeatureSchema.to_json()
+    # {"accuracy": {"value": 0.93, "source": "measured" | "self_reported"}, ...}
+    metrics = models.JSONField(default=dict, blank=True)
+    curve = models.JSONField(default=list, blank=True)  # the learning curve, [{"step": 1, "loss": ...}, ...]
+    evaluation = models.JSONField(default=dict, blank=True)  # confusion matrix, calibration bins, split
+    # The model card: intended use, limitations (and whatever the maker adds); inputs/outputs come from schema.
+    card = models.JSONField(default=dict, blank=True)
+    # Provenance of a model trained on the platform: the dataset version, its SHA-256 and ledger entry.
+    trained_on = models.ForeignKey(
+        "marketplace.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    trained_on_sha256 = models.CharField(max_length=64, blank=True)
+    # Differentially private training under a compute-only licence: the weights never leave the platform.
+    private = models.BooleanField(default=False)
+    privacy = models.JSONField(null=True, blank=True)  # ε, δ spent, noise, the licence charged
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The share of every per-call payment that flows up the lineage (parents and training data), in basis points.
+    lineage_bp = models.PositiveIntegerField(default=0)
+    entry_seq = models.BigIntegerField(null=True, blank=True)  # the ledger entry that recorded it
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asset_id", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "number"], name="model_version_number_unique"),
+            models.CheckConstraint(condition=Q(lineage_bp__lte=10_000), name="model_version_lineage_bp_max"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset.name} v{self.number}"
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether the token's owner may download the weights: never for a model trained under a compute-only
+        licence, whose artifact stays on the platform."""
+        return self.status == self.Status.READY and not self.private
+
+
+class ModelParent(models.Model):
+    """Lineage: a model version built on another (fine-tuned, distilled, federated)."""
+
+    class Relation(models.TextChoices):
+        FINE_TUNED = "fine_tuned"
+        DISTILLED = "distilled"
+        FEDERATED = "federated"
+
+    child = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="parent_links")
+    parent = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="child_links")
+    relation = models.CharField(max_length=12, choices=Relation.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["child", "parent"], name="model_parent_unique"),
+            models.CheckConstraint(condition=~Q(child=models.F("parent")), name="model_parent_not_self"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} {self.relation} from {self.parent_id}"
+
+
+class ModelToken(models.Model):
+    """The one token of a model version (ERC-721 semantics): an id never reused, an owner, one approved
+    operator cleared on every transfer, the artifact's SHA-256, and an enforced royalty (ERC-2981 semantics) to
+    its creator on every resale. The owner sets the access offers."""
+
+    # The primary key is the token id: a database sequence (AUTOINCREMENT on SQLite), never reused.
+    version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, related_name="token")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_tokens")
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    artifact_sha256 = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    royalty_bp = models.PositiveIntegerField(default=0)  # to the creator on every resale
+    sale_price = models.BigIntegerField(
+        null=True, blank=True
+    )  # the token itself for sale; None: not for sale
+    # Access offers (None: not offered): a perpetual licence, a licence for `timed_days`, a prepaid quota of
+    # `quota_calls` calls; and the price of each call made under a perpetual or timed licence.
+    price_perpetual = models.BigIntegerField(null=True, blank=True)
+    price_timed = models.BigIntegerField(null=True, blank=True)
+    timed_days = models.PositiveIntegerField(null=True, blank=True)
+    price_quota = models.BigIntegerField(null=True, blank=True)
+    quota_calls = models.PositiveIntegerField(null=True, blank=True)
+    price_per_call = models.BigIntegerField(default=0)
+    listed = models.BooleanField(default=False, db_index=True)  # access offered to buyers
+    minted_seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(royalty_bp__lte=10_000), name="model_token_royalty_bp_max"),
+            models.CheckConstraint(
+                condition=(Q(sale_price__isnull=True) | Q(sale_price__gt=0))
+                & (Q(price_perpetual__isnull=True) | Q(price_perpetual__gt=0))
+                & (Q(price_timed__isnull=True) | Q(price_timed__gt=0))
+                & (Q(price_quota__isnull=True) | Q(price_quota__gt=0))
+                & Q(price_per_call__gte=0),
+                name="model_token_prices_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(price_timed__isnull=True) | Q(timed_days__gt=0), name="model_token_timed_days"
+            ),
+            models.CheckConstraint(
+                condition=Q(price_quota__isnull=True) | Q(quota_calls__gt=0), name="model_token_quota_calls"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"token #{self.pk}"
+
+
+class ModelLicense(models.Model):
+    """The right to call a model version: perpetual, until `expires_at` (like ERC-4907's user and expires), or
+    for `calls_left` prepaid calls."""
+
+    class Kind(models.TextChoices):
+        PERPETUAL = "perpetual"
+        TIMED = "timed"
+        QUOTA = "quota"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="licenses")
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_licenses"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    price = models.BigIntegerField()
+    price_per_call = models.BigIntegerField(default=0)  # fixed at purchase; 0 for a quota licence
+    expires_at = models.DateTimeField(null=True, blank=True)
+    calls_left = models.PositiveIntegerField(null=True, blank=True)  # quota licences only
+    calls_made = models.PositiveIntegerField(default=0)
+    entry_seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["holder", "version"], name="model_license_holder_version")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price__gte=0) & Q(price_per_call__gte=0), name="model_license_price"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} licence #{self.pk}"
+
+
+class CallMeter(models.Model):
+    """What a caller's unsettled calls have reserved of their balance: a call is admitted only while the
+    ledger balance less `reserved` covers its price, so concurrent calls can never overdraw."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_meter")
+    reserved = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="call_meter_reserved_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"meter of user {self.user_id}"
+
+
+class Settlement(models.Model):
+    """A batch of calls settled to the ledger in one entry that carries the Merkle root of their receipts."""
+
+    entry_seq = models.BigIntegerField(unique=True)
+    merkle_root = models.CharField(max_length=64)
+    calls = models.PositiveIntegerField()
+    total = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"settlement #{self.pk} ({self.calls} calls)"
+
+
+class Receipt(models.Model):
+    """One metered call, signed by the platform: model version hash, SHA-256 of the input and of the output,
+    price, caller, time and sequence number (the primary key). `leaf_index` is its place in its settlement's
+    Merkle tree once settled."""
+
+    license = models.ForeignKey(ModelLicense, on_delete=models.PROTECT, related_name="receipts")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="receipts")
+    caller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_receipts"
+    )
+    price = models.BigIntegerField()
+    model_sha256 = models.CharField(max_length=64)
+    input_sha256 = models.CharField(max_length=64)
+    output_sha256 = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField()
+    issued_at = models.DateTimeField()
+    body = models.JSONField()  # exactly what was signed (canonical JSON, RFC 8785)
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=128)  # Ed25519, hex
+    settlement = models.ForeignKey(
+        Settlement, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts"
+    )
+    leaf_index = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            models.Index(fields=["settlement", "id"], name="receipt_settlement"),
+            models.Index(fields=["caller", "-id"], name="receipt_caller"),
+        ]
+
+    def __str__(self) -> str:
+        return f"receipt #{self.pk}"
