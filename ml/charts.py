@@ -650,3 +650,133 @@ def distributions(columns: list[dict[str, Any]], *, min_count: int | None = None
     rows = [[v["column"], _fmt(v["start"]), _fmt(v["end"]), v["rows"]] for v in values]
     return chart("distributions", "Distributions", spec, (["Column", "From", "To", "Rows"], rows),
                  "a histogram of each numeric column", note)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ supervised models
+
+
+def confusion_matrix(matrix: list[list[Any]], classes: Sequence[Any]) -> dict[str, Any] | None:
+    """Rows are true classes, columns predicted ones: a heatmap with each cell's count written in it."""
+    names = [str(c) for c in classes]
+    cells = [
+        {"actual": names[i], "predicted": names[j], "rows": number(count) or 0}
+        for i, row in enumerate(matrix[: len(names)])
+        if isinstance(row, list)
+        for j, count in enumerate(row[: len(names)])
+    ]
+    if not cells:
+        return None
+    side = {"type": "nominal", "sort": names, "axis": {"labelAngle": 0}}
+    spec = {
+        "width": "container",
+        "height": max(140, 44 * len(names)),
+        "data": {"values": cells},
+        "encoding": {
+            "x": {"field": "predicted", "title": "Predicted", **side},
+            "y": {"field": "actual", "title": "Actual", **side},
+        },
+        "layer": [
+            {"mark": {"type": "rect"},
+             "encoding": {"color": {"field": "rows", "type": "quantitative", "title": "Rows",
+                                    "scale": {"scheme": "blues"}, "legend": {"orient": "right", "direction": "vertical"}},
+                          "tooltip": [_tip("actual", "Actual", kind="nominal"),
+                                      _tip("predicted", "Predicted", kind="nominal"), _tip("rows", "Rows", ",d")]}},
+            {"mark": {"type": "text", "fontSize": 13, "fontWeight": 600},
+             "encoding": {"text": {"field": "rows", "type": "quantitative", "format": ",d"},
+                          "color": {"condition": {"test": "datum.rows > 0", "value": _INK}, "value": _MUTED}}},
+        ],
+    }  # fmt: skip
+    rows = [
+        [names[i], *(number(c) or 0 for c in row[: len(names)])] for i, row in enumerate(matrix[: len(names)])
+    ]
+    return chart("confusion-matrix", "Confusion matrix (held-out rows)", spec, (["Actual \\ predicted", *names], rows),
+                 "counts of held-out rows by actual and predicted class")  # fmt: skip
+
+
+def calibration(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A reliability diagram: the observed frequency against the mean predicted probability per bin, with the
+    diagonal of perfect calibration; a point's size is its rows."""
+    bins = [
+        b for b in result.get("bins") or []
+        if isinstance(b, dict) and number(b.get("mean_predicted")) is not None and number(b.get("observed")) is not None
+    ]  # fmt: skip
+    if not bins:
+        return None
+    unit = {"type": "quantitative", "scale": {"domain": [0, 1]}, "axis": {"format": ".0%"}}
+    kind = result.get("probability_of") or "positive class"
+    spec = {
+        "width": "container",
+        "height": 260,
+        "layer": [
+            {"data": {"values": [{"p": 0, "o": 0}, {"p": 1, "o": 1}]},
+             "mark": {"type": "line", "strokeDash": [4, 4], "strokeWidth": 1},
+             "encoding": {"x": {"field": "p", **unit, "title": f"Mean predicted probability ({kind})"},
+                          "y": {"field": "o", **unit, "title": "Observed frequency"},
+                          "color": {"datum": "perfectly calibrated", "type": "nominal", "title": None,
+                                    "scale": {"domain": ["perfectly calibrated", "this model"],
+                                              "range": [_MUTED, PALETTE[0]]}}}},
+            {"data": {"values": bins},
+             "mark": {"type": "line", "point": {"filled": True}},
+             "encoding": {"x": {"field": "mean_predicted", **unit}, "y": {"field": "observed", **unit},
+                          "color": {"datum": "this model", "type": "nominal"},
+                          "tooltip": [_tip("low", "Bin from", ".0%"), _tip("high", "to", ".0%"),
+                                      _tip("mean_predicted", "Mean predicted", ".1%"),
+                                      _tip("observed", "Observed", ".1%"), _tip("count", "Rows", ",d")]}},
+        ],
+    }  # fmt: skip
+    ece = number(result.get("ece"))
+    rows = [[_percent(b.get("low")), _percent(b.get("high")), _percent(b["mean_predicted"]),
+             _percent(b["observed"]), b.get("count")] for b in bins]  # fmt: skip
+    note = f"Expected calibration error: {100 * ece:.1f} points." if ece is not None else ""
+    return chart("calibration", "Calibration", spec,
+                 (["Bin from", "To", "Mean predicted", "Observed", "Rows"], rows),
+                 "observed frequency against predicted probability", note)  # fmt: skip
+
+
+def lineage(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]]) -> dict[str, Any] | None:
+    """A model's family tree as a layered graph: `nodes` are {"id", "label", "kind" ("model" | "dataset"),
+    "depth" (0 for the model shown, 1 for its parents, ...)}, `edges` (child id, parent id, relation). Ancestors
+    sit to the left, one column per generation, so the graph reads left to right like its history."""
+    if len(nodes) < 2:
+        return None
+    depth = max(int(n["depth"]) for n in nodes)
+    by_depth: dict[int, list[dict[str, Any]]] = {}
+    for node in nodes:
+        by_depth.setdefault(int(node["depth"]), []).append(node)
+    place = {}
+    for d, members in by_depth.items():
+        for i, node in enumerate(sorted(members, key=lambda n: (n["kind"], n["label"]))):
+            place[node["id"]] = (depth - d, (i + 1) / (len(members) + 1))
+    points = [{"id": n["id"], "label": n["label"], "kind": n["kind"], "x": place[n["id"]][0],
+               "y": place[n["id"]][1], "url": n.get("url", "")} for n in nodes]  # fmt: skip
+    links = [
+        {"x": place[parent][0], "y": place[parent][1], "x2": place[child][0], "y2": place[child][1],
+         "relation": relation.replace("_", " ")}
+        for child, parent, relation in edges
+        if child in place and parent in place
+    ]  # fmt: skip
+    position = {"x": {"field": "x", "type": "quantitative", "axis": None, "scale": {"domain": [-0.3, depth + 0.6]}},
+                "y": {"field": "y", "type": "quantitative", "axis": None, "scale": {"domain": [0, 1]}}}  # fmt: skip
+    kinds = {"type": "nominal", "title": None, "scale": {"domain": ["model", "dataset"],
+                                                         "range": [PALETTE[0], PALETTE[4]]}}  # fmt: skip
+    spec = {
+        "width": "container",
+        "height": max(140, 60 * max(len(m) for m in by_depth.values())),
+        "layer": [
+            {"data": {"values": links}, "mark": {"type": "rule", "color": "#8c959f", "strokeWidth": 1.5},
+             "encoding": {**position, "x2": {"field": "x2"}, "y2": {"field": "y2"},
+                          "tooltip": [_tip("relation", "Relation", kind="nominal")]}},
+            {"data": {"values": points},
+             "mark": {"type": "point", "filled": True, "size": 220, "cursor": "pointer"},
+             "encoding": {**position, "shape": {"field": "kind", **kinds}, "color": {"field": "kind", **kinds},
+                          "href": {"field": "url"},
+                          "tooltip": [_tip("label", "Name", kind="nominal"), _tip("kind", "Kind", kind="nominal")]}},
+            {"data": {"values": points},
+             "mark": {"type": "text", "dy": -16, "fontSize": 12, "limit": 180, "color": _INK},
+             "encoding": {**position, "text": {"field": "label"}}},
+        ],
+    }  # fmt: skip
+    rows = [[n["label"], n["kind"], n["depth"]] for n in sorted(nodes, key=lambda n: n["depth"])]
+    return chart("lineage", "Lineage", spec, (["Name", "Kind", "Generations back"], rows),
+                 "the models and datasets this model was built from", "Ancestors are to the left; "
+                 "a share of every payment to this model flows to them.")  # fmt: skip

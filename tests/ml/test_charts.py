@@ -200,3 +200,35 @@ def test_results_of_any_shape_give_charts_or_none_never_an_error():
         assert charts.clusters(junk) == []
     assert charts.explained_variance({"components": ["PC1"], "explained_variance_ratio": ["x"]}) is None
     assert charts.anomaly_scores({"bins": [0], "counts": []}) is None
+
+
+def test_confusion_matrix_and_calibration_from_held_out_metrics():
+    from ml import metrics
+
+    y = np.array([0, 0, 1, 1, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.7, 0.3], [0.3, 0.7]])
+    matrix = well_formed(charts.confusion_matrix(metrics.confusion(y, proba), ["no", "yes"]))
+    assert {(c["actual"], c["predicted"]): c["rows"] for c in matrix["spec"]["data"]["values"]} == {
+        ("no", "no"): 2, ("no", "yes"): 1, ("yes", "no"): 1, ("yes", "yes"): 2,
+    }  # fmt: skip
+    assert matrix["table"]["rows"] == [["no", 2, 1], ["yes", 1, 2]]
+    reliability = well_formed(charts.calibration(metrics.calibration(y, proba, bins=5)))
+    drawn = reliability["spec"]["layer"][1]["data"]["values"]
+    assert drawn and all(b["count"] > 0 for b in drawn), "empty bins are not drawn"
+    assert "calibration error" in reliability["note"]
+    assert charts.confusion_matrix([], []) is None and charts.calibration({"bins": []}) is None
+
+
+def test_lineage_puts_ancestors_to_the_left_one_column_per_generation():
+    nodes = [
+        {"id": "m3", "label": "child", "kind": "model", "depth": 0},
+        {"id": "m2", "label": "parent", "kind": "model", "depth": 1},
+        {"id": "d1", "label": "data", "kind": "dataset", "depth": 1},
+        {"id": "m1", "label": "grandparent", "kind": "model", "depth": 2},
+    ]
+    edges = [("m3", "m2", "fine_tuned"), ("m3", "d1", "trained_on"), ("m2", "m1", "distilled")]
+    chart = well_formed(charts.lineage(nodes, edges))
+    x = {p["id"]: p["x"] for p in chart["spec"]["layer"][1]["data"]["values"]}
+    assert x["m1"] < x["m2"] == x["d1"] < x["m3"]
+    assert len(chart["spec"]["layer"][0]["data"]["values"]) == 3
+    assert charts.lineage(nodes[:1], []) is None, "a model without ancestors has no graph"
