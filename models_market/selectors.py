@@ -1,0 +1,166 @@
+"""Reads of the model marketplace: browsing, one model's page, lineage, and a user's models and licences."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from ledger import selectors as ledger_selectors
+from models_market.models import ModelAsset, ModelLicense, ModelParent, ModelToken, ModelVersion, Receipt
+from platform_site.accounts.models import User
+from platform_site.errors import NotFound
+
+SORTS = {
+    "newest": ("-created_at", "-pk"),
+    "price": ("price_per_call", "pk"),
+    "name": ("version__asset__name", "pk"),
+}
+LINEAGE_DEPTH = 6  # generations shown (and paid: models_market.services.lineage has its own cap)
+
+
+def token_list_listed(
+    *, q: str = "", task: str = "", sort: str = "newest", license_kind: str = ""
+) -> QuerySet[ModelToken]:
+    """Tokens whose owner offers access to a ready version, filtered and sorted as the browse page asks."""
+    tokens = ModelToken.objects.filter(listed=True, version__status=ModelVersion.Status.READY).select_related(
+        "version__asset", "owner"
+    )
+    if q.strip():
+        for word in q.split()[:8]:
+            tokens = tokens.filter(
+                Q(version__asset__name__icontains=word)
+                | Q(version__asset__description__icontains=word)
+                | Q(version__asset__tags__icontains=word)
+            )
+    if task in ModelAsset.Task.values:
+        tokens = tokens.filter(version__asset__task=task)
+    offered = {"perpetual": "price_perpetual", "timed": "price_timed", "quota": "price_quota"}.get(
+        license_kind
+    )
+    if offered:
+        tokens = tokens.filter(**{f"{offered}__isnull": False})
+    return tokens.order_by(*SORTS.get(sort, SORTS["newest"]))
+
+
+def version_get_for_user(*, version_id: int, user: User) -> ModelVersion:
+    """A version anyone may see once ready; a pending or failed one only to its maker (404 to others)."""
+    version = (
+        ModelVersion.objects.select_related("asset", "trained_on__dataset", "created_by", "job")
+        .filter(pk=version_id)
+        .first()
+    )
+    if version is None:
+        raise NotFound("no such model")
+    if version.status != ModelVersion.Status.READY and version.created_by_id != getattr(user, "pk", None):
+        raise NotFound("no such model")
+    return version
+
+
+def token_for(version: ModelVersion) -> ModelToken | None:
+    return ModelToken.objects.select_related("owner", "creator", "approved").filter(version=version).first()
+
+
+def license_list_valid(*, user: User, version: ModelVersion) -> list[ModelLicense]:
+    """The user's licences for this version that still allow a call: not expired, quota not used up."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    now = timezone.now()
+    return list(
+        ModelLicense.objects.filter(holder=user, version=version)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(calls_left__isnull=True) | Q(calls_left__gt=0))
+    )
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    label: str
+    kind: str  # "model" | "dataset"
+    depth: int
+    url: str
+
+
+def lineage(
+    version: ModelVersion, *, depth: int = LINEAGE_DEPTH
+) -> tuple[list[Node], list[tuple[str, str, str]]]:
+    """The version, its ancestors (parent models, recursively) and the dataset versions each was trained on, as
+    nodes and (child, parent, relation) edges; each ancestor appears once, at its nearest generation."""
+    nodes: dict[str, Node] = {}
+    edges: list[tuple[str, str, str]] = []
+    frontier = [version]
+    seen_models = {version.pk}
+    nodes[f"m{version.pk}"] = _model_node(version, 0)
+    for generation in range(1, depth + 1):
+        if not frontier:
+            break
+        ids = [v.pk for v in frontier]
+        for v in frontier:
+            if v.trained_on_id:
+                key = f"d{v.trained_on_id}"
+                if key not in nodes:
+                    dataset_version = v.trained_on
+                    nodes[key] = Node(
+                        key, f"{dataset_version.dataset.title} v{dataset_version.number}", "dataset", generation,
+                        reverse("marketplace:detail", args=[dataset_version.dataset_id]),
+                    )  # fmt: skip
+                edges.append((f"m{v.pk}", key, "trained on"))
+        links = ModelParent.objects.filter(child_id__in=ids).select_related(
+            "parent__asset", "parent__trained_on__dataset"
+        )
+        nxt = []
+        for link in links:
+            key = f"m{link.parent_id}"
+            if link.parent_id not in seen_models:
+                seen_models.add(link.parent_id)
+                nodes[key] = _model_node(link.parent, generation)
+                nxt.append(link.parent)
+            edges.append((f"m{link.child_id}", key, link.relation))
+        frontier = nxt
+    return list(nodes.values()), edges
+
+
+def _model_node(version: ModelVersion, depth: int) -> Node:
+    return Node(
+        f"m{version.pk}", f"{version.asset.name} v{version.number}", "model", depth,
+        reverse("models_market:detail", args=[version.pk]),
+    )  # fmt: skip
+
+
+def token_history(token: ModelToken) -> list[Any]:
+    """The ledger entries about this token (mint, transfers, approvals, offers, sales, licences), oldest first."""
+    return list(ledger_selectors.entries_mentioning(key="token", value=token.pk)[:200])
+
+
+def usage_for_version(version: ModelVersion) -> dict[str, Any]:
+    """Calls made to this version and what they were charged, settled or not yet."""
+    figures = Receipt.objects.filter(version=version).aggregate(
+        calls=Count("pk"), charged=Sum("price"), settled=Count("pk", filter=Q(settlement__isnull=False))
+    )
+    licences = ModelLicense.objects.filter(version=version).aggregate(sold=Count("pk"), gross=Sum("price"))
+    return {**figures, **licences}
+
+
+def license_list_for_user(*, user: User) -> QuerySet[ModelLicense]:
+    """A user's licences with their usage: calls, what they cost, and the newest receipt."""
+    return (
+        ModelLicense.objects.filter(holder=user)
+        .select_related("version__asset")
+        .annotate(receipts_count=Count("receipts"), spent=Sum("receipts__price"))
+        .order_by("-created_at", "-pk")
+    )
+
+
+def receipt_list_for_user(*, user: User, limit: int = 20) -> list[Receipt]:
+    return list(Receipt.objects.filter(caller=user).select_related("version__asset")[:limit])
+
+
+def token_list_owned(*, user: User) -> QuerySet[ModelToken]:
+    return ModelToken.objects.filter(owner=user).select_related("version__asset").order_by("-pk")
+
+
+def version_list_created(*, user: User) -> QuerySet[ModelVersion]:
+    """Everything the user trained or uploaded, including what is still training or failed."""
+    return ModelVersion.objects.filter(created_by=user).select_related("asset", "job").order_by("-created_at")
