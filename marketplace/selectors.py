@@ -527,3 +527,12 @@ def version_columns(*, version: DatasetVersion):
         )
     with default_storage.open(version.columns_file.name, "rb") as fh:
         return table_load(fh)
+
+
+def dataset_version_get(*, version_id: int) -> DatasetVersion:
+    """A dataset version by its id, with its listing; NotFound if there is none (for workers, which check no
+    rights: the service that queued the job did)."""
+    version = DatasetVersion.objects.select_related("dataset").filter(pk=version_id).first()
+    if version is None:
+        raise NotFound("no such dataset version")
+    return version

@@ -335,6 +335,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "marketplace.models.Dataset.Status",
         "JobStatusEnum": "platform_site.jobs.models.Job.Status",
+        "ModelVersionStatusEnum": "models_market.models.ModelVersion.Status",
+        "ModelTaskEnum": "models_market.models.ModelAsset.Task",
     },
 }
 
