@@ -71,7 +71,8 @@ def _metrics(stored: dict[str, Any]) -> list[dict[str, Any]]:
             "name": name, "label": METRIC_LABELS.get(name, name), "value": metric.get("value"),
             "source": metric["source"], "source_label": SOURCES[metric["source"]],
         })  # fmt: skip
-    return out
+    order = list(METRIC_LABELS)
+    return sorted(out, key=lambda m: order.index(m["name"]) if m["name"] in order else len(order))
 
 
 def _data_owner(version: ModelVersion, viewer: User | None) -> bool:
