@@ -145,3 +145,25 @@ def test_the_card_says_where_the_model_came_from_and_the_list_finds_it(alice, bo
     assert api_as(bob).get("/api/models/", {"task": "regression"}).json()["results"] == []
 
     assert ModelToken.objects.count() == 1
+
+
+def test_the_kinds_offer_the_algorithms_and_activations_of_ml():
+    from ml.architecture import ACTIVATIONS
+    from ml.supervised import ALGORITHMS
+    from models_market import jobkinds
+
+    assert jobkinds.ALGORITHMS == tuple(ALGORITHMS)
+    assert jobkinds.ACTIVATIONS == tuple(sorted(ACTIVATIONS))
+    assert set(jobkinds.ALGORITHM_LABELS) == set(ALGORITHMS)
+
+
+def test_the_job_pages_show_what_was_trained(alice, client):
+    version = published_version(alice)
+    body = train_body(version, name="Churn scorer", algorithm="mlp", hidden=[4], epochs=2)
+    job = run(api_as(alice).post("/api/models/train/", body, format="json").json()["id"])
+    client.force_login(alice)
+    listing = client.get("/jobs/").content.decode()
+    assert "Model training" in listing and "Churn scorer v1" in listing
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "MLP (neural network)" in page and f"#{job.result['token']}" in page
+    assert "label (classification)" in page

@@ -118,3 +118,17 @@ def test_a_download_licensee_trains_exactly_owns_the_token_and_downloads_the_wei
     assert b"".join(download.streaming_content)[:2] == b"PK"  # a skops archive
     refused = api_as(mallory).get(f"/api/models/versions/{model.pk}/download/")
     assert refused.status_code == 403 and "only the owner of the model's token" in refused.json()["detail"]
+
+
+def test_the_wallet_says_the_epsilon_went_to_training_a_model(alice, bob):
+    from platform_site.home.selectors import activity_list_for_user
+
+    version = published_version(alice, rows=1200)
+    buy(bob, version, "compute")
+    job_id = api_as(bob).post("/api/models/train/", train_body(version), format="json").json()["id"]
+    said = [row for row in activity_list_for_user(user=bob) if row.kind == "marketplace.privacy.spent"]
+    assert len(said) == 1
+    assert (
+        said[0].text == "Privacy budget spent on “Scores”: ε 1.00 for training a model (1.00 of 10.00 used)"
+    )
+    assert said[0].url == f"/jobs/{job_id}/"
