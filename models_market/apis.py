@@ -165,9 +165,10 @@ class ModelTrainApi(APIView):
 
     class InputSerializer(TrainOptions):
         dataset = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
-        dataset_version = serializers.IntegerField(
+        version = serializers.IntegerField(
             min_value=1, max_value=2**31 - 1, required=False, allow_null=True, default=None,
-            help_text="the version's number; empty: your licence's version (the owner: the latest ready one)",
+            help_text="the dataset version's number; empty: your licence's version (the owner: the latest ready "
+            "one)",
         )  # fmt: skip
 
     @extend_schema(
@@ -178,7 +179,7 @@ class ModelTrainApi(APIView):
         data.is_valid(raise_exception=True)
         params = dict(data.validated_data)
         version = data_selectors.dataset_version_get_for_user(
-            user=request.user, dataset_id=params.pop("dataset"), number=params.pop("dataset_version")
+            user=request.user, dataset_id=params.pop("dataset"), number=params.pop("version")
         )
         job = services.model_train_submit(user=request.user, dataset_version=version, params=params)
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)

@@ -125,3 +125,12 @@ def test_a_listing_can_be_created_with_the_term_overridden_through_the_api(alice
         format="json",
     )
     assert bad.status_code == 400
+
+
+def test_the_listing_page_says_whether_models_may_be_trained_from_the_data(alice, bob, client):
+    research, commercial = published(alice, "research"), published(alice, "commercial")
+    client.force_login(bob)
+    page = client.get(f"/data/{research.dataset_id}/").content.decode()
+    assert "<dt>Models trained from it</dt><dd>not allowed</dd>" in page
+    page = client.get(f"/data/{commercial.dataset_id}/").content.decode()
+    assert "<dt>Models trained from it</dt><dd>allowed</dd>" in page

@@ -64,6 +64,6 @@ def wait(job_id: int, timeout: float = 180) -> Job:
 
 def train_body(version: DatasetVersion, **fields) -> dict:
     return {
-        "dataset": version.dataset_id, "dataset_version": version.number, "name": "Scorer", "target": "label",
+        "dataset": version.dataset_id, "version": version.number, "name": "Scorer", "target": "label",
         "task": "classification", "algorithm": "logistic_regression", **fields,
     }  # fmt: skip

@@ -152,8 +152,8 @@ def test_the_kinds_offer_the_algorithms_and_activations_of_ml():
     from ml.supervised import ALGORITHMS
     from models_market import jobkinds
 
-    assert jobkinds.ALGORITHMS == tuple(ALGORITHMS)
-    assert jobkinds.ACTIVATIONS == tuple(sorted(ACTIVATIONS))
+    assert tuple(ALGORITHMS) == jobkinds.ALGORITHMS
+    assert tuple(sorted(ACTIVATIONS)) == jobkinds.ACTIVATIONS
     assert set(jobkinds.ALGORITHM_LABELS) == set(ALGORITHMS)
 
 
