@@ -27,6 +27,8 @@ def terms_text(terms: Any) -> str:
         f"commercial use {words.get(terms.get('commercial_use'), '—')}",
         f"redistribution {words.get(terms.get('redistribution'), '—')}",
         "attribution " + {True: "required", False: "not required"}.get(terms.get("attribution"), "—"),
+        # Terms older than the key do not allow derived models.
+        f"derived models {words[terms.get('derived_models') is True]}",
         f"{terms['term_days']} days" if terms.get("term_days") else "no time limit",
     ]
     text = (f"{terms['preset']}: " if terms.get("preset") else "") + ", ".join(parts)

@@ -191,6 +191,10 @@ class DatasetListApi(APIView):
         )  # fmt: skip
         preview_enabled = serializers.BooleanField(required=False, default=False)
         privacy_budget = _privacy_budget_field(required=False, default=None)
+        derived_models = serializers.BooleanField(
+            required=False, allow_null=True, default=None,
+            help_text="whether models may be trained from the data; empty: the preset's choice",
+        )  # fmt: skip
 
     @extend_schema(
         parameters=[FilterSerializer], responses={200: DatasetOutputSerializer(many=True), **api_errors(400)}
@@ -207,7 +211,10 @@ class DatasetListApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dataset = services.dataset_create(owner=request.user, **data.validated_data)
+        fields = dict(data.validated_data)
+        derived = fields.pop("derived_models")
+        overrides = {} if derived is None else {"derived_models": derived}
+        dataset = services.dataset_create(owner=request.user, terms_overrides=overrides, **fields)
         return _detail(request, dataset, status=status.HTTP_201_CREATED)
 
 
@@ -219,10 +226,15 @@ class DatasetDetailApi(APIView):
         privacy_budget = _privacy_budget_field(
             required=False, help_text="applies to licences sold from now on"
         )
+        derived_models = serializers.BooleanField(
+            required=False,
+            help_text="whether models may be trained from the data: for licences sold from now on, and when "
+            "allowing, for those already sold",
+        )
 
         def validate(self, attrs):
             if not attrs:
-                raise serializers.ValidationError("change preview_enabled, privacy_budget or both")
+                raise serializers.ValidationError("change preview_enabled, privacy_budget, derived_models")
             return attrs
 
     @extend_schema(responses={200: DatasetDetailOutputSerializer, **api_errors(404)})
@@ -244,6 +256,10 @@ class DatasetDetailApi(APIView):
         if "privacy_budget" in changes:
             dataset = services.dataset_privacy_budget_set(
                 dataset=dataset, actor=request.user, budget=changes["privacy_budget"]
+            )
+        if "derived_models" in changes:
+            dataset = services.dataset_derived_models_set(
+                dataset=dataset, actor=request.user, allowed=changes["derived_models"]
             )
         return _detail(request, dataset)
 

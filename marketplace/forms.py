@@ -203,6 +203,7 @@ def terms_preset_descriptions() -> list[tuple[str, str]]:
                 "commercial use allowed" if terms["commercial_use"] else "no commercial use",
                 "redistribution allowed" if terms["redistribution"] else "no redistribution",
                 "attribution required" if terms["attribution"] else "no attribution needed",
+                "models may be trained from it" if terms["derived_models"] else "no models trained from it",
                 f"for {days} days from purchase" if days else "perpetual",
             ]),
         ))  # fmt: skip

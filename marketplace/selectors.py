@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import (
@@ -31,7 +32,7 @@ from django.utils import timezone
 from ledger import services as ledger
 from marketplace.models import Dataset, DatasetVersion, License
 from platform_site.accounts.models import User
-from platform_site.errors import NotFound, PermissionDenied
+from platform_site.errors import Conflict, NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 
 ANALYSIS_KIND = "marketplace.analysis"
@@ -440,3 +441,98 @@ def analysis_get_for_user(*, user: User, dataset: Dataset, job_id: int) -> Job:
     if job is None:
         raise NotFound("no such analysis")
     return job
+
+
+def dataset_version_get_for_user(*, user: User, dataset_id: int, number: int | None = None) -> DatasetVersion:
+    """A version of a dataset the user may see (see `dataset_get_for_user`): by its number, or else the one a
+    user would use: the owner's latest ready version, a licensee's licensed version, or the one on sale."""
+    dataset = dataset_get_for_user(dataset_id=dataset_id, user=user)
+    versions = dataset.versions.all()
+    if number is not None:
+        version = versions.filter(number=number).first()
+    elif dataset.owner_id == user.pk:
+        version = versions.filter(status=DatasetVersion.Status.READY).order_by("-number").first()
+    else:
+        licence = license_list_valid(user=user, dataset=dataset).order_by("-version__number").first()
+        version = licence.version if licence else dataset.current_version
+    if version is None:
+        raise NotFound("no such version of this dataset")
+    version.dataset = dataset
+    return version
+
+
+@dataclass(frozen=True)
+class TrainRights:
+    """Whether a user may train models from a dataset version, whether that training must be differentially
+    private (a compute-only licensee, whose rows never leave), the licence that gives the right (and, if private,
+    pays the ε), and why not."""
+
+    allowed: bool
+    private: bool
+    license: License | None
+    reason: str = ""
+
+
+def _derived_allowed(license: License) -> bool:
+    # The licence's own terms (what was bought) or the listing's current ones (an owner may widen, never narrow,
+    # what was sold). Terms without the key (listings older than it) do not allow derived models.
+    return license.terms.get("derived_models") is True or license.dataset.terms.get("derived_models") is True
+
+
+def train_rights(*, user: User, version: DatasetVersion) -> TrainRights:
+    """Who may train models from `version`: its owner always; the holder of a valid download licence, or of a
+    compute-only licence (then privately), only if the terms allow derived models and the licence covers the
+    version."""
+    dataset = version.dataset
+    if dataset.owner_id == user.pk:
+        return TrainRights(True, False, None)
+    if dataset.status == Dataset.Status.DRAFT:
+        return TrainRights(False, False, None, "no such dataset")
+    licences = list(license_list_valid(user=user, dataset=dataset).select_related("dataset"))
+    if not licences:
+        return TrainRights(
+            False, False, None, "training a model needs ownership or a valid licence for this dataset"
+        )
+    covering = [lic for lic in licences if lic.version.number >= version.number]
+    if not covering:
+        return TrainRights(False, False, None, "your licence covers an earlier version of this dataset")
+    allowed = [lic for lic in covering if _derived_allowed(lic)]
+    if not allowed:
+        return TrainRights(
+            False, False, None,
+            "the terms of your licence do not allow training models from this data (derived models: not "
+            "allowed); the owner may allow them",
+        )  # fmt: skip
+    # A download licence first: its holder has the rows, so nothing is private and no ε is charged.
+    download = next((lic for lic in allowed if lic.tier == License.Tier.DOWNLOAD), None)
+    if download is not None:
+        return TrainRights(True, False, download)
+    return TrainRights(True, True, allowed[0])
+
+
+def may_train(user: User, dataset_version: DatasetVersion) -> tuple[bool, bool, License | None]:
+    """(allowed, private, licence): `train_rights` without the reason."""
+    rights = train_rights(user=user, version=dataset_version)
+    return rights.allowed, rights.private, rights.license
+
+
+def version_columns(*, version: DatasetVersion):
+    """The version's parsed columns (`ml.tabular.Table`) as its statistics job saved them; the upload itself is
+    never parsed again. Conflict for a version without them (not analysed yet, or from before they were kept)."""
+    from ml.tabular import table_load
+
+    if version.status != DatasetVersion.Status.READY or not version.columns_file:
+        raise Conflict(
+            f"version {version.number} of this dataset has no parsed columns yet; its statistics job saves them"
+        )
+    with default_storage.open(version.columns_file.name, "rb") as fh:
+        return table_load(fh)
+
+
+def dataset_version_get(*, version_id: int) -> DatasetVersion:
+    """A dataset version by its id, with its listing; NotFound if there is none (for workers, which check no
+    rights: the service that queued the job did)."""
+    version = DatasetVersion.objects.select_related("dataset").filter(pk=version_id).first()
+    if version is None:
+        raise NotFound("no such dataset version")
+    return version

@@ -37,11 +37,18 @@ MAX_TERM_DAYS = 36_500
 # default ε. Which analyses have a differentially private version is in the table of marketplace.analyses.
 PRIVACY_BUDGET_RANGE = (Decimal("0.10"), Decimal("1000.00"))
 DEFAULT_EPSILON = Decimal("1.00")
+# `derived_models`: whether models may be trained from the data (models_market). Every model trained on the
+# platform becomes a token whose access can be sold, a commercial use of the data: so the research preset, which
+# forbids commercial use, forbids derived models too. Terms without the key (listings made before it existed)
+# count as not allowing them until the owner says otherwise.
 TERM_PRESETS: dict[str, dict[str, Any]] = {
-    "research": {"commercial_use": False, "redistribution": False, "attribution": True, "term_days": 365},
-    "commercial": {"commercial_use": True, "redistribution": False, "attribution": True, "term_days": None},
-    "open": {"commercial_use": True, "redistribution": True, "attribution": True, "term_days": None},
-}
+    "research": {"commercial_use": False, "redistribution": False, "attribution": True, "term_days": 365,
+                 "derived_models": False},
+    "commercial": {"commercial_use": True, "redistribution": False, "attribution": True, "term_days": None,
+                   "derived_models": True},
+    "open": {"commercial_use": True, "redistribution": True, "attribution": True, "term_days": None,
+             "derived_models": True},
+}  # fmt: skip
 
 
 def terms_build(*, preset: str, free_text: str = "", **overrides: Any) -> dict[str, Any]:
@@ -53,6 +60,8 @@ def terms_build(*, preset: str, free_text: str = "", **overrides: Any) -> dict[s
         if key not in TERM_PRESETS[preset]:
             raise DomainError(f"unknown terms field {key!r}")
         terms[key] = value
+    if not isinstance(terms["derived_models"], bool):
+        raise DomainError("derived_models is true or false: whether models may be trained from the data")
     days = terms["term_days"]
     if days is not None and (
         isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= MAX_TERM_DAYS
@@ -134,6 +143,30 @@ def dataset_privacy_budget_set(*, dataset: Dataset, actor: User, budget: Decimal
         raise PermissionDenied("only the owner sets the privacy budget")
     dataset.privacy_budget = _check_privacy_budget(budget)
     dataset.save(update_fields=["privacy_budget", "updated_at"])
+    return dataset
+
+
+def dataset_derived_models_set(*, dataset: Dataset, actor: User, allowed: bool) -> Dataset:
+    """Whether models may be trained from the data, for licences sold from now on (and, when allowing, for the
+    licences already sold: an owner may widen what was sold, never narrow it). The new terms' hash goes on the
+    ledger."""
+    if dataset.owner_id != actor.pk:
+        raise PermissionDenied("only the owner changes the terms")
+    if not isinstance(allowed, bool):
+        raise DomainError("derived_models is true or false")
+    with transaction.atomic(durable=True):
+        # Locked: the terms change is read and written whole, and a sale in between sees the old or new terms.
+        dataset.refresh_from_db(from_queryset=Dataset.objects.select_for_update())
+        if dataset.terms.get("derived_models") is allowed:
+            return dataset
+        dataset.terms = {**dataset.terms, "derived_models": allowed}
+        ledger.entry_append(
+            kind="marketplace.terms.changed",
+            actor=ledger.account_name(user=actor),
+            payload={"dataset": dataset.pk, "terms_hash": ledger.content_hash(dataset.terms),
+                     "derived_models": allowed},
+        )  # fmt: skip
+        dataset.save(update_fields=["terms", "updated_at"])
     return dataset
 
 
@@ -470,8 +503,6 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]) -> 
     download licensees, who hold the rows, get exact results; a compute-only licensee's analysis is
     differentially private, and its ε is charged to the licence's budget with a ledger entry, in the
     transaction that queues the job."""
-    from ml.privacy import DELTA
-
     requested = params.get("epsilon") or DEFAULT_EPSILON
     params = {**params, "private": False, "epsilon": None}
     if dataset.owner_id == user.pk:
@@ -501,29 +532,53 @@ def analysis_submit(*, user: User, dataset: Dataset, params: dict[str, Any]) -> 
     if needs:
         raise DomainError(needs)
     epsilon = _epsilon(requested)
-    with transaction.atomic(durable=True):
-        # The licence row is locked so that concurrent analyses cannot together spend more than its budget.
-        license = License.objects.select_for_update().get(pk=license.pk)
-        left = license.epsilon_left or Decimal(0)
-        if epsilon > left:
-            raise DomainError(
-                f"this analysis would spend ε = {epsilon}, but only ε = {left} is left of this licence's "
-                f"privacy budget of {license.epsilon_budget}"
-            )
+    with transaction.atomic(durable=True):  # the job, its record, the spend and its entry
+        license_privacy_check(license=license, epsilon=epsilon, what="analysis")
         job = _analysis_queue(
             user, license.version, {**params, "private": True, "epsilon": str(epsilon)}, license=license
         )
-        license.epsilon_spent += epsilon
-        license.save(update_fields=["epsilon_spent"])
-        ledger.entry_append(
-            kind="marketplace.privacy.spent",
-            actor=ledger.account_name(user=user),
-            payload={"license": license.pk, "dataset": dataset.pk, "version": license.version.number,
-                     "job": job.pk, "analysis": name, "epsilon": str(epsilon), "delta": str(DELTA),
-                     "spent": str(license.epsilon_spent), "budget": str(license.epsilon_budget)},
-            idempotency_key=f"marketplace.privacy.spent:{job.pk}",
-        )  # fmt: skip
+        license_privacy_charge(user=user, license=license, epsilon=epsilon, job=job, about={"analysis": name})
     return job
+
+
+def license_privacy_check(*, license: License, epsilon: Decimal, what: str) -> License:
+    """Lock the compute-only licence's row and check that `epsilon` is left of its privacy budget (DomainError
+    saying how much is left otherwise); inside the caller's transaction, which then charges it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("a privacy budget is charged inside the caller's transaction.atomic()")
+    # The licence row is locked so that concurrent releases cannot together spend more than its budget.
+    locked = License.objects.select_for_update().select_related("version").get(pk=license.pk)
+    if locked.tier != License.Tier.COMPUTE or locked.epsilon_budget is None:
+        raise DomainError("only a compute-only licence has a privacy budget to charge")
+    left = locked.epsilon_left or Decimal(0)
+    if epsilon > left:
+        raise DomainError(
+            f"this {what} would spend ε = {epsilon}, but only ε = {left} is left of this licence's "
+            f"privacy budget of {locked.epsilon_budget}"
+        )
+    return locked
+
+
+def license_privacy_charge(
+    *, user: User, license: License, epsilon: Decimal, job: Job, about: dict[str, Any]
+) -> License:
+    """Charge `epsilon` to a compute-only licence's privacy budget for the release that `job` makes, with a
+    `marketplace.privacy.spent` ledger entry (`about` says what the release is: {"analysis": name}, {"training":
+    algorithm}); inside the caller's durable transaction, which queues the job. Checked again under the lock."""
+    from ml.privacy import DELTA
+
+    license = license_privacy_check(license=license, epsilon=epsilon, what=next(iter(about), "release"))
+    license.epsilon_spent += epsilon
+    license.save(update_fields=["epsilon_spent"])
+    ledger.entry_append(
+        kind="marketplace.privacy.spent",
+        actor=ledger.account_name(user=user),
+        payload={"license": license.pk, "dataset": license.dataset_id, "version": license.version.number,
+                 "job": job.pk, **about, "epsilon": str(epsilon), "delta": str(DELTA),
+                 "spent": str(license.epsilon_spent), "budget": str(license.epsilon_budget)},
+        idempotency_key=f"marketplace.privacy.spent:{job.pk}",
+    )  # fmt: skip
+    return license
 
 
 def _epsilon(value: Any) -> Decimal:

@@ -48,6 +48,7 @@ __all__ = [
     "features",
     "model_from_bytes",
     "model_to_bytes",
+    "options_check",
     "predict",
     "train",
 ]
@@ -187,6 +188,29 @@ def _resolve_options(algorithm: str, options: dict | None, private: bool) -> dic
     return out
 
 
+def _trees_not_private(algorithm: str) -> str:
+    return (
+        f"{algorithm.replace('_', ' ')} cannot be trained under a compute-only licence: tree models can "
+        "memorise single rows in small leaves, so they are offered only to the data's owner and download "
+        "licensees. Choose logistic or linear regression or the MLP, which train with differential privacy"
+    )
+
+
+def options_check(algorithm: str, task: str, options: dict | None = None, *, private: bool = False) -> dict:
+    """The options `train` would use (defaults filled in), checked before any data is read: ValueError naming
+    what is wrong, PrivacyError for a tree under differential privacy. An MLP's spec fields are checked too."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
+    if task not in ALGORITHMS[algorithm]:
+        raise ValueError(f"{algorithm} does not do {task}")
+    if private and algorithm in TREES:
+        raise PrivacyError(_trees_not_private(algorithm))
+    opts = _resolve_options(algorithm, options, private)
+    if algorithm == "mlp":
+        _spec(opts, task, 1, 2 if task == "classification" else None, [64, 32])
+    return opts
+
+
 def train(
     X: np.ndarray,
     y: np.ndarray,
@@ -212,11 +236,7 @@ def train(
         hint = f" (use {other})" if algorithm in ("logistic_regression", "linear_regression") else ""
         raise ValueError(f"{algorithm} does not do {task}{hint}")
     if budget is not None and algorithm in TREES:
-        raise PrivacyError(
-            f"{algorithm.replace('_', ' ')} cannot be trained under a compute-only licence: tree models can "
-            "memorise single rows in small leaves, so they are offered only to the data's owner and download "
-            "licensees. Choose logistic or linear regression or the MLP, which train with differential privacy"
-        )
+        raise PrivacyError(_trees_not_private(algorithm))
     if budget is not None and (schema is None or not schema.private):
         raise PrivacyError("private training needs the schema fitted under the same privacy budget")
     X = np.asarray(X, dtype=np.float64)

@@ -289,6 +289,13 @@ ML_DEVICE = os.environ.get("ML_DEVICE", "")
 # processes (cores // concurrency), so that two jobs at once do not oversubscribe the CPU.
 ML_THREADS = int(os.environ.get("ML_THREADS", "0"))
 
+# Models in (models_market): the most a creator's royalty on every resale of a model's token may be, in basis
+# points (2500 = 25%); the share of every per-call payment that flows up a model's lineage (its training data
+# and parent models) unless its maker sets another; the largest model file an upload may be.
+MODELS_ROYALTY_MAX_BP = int(os.environ.get("MODELS_ROYALTY_MAX_BP", 2500))
+MODELS_LINEAGE_BP = int(os.environ.get("MODELS_LINEAGE_BP", 1000))
+MODELS_UPLOAD_MAX_BYTES = int(os.environ.get("MODELS_UPLOAD_MAX_BYTES", 200 * 1024**2))
+
 
 # Usernames the API's per-user rate limit does not apply to (a monitoring probe; the schema fuzzing test).
 THROTTLE_EXEMPT_USERS = env_list("THROTTLE_EXEMPT_USERS", "")
@@ -328,6 +335,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "marketplace.models.Dataset.Status",
         "JobStatusEnum": "platform_site.jobs.models.Job.Status",
+        "ModelVersionStatusEnum": "models_market.models.ModelVersion.Status",
+        "ModelTaskEnum": "models_market.models.ModelAsset.Task",
     },
 }
 

@@ -307,9 +307,15 @@ def _license(entry, account: str, delta: int, refs: _Refs) -> Sentence:
 def _privacy(entry, account: str, delta: int, refs: _Refs) -> Sentence:
     title, url = refs.dataset(_dataset_id(entry))
     p = entry.payload
-    text = f"Privacy budget spent on {title}: ε {p['epsilon']} for {_analysis_name(entry)}"
+    training = "training" in p  # a model trained under the licence (models_market), not an analysis
+    text = f"Privacy budget spent on {title}: ε {p['epsilon']} for " + (
+        "training a model" if training else _analysis_name(entry)
+    )
     if p.get("spent") and p.get("budget"):
         text += f" ({p['spent']} of {p['budget']} used)"
+    if training:
+        job = p.get("job")
+        return text, reverse("jobs:detail", args=[job]) if isinstance(job, int) else url
     return text, _analysis_url(entry) or url
 
 

@@ -202,10 +202,14 @@ def test_the_new_listing_form_groups_the_prices_puts_the_file_last_and_explains_
     prices = html[html.index('data-testid="prices"') : html.index("</fieldset>")]
     assert 'name="price_download"' in prices and 'name="price_compute"' in prices
     assert (
-        "<strong>Research</strong>: no commercial use; no redistribution; attribution required; for 365"
-        in html
+        "<strong>Research</strong>: no commercial use; no redistribution; attribution required; no models "
+        "trained from it; for 365" in html
     )
     assert "<strong>Open</strong>: commercial use allowed; redistribution allowed" in html
+    assert (
+        "<strong>Commercial</strong>: commercial use allowed; no redistribution; attribution required; "
+        "models may be trained from it; perpetual" in html
+    )
     assert "choose the file again" not in html
 
 

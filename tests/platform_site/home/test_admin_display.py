@@ -48,7 +48,7 @@ def test_the_dataset_list_and_page_show_prices_in_tokens_and_tags_in_words(clien
     assert f"Tags in words: {', '.join(sold.tags)}" in text
     assert (
         "Terms in words: research: commercial use not allowed, redistribution not allowed, attribution "
-        "required, 365 days" in text
+        "required, derived models not allowed, 365 days" in text
     )
     assert "In minor units: 100 = 1 token." in text  # beside the stored prices, which stay editable
 
@@ -77,9 +77,11 @@ def test_terms_in_words_cover_every_preset_and_odd_values():
         {"preset": "open", "commercial_use": True, "redistribution": True, "attribution": True, "term_days": None,
          "free_text": "Cite the source."}
     ) == (
-        "open: commercial use allowed, redistribution allowed, attribution required, no time limit; "
-        "“Cite the source.”"
+        "open: commercial use allowed, redistribution allowed, attribution required, derived models not "
+        "allowed, no time limit; “Cite the source.”"
     )  # fmt: skip
+    # Terms made before the key existed do not allow derived models; the presets say so either way.
+    assert "derived models allowed" in terms_text({"preset": "open", "derived_models": True})
     assert terms_text({"commercial_use": "maybe"}).startswith("commercial use —")
 
 
