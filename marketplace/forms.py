@@ -6,12 +6,11 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from rest_framework import serializers
-from rest_framework.fields import empty
 
 from marketplace import analyses, services
 from marketplace.jobkinds import AnalysisOptions
 from marketplace.models import License
+from platform_site.jobs.forms import form_field
 
 # Prices are typed in tokens with at most two decimals; the services take minor units (1 token = 100).
 _TOKEN = {"max_digits": 14, "decimal_places": 2}
@@ -275,40 +274,6 @@ def analysis_fieldsets() -> list[tuple[str, str, tuple[str, ...]]]:
             ("Preprocessing", "", ("max_categories", "missing"))]  # fmt: skip
 
 
-def _form_field(
-    name: str, field: serializers.Field, texts: dict[str, tuple[str, str]], choice_labels: dict[str, str]
-) -> forms.Field:
-    """A form field mirroring a serializer field's type, bounds, default and help text."""
-    label, help_text = texts.get(name, (name.replace("_", " ").capitalize(), ""))
-    help_text = help_text or str(field.help_text or "")
-    has_default = field.default is not empty
-    common: dict[str, Any] = {
-        "label": label,
-        "help_text": help_text,
-        "required": field.required and not has_default,
-        "initial": field.default if has_default else None,
-    }
-    if isinstance(field, serializers.ChoiceField):
-        choices = [
-            (value, choice_labels.get(str(value), str(display))) for value, display in field.choices.items()
-        ]
-        return forms.ChoiceField(choices=choices, **common)
-    if isinstance(field, serializers.BooleanField):
-        return forms.BooleanField(**{**common, "required": False})
-    bounds = {"min_value": field.min_value, "max_value": field.max_value}
-    if isinstance(field, serializers.IntegerField):
-        return forms.IntegerField(**bounds, **common)
-    if isinstance(field, serializers.FloatField):
-        return forms.FloatField(**bounds, widget=forms.NumberInput(attrs={"step": "any"}), **common)
-    if isinstance(field, serializers.DecimalField):
-        step = str(Decimal(1).scaleb(-field.decimal_places)) if field.decimal_places else "1"
-        return forms.DecimalField(
-            **bounds, max_digits=field.max_digits, decimal_places=field.decimal_places,
-            widget=forms.NumberInput(attrs={"step": step}), **common,
-        )  # fmt: skip
-    return forms.CharField(**common)
-
-
 class AnalysisForm(forms.Form):
     """The analysis options of marketplace.jobkinds.AnalysisOptions as a page form: its fields are made from
     that serializer, which also validates what is submitted, so the page and the API accept the same; the
@@ -329,7 +294,7 @@ class AnalysisForm(forms.Form):
             choice_labels.update({**kind.choice_labels, kind.name: kind.label})
             private_help.update(kind.private_help)
         for name, field in AnalysisOptions().fields.items():
-            self.fields[name] = _form_field(name, field, texts, choice_labels)
+            self.fields[name] = form_field(name, field, texts, choice_labels)
         if private is False:
             del self.fields["epsilon"]
         elif private:

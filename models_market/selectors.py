@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
+from marketplace import selectors as data_selectors
 from models_market.models import ModelAsset, ModelLicense, ModelParent, ModelToken, ModelVersion, Receipt
 from platform_site.accounts.models import User
-from platform_site.errors import NotFound
 
 SORTS = {
     "newest": ("-created_at", "-pk"),
@@ -42,20 +42,6 @@ def token_list_listed(
     if offered:
         tokens = tokens.filter(**{f"{offered}__isnull": False})
     return tokens.order_by(*SORTS.get(sort, SORTS["newest"]))
-
-
-def version_get_for_user(*, version_id: int, user: User) -> ModelVersion:
-    """A version anyone may see once ready; a pending or failed one only to its maker (404 to others)."""
-    version = (
-        ModelVersion.objects.select_related("asset", "trained_on__dataset", "created_by", "job")
-        .filter(pk=version_id)
-        .first()
-    )
-    if version is None:
-        raise NotFound("no such model")
-    if version.status != ModelVersion.Status.READY and version.created_by_id != getattr(user, "pk", None):
-        raise NotFound("no such model")
-    return version
 
 
 def token_for(version: ModelVersion) -> ModelToken | None:
@@ -164,3 +150,20 @@ def token_list_owned(*, user: User) -> QuerySet[ModelToken]:
 def version_list_created(*, user: User) -> QuerySet[ModelVersion]:
     """Everything the user trained or uploaded, including what is still training or failed."""
     return ModelVersion.objects.filter(created_by=user).select_related("asset", "job").order_by("-created_at")
+
+
+def trainable_datasets(*, user: User) -> list[dict[str, Any]]:
+    """The datasets the user may train models from, with how: their own (exact), and those licensed under terms
+    that allow derived models (exact with a download licence, differentially private with compute-only)."""
+    out: dict[int, dict[str, Any]] = {}
+    for dataset in data_selectors.dataset_list_for_owner(owner=user):
+        if dataset.current_version_id or dataset.versions.filter(status="ready").exists():
+            out[dataset.pk] = {"dataset": dataset, "how": "yours"}
+    for licence in data_selectors.license_list_for_user(user=user).select_related("dataset", "version"):
+        if licence.dataset_id in out:
+            continue
+        rights = data_selectors.train_rights(user=user, version=licence.version)
+        if rights.allowed:
+            how = "compute-only licence: differentially private" if rights.private else "download licence"
+            out[licence.dataset_id] = {"dataset": licence.dataset, "how": how}
+    return list(out.values())

@@ -4,7 +4,14 @@ from models_market import apis, views
 
 app_name = "models_market"
 
-urlpatterns = [path("", views.index, name="index")]
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("mine/", views.mine, name="mine"),
+    path("train/", views.train, name="train"),
+    path("<int:version_id>/", views.detail, name="detail"),
+    path("<int:version_id>/buy/", views.buy, name="buy"),
+    path("<int:version_id>/try/", views.try_model, name="try"),
+]
 
 api_urlpatterns: list = [
     # models in
