@@ -440,3 +440,9 @@ def analysis_get_for_user(*, user: User, dataset: Dataset, job_id: int) -> Job:
     if job is None:
         raise NotFound("no such analysis")
     return job
+
+
+def dataset_version_owner_id(*, version_id: int) -> int | None:
+    """The user id of whoever owns the listing of a dataset version: who earns the royalty that models trained
+    on it pay up their lineage. None for no such version."""
+    return DatasetVersion.objects.filter(pk=version_id).values_list("dataset__owner_id", flat=True).first()
