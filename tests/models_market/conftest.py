@@ -1,0 +1,26 @@
+"""Fixtures of the models market's tests: more personas, a scratch media folder and a cold model cache."""
+
+import pytest
+
+from models_market import runtime
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_and_cache(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    runtime.cache_clear()
+    yield
+    runtime.cache_clear()
+
+
+@pytest.fixture
+def carol(db):
+    """The owner of a parent model."""
+    return UserFactory(username="carol")
+
+
+@pytest.fixture
+def dora(db):
+    """The owner of the dataset a model was trained on."""
+    return UserFactory(username="dora")
