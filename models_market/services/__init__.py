@@ -2,6 +2,7 @@
 (`from models_market import services`); the modules behind it may move."""
 
 # money (tokens, licences, metering)
+from models_market.services.licenses import license_purchase
 from models_market.services.lineage import payment_postings, payment_shares
 from models_market.services.tokens import (
     KEEP,
@@ -14,6 +15,7 @@ from models_market.services.tokens import (
 
 __all__ = [
     "KEEP",
+    "license_purchase",
     "payment_postings",
     "payment_shares",
     "sale_split",
