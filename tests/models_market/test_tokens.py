@@ -60,7 +60,19 @@ def test_mallory_neither_transfers_nor_approves_nor_sets_offers(token, mallory):
 
 
 @pytest.mark.parametrize(
-    "to", ["treasury", "issuance", "escrow:1", "deposit:1", "org:1", "dao:1", "user:999999", "nobody", "", "user:07"]
+    "to",
+    [
+        "treasury",
+        "issuance",
+        "escrow:1",
+        "deposit:1",
+        "org:1",
+        "dao:1",
+        "user:999999",
+        "nobody",
+        "",
+        "user:07",
+    ],
 )
 def test_tokens_go_to_existing_users_only_never_system_accounts(token, alice, to):
     with pytest.raises(DomainError):
@@ -80,7 +92,10 @@ def test_approving_the_owner_is_refused_and_none_clears_the_approval(token, alic
     services.token_approve(token=token, actor=alice, operator=bob)
     token = services.token_approve(token=token, actor=alice, operator=None)
     assert token.approved is None
-    assert [e.payload["operator"] for e in entries("models_market.token.approved")] == [f"user:{bob.pk}", None]
+    assert [e.payload["operator"] for e in entries("models_market.token.approved")] == [
+        f"user:{bob.pk}",
+        None,
+    ]
 
 
 def test_a_request_made_on_a_stale_read_is_a_conflict(token, alice, bob):
