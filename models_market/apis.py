@@ -94,6 +94,14 @@ class ModelReceiptOutputSerializer(serializers.ModelSerializer):
         return services.receipt_proof(receipt=receipt) if self.context.get("proof") else None
 
 
+def _fresh_receipt(receipt: Receipt | None) -> dict | None:
+    """A receipt just issued, as ModelReceiptOutputSerializer writes it (built by hand: this is every call)."""
+    if receipt is None:
+        return None
+    return {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id, "signature": receipt.signature,
+            "settled": False, "proof": None}  # fmt: skip
+
+
 class PredictApi(APIView):
     """Run a model version on rows: JSON `{"rows": [{column: value}, ...]}` or a CSV body (`text/csv`). A
     licensee's call returns its signed receipt; the token's owner calls for free, without one."""
@@ -123,8 +131,7 @@ class PredictApi(APIView):
         outputs, receipt = services.predict_call(
             user=request.user, version=version, rows=request.data["rows"]
         )
-        receipt_data = ModelReceiptOutputSerializer(receipt).data if receipt is not None else None
-        return Response({"predictions": outputs, "receipt": receipt_data})
+        return Response({"predictions": outputs, "receipt": _fresh_receipt(receipt)})
 
 
 class ReceiptDetailApi(APIView):

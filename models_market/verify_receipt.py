@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -40,40 +41,95 @@ class ReceiptError(Exception):
     pass
 
 
-def _prepared(value: Any) -> tuple[Any, bool]:
-    """`value` with every float whose RFC 8785 text differs from Python's repr made an int (5.0 → 5), and
-    whether that made it exact: floats below 1e-4 or integral beyond 2**53 have other spellings, which only
-    the rfc8785 package writes."""
+def es_number(x: float) -> str:
+    """ECMAScript's Number::toString of a finite double, which RFC 8785 prescribes: the shortest digits that
+    read back as `x` (Python's repr finds the same), in fixed notation from 1e-7 to below 1e21."""
+    if x == 0:
+        return "0"
+    mantissa, _, exponent = repr(abs(x)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    n = len(whole) + int(exponent or 0) - (len(digits) - len(digits.lstrip("0")))  # x = 0.DIGITS * 10**n
+    digits = digits.strip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = digits[0] + (f".{digits[1:]}" if k > 1 else "") + ("e+" if e >= 0 else "e-") + str(abs(e))
+    return ("-" if x < 0 else "") + text
+
+
+_MARK = (
+    "\ue000"  # a private-use character: a number spelled by es_number stands in the encoded text as "<mark>i"
+)
+_SPELLED = re.compile(f'"{_MARK}([0-9]+)"')
+_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class _Unusual(Exception):
+    """Text holding the mark: only the rfc8785 package writes such a value."""
+
+
+def _prepared(value: Any, spelled: list[str]) -> Any:
+    """`value` for the standard library's encoder: floats whose repr is their RFC 8785 text as they are,
+    integral ones as ints (5.0 → 5), others (1e-05, 1e+21) as marks for their es_number spelling."""
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):
             raise ValueError(f"{value} is not a JSON number")
         if value.is_integer():
-            return (int(value), True) if abs(value) <= _SAFE_INT else (value, False)
-        return value, abs(value) >= 1e-4
+            if abs(value) <= _SAFE_INT:
+                return int(value)
+        elif 1e-4 <= abs(value) < 1e16:
+            return value
+        spelled.append(es_number(value))
+        return f"{_MARK}{len(spelled) - 1}"
+    if kind is str:
+        if _MARK in value:
+            raise _Unusual
+        return value
     if kind is dict:
-        out, exact = {}, True
+        out = {}
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"object key {key!r} is not text")
-            out[key], ok = _prepared(item)
-            exact = exact and ok
-        return out, exact
+            if _MARK in key:
+                raise _Unusual
+            out[key] = _prepared(item, spelled)
+        return out
     if kind is list or kind is tuple:
-        items = [_prepared(item) for item in value]
-        return [item for item, _ in items], all(ok for _, ok in items)
+        return [_prepared(item, spelled) for item in value]
     if kind is int and not -_SAFE_INT <= value <= _SAFE_INT:
         raise ValueError(f"the integer {value} is beyond the exact JSON range (±2**53-1)")
-    return value, True
+    return value
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON value that may hold floats (rows, predictions): the standard library's encoder
-    where its output is the same, the rfc8785 package otherwise. ValueError for what JSON cannot say."""
+    """RFC 8785 bytes of a JSON value that may hold floats (rows, predictions), written by the standard
+    library's encoder (fast) with ECMAScript's spelling of numbers; the rfc8785 package writes the rare values
+    that encoder cannot (keys beyond U+FFFF sort differently). ValueError for what JSON cannot say."""
+    spelled: list[str] = []
     try:
-        prepared, exact = _prepared(value)
-        return chain.jcs(prepared, checked=True) if exact else rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError) as exc:
+        text = _encode(_prepared(value, spelled))
+        if spelled:
+            text = _SPELLED.sub(lambda m: spelled[int(m.group(1))], text)
+        raw = text.encode("utf-8")
+        if len(raw) != len(text) and len(text.encode("utf-16-le")) != 2 * len(text):
+            return rfc8785.dumps(value)
+        return raw
+    except _Unusual:
+        try:
+            return rfc8785.dumps(value)
+        except rfc8785.CanonicalizationError as exc:
+            raise ValueError(str(exc)) from None
+    except UnicodeEncodeError:
+        raise ValueError("text contains a lone surrogate (not valid Unicode)") from None
+    except TypeError as exc:
         raise ValueError(str(exc)) from None
 
 

@@ -5,14 +5,16 @@ admitted only while the deposit less what unsettled calls have reserved (`CallMe
 price; when it does not, the deposit is topped up from the caller's own account, by a ledgered entry, in
 chunks of at least MODELS_DEPOSIT_CHUNK. Settlements pay from the deposit, and only settlements and the
 owner's withdrawal of the unreserved part take tokens out of it, so neither concurrent calls nor the caller's
-other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock.
+other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
+and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
 """
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
@@ -26,6 +28,7 @@ from models_market.verify_receipt import canonical_json
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError, NotFound, PaymentRequired, PermissionDenied
 
+logger = logging.getLogger(__name__)
 _SAFE_INT = 2**53 - 1
 
 
@@ -122,11 +125,12 @@ def _meter(
             price = 0
         else:
             price = license.price_per_call
-        if price:
-            _reserve(user, price)
+        receipt_id, reserved = _number_and_reserve(user, price)
+        if price and not reserved:
+            _reserve(user, price)  # the deposit falls short: top it up, or 402
         receipt = receipt_issue(
             license=license, version=version, caller_id=user.pk, price=price, rows=rows,
-            input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now,
+            input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now, receipt_id=receipt_id,
         )  # fmt: skip
         batch = settings.MODELS_SETTLE_BATCH
         if batch and receipt.pk % batch == 0:  # about every `batch` calls, across all processes
@@ -140,13 +144,12 @@ def _kick_settlement() -> None:
     try:
         settle_calls.apply_async(queue="default")
     except Exception:  # the broker is down: beat settles them later
-        import logging
-
-        logging.getLogger(__name__).warning("could not queue a settlement; beat will settle", exc_info=True)
+        logger.warning("could not queue a settlement; beat will settle", exc_info=True)
 
 
 def _meter_locked(user: User) -> CallMeter:
-    """The user's call meter, locked: every change to their deposit and its reservations holds this lock."""
+    """The user's call meter, locked, its mirror of the deposit read again from the ledger: every change to
+    the deposit holds this lock."""
     meter = CallMeter.objects.select_for_update().filter(user=user).first()
     if meter is None:
         try:
@@ -155,17 +158,43 @@ def _meter_locked(user: User) -> CallMeter:
         except IntegrityError:
             pass
         meter = CallMeter.objects.select_for_update().get(user=user)
+    meter.deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
     return meter
 
 
+# The common case of a call in one statement on PostgreSQL: its receipt's number, and its price reserved when
+# the deposit covers it (the meter row's own columns decide, so a parallel call's reservation is seen).
+_NUMBER_AND_RESERVE = """
+    WITH reserved AS (
+        UPDATE models_market_callmeter SET reserved = reserved + %(price)s
+        WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s RETURNING 1
+    )
+    SELECT nextval(pg_get_serial_sequence('models_market_receipt', 'id')), EXISTS (SELECT 1 FROM reserved)
+"""
+
+
+def _number_and_reserve(user: User, price: int) -> tuple[int | None, bool]:
+    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_NUMBER_AND_RESERVE, {"price": price, "user": user.pk})
+            number, reserved = cursor.fetchone()
+        return number, reserved
+    reserved = price > 0 and bool(
+        CallMeter.objects.filter(user=user, deposit__gte=F("reserved") + price).update(
+            reserved=F("reserved") + price
+        )
+    )
+    return None, reserved
+
+
 def _reserve(user: User, price: int) -> None:
-    """Reserve `price` of the caller's deposit, topping it up from their account when it falls short;
-    PaymentRequired, with their balance in words, when even that cannot cover it."""
+    """Reserve `price` of the caller's deposit under its meter's lock, topping the deposit up from their account
+    when it falls short; PaymentRequired, with their balance in words, when even that cannot cover it."""
     meter = _meter_locked(user)
-    deposit = ledger.account_name(deposit=user)
-    available = ledger_selectors.account_balance(name=deposit) - meter.reserved
+    available = meter.deposit - meter.reserved
     if available < price:
-        own = ledger.account_name(user=user)
+        own, deposit = ledger.account_name(user=user), ledger.account_name(deposit=user)
         balance = ledger_selectors.account_balance(name=own)
         short = price - available
         if balance < short:
@@ -178,8 +207,9 @@ def _reserve(user: User, price: int) -> None:
             )  # fmt: skip
         except ledger.InsufficientFunds:  # the caller spent it meanwhile, elsewhere
             raise _payment_required(ledger_selectors.account_balance(name=own), available, price) from None
+        meter.deposit += top_up
     meter.reserved += price
-    meter.save(update_fields=["reserved"])
+    meter.save(update_fields=["reserved", "deposit"])
 
 
 def _payment_required(balance: int, available: int, price: int) -> PaymentRequired:
@@ -190,7 +220,8 @@ def _payment_required(balance: int, available: int, price: int) -> PaymentRequir
 
 
 def deposit_status(*, user: User) -> dict[str, int]:
-    """The user's call deposit: what it holds, what unsettled calls have reserved of it, and the rest."""
+    """The user's call deposit: what it holds (read from the ledger), what unsettled calls have reserved of it,
+    and the rest."""
     deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
     reserved = CallMeter.objects.filter(user=user).values_list("reserved", flat=True).first() or 0
     return {"deposit": deposit, "reserved": reserved, "available": deposit - reserved}
@@ -204,7 +235,7 @@ def deposit_withdraw(*, user: User, amount: int | None = None) -> dict[str, int]
     with transaction.atomic(durable=True):
         meter = _meter_locked(user)
         deposit = ledger.account_name(deposit=user)
-        available = ledger_selectors.account_balance(name=deposit) - meter.reserved
+        available = meter.deposit - meter.reserved
         amount = available if amount is None else amount
         if amount <= 0:
             raise Conflict("your call deposit holds nothing that unsettled calls have not reserved")
@@ -218,4 +249,6 @@ def deposit_withdraw(*, user: User, amount: int | None = None) -> dict[str, int]
             kind="models_market.deposit.withdrawn", actor=own, payload={"amount": amount},
             postings=[{"account": deposit, "amount": -amount}, {"account": own, "amount": amount}],
         )  # fmt: skip
+        meter.deposit -= amount
+        meter.save(update_fields=["deposit"])
     return deposit_status(user=user)

@@ -30,15 +30,18 @@ def sha256_hex(data: bytes) -> str:
 
 def receipt_issue(
     *, license: ModelLicense, version: ModelVersion, caller_id: int, price: int, rows: int, input_sha256: str,
-    output_sha256: str, issued_at: datetime,
+    output_sha256: str, issued_at: datetime, receipt_id: int | None = None,
 ) -> Receipt:  # fmt: skip
-    """Write and sign one call's receipt, inside the caller's transaction (with the call's reservation)."""
-    receipt = Receipt.objects.create(
-        license=license, version=version, caller_id=caller_id, price=price, model_sha256=version.artifact_sha256,
-        input_sha256=input_sha256, output_sha256=output_sha256, rows=rows, issued_at=issued_at, body={},
-        key_id="", signature="",
+    """Sign and write one call's receipt, inside the caller's transaction (with the call's reservation). Its
+    sequence number is `receipt_id` when the caller drew it from the table's sequence, else the new row's id."""
+    receipt = Receipt(
+        pk=receipt_id, license=license, version=version, caller_id=caller_id, price=price,
+        model_sha256=version.artifact_sha256, input_sha256=input_sha256, output_sha256=output_sha256, rows=rows,
+        issued_at=issued_at,
     )  # fmt: skip
-    # The sequence number is the row's id, so the body is signed once the row has one.
+    if receipt_id is None:  # numbered by the insert: signed once the row has its number
+        receipt.body, receipt.key_id, receipt.signature = {}, "", ""
+        receipt.save(force_insert=True)
     body = {
         "seq": receipt.pk,
         "version": version.pk,
@@ -52,7 +55,10 @@ def receipt_issue(
     }
     key_id, signature = ledger.active_key_sign(chain.jcs(body))
     receipt.body, receipt.key_id, receipt.signature = body, key_id, signature.hex()
-    Receipt.objects.filter(pk=receipt.pk).update(body=body, key_id=key_id, signature=receipt.signature)
+    if receipt_id is None:
+        Receipt.objects.filter(pk=receipt.pk).update(body=body, key_id=key_id, signature=receipt.signature)
+    else:
+        receipt.save(force_insert=True)
     return receipt
 
 
@@ -118,7 +124,8 @@ def settle_pending(*, limit: int) -> Settlement | None:
         Receipt.objects.bulk_update(receipts, ["settlement", "leaf_index"])
         for meter in meters:
             meter.reserved -= owed[meter.user_id]
-        CallMeter.objects.bulk_update(meters, ["reserved"])
+            meter.deposit -= owed[meter.user_id]
+        CallMeter.objects.bulk_update(meters, ["reserved", "deposit"])
         # The calls made under perpetual and timed licences are counted here, not on every call (a quota
         # licence counts each call as it spends it).
         per_license: dict[int, int] = defaultdict(int)

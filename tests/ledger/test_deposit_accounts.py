@@ -80,9 +80,21 @@ def test_a_deposit_of_nobody_is_not_opened(db):
 
 
 def test_apps_sign_with_the_active_key_and_the_signature_verifies(alice):
+    services.active_key_forget()
     key_id, signature = services.active_key_sign(b'{"receipt":1}')
     key = SigningKey.objects.get(active=True)
     assert key_id == key.key_id
     assert chain.verify_signature(bytes(key.public_key), signature, b'{"receipt":1}')
     with pytest.raises(ValueError, match="32-byte"):
         services.active_key_sign(bytes(32))
+
+
+def test_after_a_rotation_records_are_signed_with_the_new_key(alice, settings, tmp_path):
+    key_file = tmp_path / "ledger.pem"  # rotation rewrites the key file: not the suite's own
+    key_file.write_bytes(settings.LEDGER_KEY_FILE.read_bytes())
+    settings.LEDGER_KEY_FILE = key_file
+    old, _ = services.active_key_sign(b'{"receipt":1}')
+    new = services.signing_key_rotate()
+    key_id, signature = services.active_key_sign(b'{"receipt":2}')
+    assert (key_id, key_id != old) == (new.key_id, True)
+    assert chain.verify_signature(bytes(new.public_key), signature, b'{"receipt":2}')

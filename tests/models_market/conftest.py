@@ -2,6 +2,7 @@
 
 import pytest
 
+from ledger.services import active_key_forget
 from models_market import runtime
 from tests.factories import UserFactory
 
@@ -10,6 +11,7 @@ from tests.factories import UserFactory
 def _media_and_cache(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     runtime.cache_clear()
+    active_key_forget()  # another test's database may have had another active key
     yield
     runtime.cache_clear()
 

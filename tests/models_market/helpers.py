@@ -101,3 +101,13 @@ def balance(account) -> int:
 
     name = account if isinstance(account, str) else ledger.account_name(user=account)
     return selectors.account_balance(name=name)
+
+
+def meter_mirrors_the_ledger(user) -> bool:
+    """Whether the caller's meter holds exactly what their call deposit holds on the ledger, and covers what
+    their unsettled calls reserved."""
+    from models_market.models import CallMeter
+
+    meter = CallMeter.objects.filter(user=user).first()
+    deposit = balance(ledger.account_name(deposit=user))
+    return (meter.deposit, meter.reserved <= meter.deposit) == (deposit, True) if meter else deposit == 0

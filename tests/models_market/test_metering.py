@@ -19,7 +19,15 @@ from models_market.models import CallMeter, ModelLicense, Receipt, Settlement
 from models_market.services.receipts import leaf_bytes
 from platform_site.errors import Conflict, DomainError, PaymentRequired, PermissionDenied
 from tests.ledger.helpers import fund
-from tests.models_market.helpers import ROW, balance, dataset_version, listed, make_version, mint
+from tests.models_market.helpers import (
+    ROW,
+    balance,
+    dataset_version,
+    listed,
+    make_version,
+    meter_mirrors_the_ledger,
+    mint,
+)
 
 pytestmark = pytest.mark.django_db
 PRICE = 40  # per call
@@ -94,6 +102,7 @@ def test_a_licensed_call_reserves_its_price_from_a_topped_up_deposit_and_returns
     call(bob, licensed)
     assert Entry.objects.filter(kind="models_market.deposit.topped_up").count() == 2
     assert CallMeter.objects.get(user=bob).reserved == 4 * PRICE
+    assert meter_mirrors_the_ledger(bob)
     call_command("verify_ledger", "--quiet")
 
 
@@ -120,6 +129,7 @@ def test_other_spending_never_breaks_a_later_settlement(licensed, alice, bob, ca
     assert {u: balance(u) - before[u] for u in before} == {"treasury": 2, alice: 64, carol: 8, dora: 6}
     assert balance(f"deposit:{bob.pk}") == 1_000 - 2 * PRICE
     assert CallMeter.objects.get(user=bob).reserved == 0
+    assert meter_mirrors_the_ledger(bob)
     call_command("verify_ledger", "--quiet")
 
 
@@ -189,8 +199,10 @@ def test_the_unreserved_deposit_goes_back_on_request_and_the_reserved_part_stays
     assert balance(bob) == 2_000 - PRICE
     with pytest.raises(Conflict, match="nothing"):
         services.deposit_withdraw(user=bob)
+    assert meter_mirrors_the_ledger(bob)
     services.settle_pending(limit=10)
     assert services.deposit_status(user=bob) == {"deposit": 0, "reserved": 0, "available": 0}
+    assert meter_mirrors_the_ledger(bob)
     call_command("verify_ledger", "--quiet")
 
 
@@ -236,6 +248,32 @@ def test_a_changed_artifact_is_never_served(token, alice):
 )  # fmt: skip
 def test_canonical_json_is_rfc_8785(value):
     assert services.canonical_json(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        0.0,
+        -0.0,
+        5.0,
+        1e-4,
+        9.9e-5,
+        1e-6,
+        1.5e-7,
+        1e-7,
+        5e-324,
+        2.0**53,
+        2.0**60,
+        1e16,
+        1e20,
+        1e21,
+        1.7e308,
+        0.1,
+    ],
+)
+def test_canonical_json_spells_numbers_as_ecmascript_does(x):
+    for value in (x, -x, [x, "\ue000"], {"k": x}):
+        assert services.canonical_json(value) == rfc8785.dumps(value)
 
 
 def test_canonical_json_refuses_what_json_cannot_say():

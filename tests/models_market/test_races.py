@@ -16,7 +16,15 @@ from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, S
 from platform_site.accounts.services import api_token_create
 from tests.factories import UserFactory
 from tests.ledger.helpers import fund
-from tests.models_market.helpers import ROW, balance, dataset_version, listed, make_version, mint
+from tests.models_market.helpers import (
+    ROW,
+    balance,
+    dataset_version,
+    listed,
+    make_version,
+    meter_mirrors_the_ledger,
+    mint,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -98,12 +106,14 @@ def test_parallel_calls_with_funds_for_some_never_overdraw_and_all_settle_once(
     assert not Account.objects.filter(balance__lt=0).exclude(name="issuance").exists()
     assert balance(bob) + balance(f"deposit:{bob.pk}") == 1_000 - 100 * sent
     assert CallMeter.objects.get(user=bob).reserved == 100 * len(ok)
+    assert meter_mirrors_the_ledger(bob)
 
     settle_in_parallel(workers=3, limit=3)
     assert sum(Settlement.objects.values_list("calls", flat=True)) == len(ok)
     assert not Receipt.objects.filter(settlement__isnull=True).exists()
     assert CallMeter.objects.get(user=bob).reserved == 0
     assert balance(bob) + balance(f"deposit:{bob.pk}") == 0
+    assert meter_mirrors_the_ledger(bob)
     # Each call of 100: fee 2; lineage 20% of 98 = 19 (10 to carol's model, 9 to dora's data); alice 79.
     n = len(ok)
     assert (balance("treasury"), balance(dora)) == (25 + 2 * n, 97 + 9 * n)  # licence shares, then calls
