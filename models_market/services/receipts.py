@@ -110,6 +110,11 @@ def settle_pending(*, limit: int) -> Settlement | None:
             "last_receipt": receipts[-1].pk, "total": total,
         }  # fmt: skip
         postings = [{"account": a, "amount": d} for a, d in sorted(deltas.items()) if d]
+        for posting in postings:
+            if posting["amount"] > 0 and posting["account"].startswith("user:"):
+                # What was earned is owed even to an owner deactivated since: their account is opened for it,
+                # rather than one such owner stopping every later settlement.
+                ledger.account_open_for_app(name=posting["account"], kind="user")
         if postings:
             entry = ledger.postings_post(
                 kind=SETTLED_KIND, actor="system", postings=postings, payload=payload

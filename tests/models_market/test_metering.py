@@ -18,6 +18,7 @@ from models_market import runtime, services
 from models_market.models import CallMeter, ModelLicense, Receipt, Settlement
 from models_market.services.receipts import leaf_bytes
 from platform_site.errors import Conflict, DomainError, PaymentRequired, PermissionDenied
+from tests.factories import UserFactory
 from tests.ledger.helpers import fund
 from tests.models_market.helpers import (
     ROW,
@@ -286,3 +287,13 @@ def test_one_durable_transaction_per_call(licensed, bob):
     with pytest.raises(RuntimeError), transaction.atomic():  # nested in another: refused, nothing written
         call(bob, licensed)
     assert not Receipt.objects.exists()
+
+
+def test_an_owner_deactivated_before_settlement_is_still_paid_and_settlement_goes_on(licensed, alice, bob):
+    frank = UserFactory(username="frank")  # the new owner, who never had a ledger account
+    services.token_transfer(token=licensed, actor=alice, to=frank)
+    call(bob, licensed)
+    type(frank).objects.filter(pk=frank.pk).update(is_active=False)
+    settlement = services.settle_pending(limit=10)
+    assert settlement.calls == 1 and balance(frank) > 0
+    call_command("verify_ledger", "--quiet")
