@@ -17,6 +17,7 @@ from models_market.services.tokens import (
 from models_market.verify_receipt import canonical_json
 
 __all__ = [
+    # money (tokens, licences, metering)
     "KEEP",
     "canonical_json",
     "deposit_status",
