@@ -222,6 +222,11 @@ class TokenDetailApi(APIView):
         price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
         listed = serializers.BooleanField(required=False)
 
+        def validate(self, attrs):
+            if not attrs:
+                raise serializers.ValidationError("change at least one offer")
+            return attrs
+
     @extend_schema(responses={200: ModelTokenOutputSerializer, **api_errors(404)})
     def get(self, request, token_id: int):
         return Response(ModelTokenOutputSerializer(selectors.token_get(token_id=token_id)).data)

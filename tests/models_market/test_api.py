@@ -143,7 +143,13 @@ def test_no_500_on_junk(token, alice):
     ]:
         response = owner.generic("POST", url, body, content_type=content_type)
         assert response.status_code in (400, 415), (body[:60], response.status_code, response.content[:300])
-    for patch in ({"sale_price": 10**400}, {"price_per_call": -1}, {"timed_days": 1.5}, {"listed": "maybe"}):
+    for patch in (
+        {"sale_price": 10**400},
+        {"price_per_call": -1},
+        {"timed_days": 1.5},
+        {"listed": "maybe"},
+        {},
+    ):
         response = owner.generic("PATCH", f"/api/models/tokens/{token.pk}/", json.dumps(patch),
                                  content_type="application/json")  # fmt: skip
         assert response.status_code == 400, (patch, response.content)
