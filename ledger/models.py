@@ -139,6 +139,7 @@ class Account(models.Model):
         ORG = "org"
         DAO = "dao"
         ESCROW = "escrow"
+        DEPOSIT = "deposit"  # a user's call deposit (models_market's metered calls)
         TREASURY = "treasury"
         ISSUANCE = "issuance"
 

@@ -226,6 +226,16 @@ def _load(path_or_lines: str | os.PathLike[str] | Iterable[str | bytes | dict[st
     return export
 
 
+def read_export(path_or_lines: str | os.PathLike[str] | Iterable[str | bytes | dict[str, Any]]) -> _Export:
+    """An export's records as parsed, checked for form only (`verify_export` checks the rest): for tools that
+    look up entries and keys in an export they have verified (models_market.verify_receipt). ValueError names
+    the first malformed line."""
+    try:
+        return _load(path_or_lines)
+    except _Fail as fail:
+        raise ValueError(f"{fail.where}: {fail.what}") from None
+
+
 def _entry_fields(e: dict[str, Any]) -> str | None:
     """What is wrong with an entry's field types, if anything."""
     if type(e.get("kind")) is not str or not e["kind"]:

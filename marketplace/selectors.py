@@ -536,3 +536,9 @@ def dataset_version_get(*, version_id: int) -> DatasetVersion:
     if version is None:
         raise NotFound("no such dataset version")
     return version
+
+
+def dataset_version_owner_id(*, version_id: int) -> int | None:
+    """The user id of whoever owns the listing of a dataset version: who earns the royalty that models trained
+    on it pay up their lineage. None for no such version."""
+    return DatasetVersion.objects.filter(pk=version_id).values_list("dataset__owner_id", flat=True).first()

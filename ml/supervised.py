@@ -50,6 +50,7 @@ __all__ = [
     "model_to_bytes",
     "options_check",
     "predict",
+    "predict_matrix",
     "train",
 ]
 
@@ -529,7 +530,12 @@ def evaluate(model: Any, X: np.ndarray, y: np.ndarray, schema: FeatureSchema) ->
 def predict(model: Any, schema: FeatureSchema, rows: Any) -> list[dict]:
     """Predictions for rows of {column: value}, checked against the schema (FeatureError names what is wrong):
     {"prediction": class, "probabilities": {class: p}} or {"prediction": value} per row."""
-    X = schema.rows_matrix(rows)
+    return predict_matrix(model, schema, schema.rows_matrix(rows))
+
+
+def predict_matrix(model: Any, schema: FeatureSchema, X: np.ndarray) -> list[dict]:
+    """`predict` on a feature matrix already made by `schema.rows_matrix` (a caller that checks the rows
+    before deciding whether to run the model)."""
     if schema.task == "classification":
         proba = probabilities(model, X, schema)
         labels = schema.classes

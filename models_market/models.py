@@ -213,14 +213,20 @@ class ModelLicense(models.Model):
 
 class CallMeter(models.Model):
     """What a caller's unsettled calls have reserved of their balance: a call is admitted only while the
-    ledger balance less `reserved` covers its price, so concurrent calls can never overdraw."""
+    ledger balance less `reserved` covers its price, so concurrent calls can never overdraw.
+
+    The balance is that of the caller's call deposit (`deposit:<user id>` on the ledger), which `deposit`
+    mirrors: every change to the deposit is made under this row's lock and sets it, so that admitting a call is
+    one conditional UPDATE of this row."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_meter")
     reserved = models.BigIntegerField(default=0)
+    deposit = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(reserved__gte=0), name="call_meter_reserved_positive")
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="call_meter_reserved_positive"),
+            models.CheckConstraint(condition=Q(reserved__lte=models.F("deposit")), name="call_meter_covered"),
         ]
 
     def __str__(self) -> str:

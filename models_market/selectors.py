@@ -1,4 +1,5 @@
-"""Reads of the model marketplace: browsing, one model's page, lineage, and a user's models and licences."""
+"""Reads of the models market that pages and the API share: browsing, one model's lineage and usage, tokens,
+licences and receipts, and a user's models."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from ledger import selectors as ledger_selectors
 from marketplace import selectors as data_selectors
 from models_market.models import ModelAsset, ModelLicense, ModelParent, ModelToken, ModelVersion, Receipt
 from platform_site.accounts.models import User
+from platform_site.errors import NotFound
 
 SORTS = {
     "newest": ("-created_at", "-pk"),
@@ -129,20 +131,6 @@ def usage_for_version(version: ModelVersion) -> dict[str, Any]:
     return {**figures, **licences}
 
 
-def license_list_for_user(*, user: User) -> QuerySet[ModelLicense]:
-    """A user's licences with their usage: calls, what they cost, and the newest receipt."""
-    return (
-        ModelLicense.objects.filter(holder=user)
-        .select_related("version__asset")
-        .annotate(receipts_count=Count("receipts"), spent=Sum("receipts__price"))
-        .order_by("-created_at", "-pk")
-    )
-
-
-def receipt_list_for_user(*, user: User, limit: int = 20) -> list[Receipt]:
-    return list(Receipt.objects.filter(caller=user).select_related("version__asset")[:limit])
-
-
 def token_list_owned(*, user: User) -> QuerySet[ModelToken]:
     return ModelToken.objects.filter(owner=user).select_related("version__asset").order_by("-pk")
 
@@ -167,3 +155,59 @@ def trainable_datasets(*, user: User) -> list[dict[str, Any]]:
             how = "compute-only licence: differentially private" if rights.private else "download licence"
             out[licence.dataset_id] = {"dataset": licence.dataset, "how": how}
     return list(out.values())
+
+
+# ---- money (tokens, licences, metered calls)
+
+
+def token_get(*, token_id: int) -> ModelToken:
+    """A token by its id, with its version and the people it names. Tokens are public, as on a chain."""
+    token = (
+        ModelToken.objects.select_related("version__asset", "owner", "creator", "approved")
+        .filter(pk=token_id)
+        .first()
+    )
+    if token is None:
+        raise NotFound("no such token")
+    return token
+
+
+def version_get_for_call(*, version_id: int) -> ModelVersion:
+    """A ready model version with its token, for the predict endpoint; NotFound otherwise."""
+    version = (
+        ModelVersion.objects.select_related("token")
+        .filter(pk=version_id, status=ModelVersion.Status.READY)
+        .first()
+    )
+    if version is None:
+        raise NotFound("no such model version ready to call")
+    return version
+
+
+def license_list_for_user(*, user: User) -> QuerySet[ModelLicense]:
+    """The user's model licences, newest first, with the model they are for and their usage (calls receipted,
+    what those calls cost)."""
+    return (
+        ModelLicense.objects.filter(holder=user)
+        .select_related("version__asset", "version__token")
+        .annotate(receipts_count=Count("receipts"), spent=Sum("receipts__price"))
+        .order_by("-created_at", "-pk")
+    )
+
+
+def receipt_get_for_user(*, receipt_id: int, user: User) -> Receipt:
+    """A receipt its caller or the model's token owner may read; NotFound for anyone else (whether it exists is
+    theirs to know)."""
+    receipt = (
+        Receipt.objects.select_related("settlement")
+        .filter(Q(caller=user) | Q(version__token__owner=user), pk=receipt_id)
+        .first()
+    )
+    if receipt is None:
+        raise NotFound("no such receipt")
+    return receipt
+
+
+def receipt_list_for_user(*, user: User) -> QuerySet[Receipt]:
+    """The receipts of the user's own calls, newest first."""
+    return Receipt.objects.filter(caller=user).select_related("settlement").order_by("-pk")

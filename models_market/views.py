@@ -248,6 +248,6 @@ def mine(request: HttpRequest) -> HttpResponse:
         "tokens": selectors.token_list_owned(user=user),
         "created": selectors.version_list_created(user=user),
         "licences": selectors.license_list_for_user(user=user),
-        "receipts": selectors.receipt_list_for_user(user=user),
+        "receipts": selectors.receipt_list_for_user(user=user).select_related("version__asset")[:20],
     }
     return render(request, "models_market/mine.html", context)

@@ -44,6 +44,9 @@ _ERRORS = {
     401: OpenApiResponse(
         ErrorSerializer, description="No valid credentials: send `Authorization: Token <key>`."
     ),
+    402: OpenApiResponse(
+        ErrorSerializer, description="You cannot pay for this: the message says your balance and the price."
+    ),
     403: OpenApiResponse(ErrorSerializer, description="You may not do this."),
     404: OpenApiResponse(ErrorSerializer, description="No such object among those you may see."),
     409: OpenApiResponse(

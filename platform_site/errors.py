@@ -22,6 +22,13 @@ class NotFound(DomainError, Http404):
     code = "not_found"
 
 
+class PaymentRequired(DomainError):
+    """The caller cannot pay for what they asked (402); the message says their balance in words."""
+
+    status_code = 402
+    code = "payment_required"
+
+
 class PermissionDenied(DomainError, django_exceptions.PermissionDenied):
     status_code = 403
     code = "permission_denied"

@@ -283,6 +283,28 @@ WORKER_ONLINE_SECONDS = float(os.environ.get("WORKER_ONLINE_SECONDS", 30))
 # Marketplace: the platform's fee on every sale, in basis points (250 = 2.5%), paid to the treasury.
 MARKETPLACE_FEE_BP = int(os.environ.get("MARKETPLACE_FEE_BP", 250))
 
+# Tokenized models. The platform's fee on every token sale, licence and call, in basis points, to the treasury.
+MODELS_FEE_BP = int(os.environ.get("MODELS_FEE_BP", MARKETPLACE_FEE_BP))
+# The most of a payment (after the fee) that flows up a model's lineage, to its parents' and training data's
+# owners, whatever its versions declare; and how many generations up it flows.
+MODELS_LINEAGE_CAP_BP = int(os.environ.get("MODELS_LINEAGE_CAP_BP", 3000))
+MODELS_LINEAGE_DEPTH = int(os.environ.get("MODELS_LINEAGE_DEPTH", 8))
+# Metered calls: false turns metering off (licences are still checked; no reservation, no receipt).
+MODELS_METERING = env_bool("MODELS_METERING", True)
+# The least a call deposit is topped up by from its owner's balance (minor units), so that a run of calls
+# writes one ledger entry per chunk, not one per call.
+MODELS_DEPOSIT_CHUNK = int(os.environ.get("MODELS_DEPOSIT_CHUNK", 1_000))
+# Calls are settled to the ledger by the worker every T seconds (beat), and as soon as N are unsettled.
+MODELS_SETTLE_SECONDS = float(os.environ.get("MODELS_SETTLE_SECONDS", 30))
+MODELS_SETTLE_BATCH = int(os.environ.get("MODELS_SETTLE_BATCH", 500))
+CELERY_BEAT_SCHEDULE["models-settle-calls"] = {
+    "task": "models_market.settle_calls",
+    "schedule": MODELS_SETTLE_SECONDS,
+    "options": {"queue": "default"},
+}
+# Loaded models kept per process (least recently used first out), by artifact size: 256 MiB by default.
+MODELS_CACHE_BYTES = int(os.environ.get("MODELS_CACHE_BYTES", 256 * 1024 * 1024))
+
 # ML: "cuda" or "cpu" forces a device; empty picks CUDA when available.
 ML_DEVICE = os.environ.get("ML_DEVICE", "")
 # Threads for PyTorch and BLAS in each Celery worker process; 0 shares the cores among the worker's
@@ -315,6 +337,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "60/minute"),
         "user": os.environ.get("THROTTLE_USER", "1200/minute"),
+        # Each user's calls to POST /api/models/versions/<id>/predict/.
+        "models_predict": os.environ.get("THROTTLE_MODELS_PREDICT", "6000/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "platform_site.api.AutoSchema",
     "EXCEPTION_HANDLER": "platform_site.api.exception_handler",

@@ -23,3 +23,17 @@ class UserRateThrottle(_SettingsRates, throttling.UserRateThrottle):
         if user and user.is_authenticated and user.get_username() in settings.THROTTLE_EXEMPT_USERS:
             return True
         return super().allow_request(request, view)
+
+
+class ScopedRateThrottle(throttling.ScopedRateThrottle):
+    """Per user and per view's `throttle_scope` (the predict endpoint's own limit); a scope without a rate in
+    the settings is not limited, and THROTTLE_EXEMPT_USERS are not either."""
+
+    def get_rate(self):
+        return settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"].get(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        if user and user.is_authenticated and user.get_username() in settings.THROTTLE_EXEMPT_USERS:
+            return True
+        return super().allow_request(request, view)

@@ -24,7 +24,7 @@ from ledger.services.accounts import (
 )
 from ledger.services.checkpoints import checkpoint_create, signing_key_rotate
 from ledger.services.escrow import escrow_open, escrow_refund, escrow_refund_expired, escrow_release
-from ledger.services.journal import content_hash, entry_append
+from ledger.services.journal import active_key_forget, active_key_sign, content_hash, entry_append
 from ledger.services.transfers import (
     Share,
     faucet_request,
@@ -51,6 +51,8 @@ __all__ = [
     "account_open",
     "account_open_for_app",
     "account_parse",
+    "active_key_forget",
+    "active_key_sign",
     "check_amount",
     "checkpoint_create",
     "content_hash",

@@ -66,7 +66,7 @@ def account_parse(name: object) -> tuple[str, int | None]:
 
 
 def _owner_exists(kind: str, ident: int | None) -> bool:
-    if kind == names.USER:
+    if kind in (names.USER, names.DEPOSIT):  # a call deposit belongs to a user
         return accounts_selectors.user_is_active(user_id=ident)
     if kind == names.ORG:
         return accounts_selectors.organization_exists(organization_id=ident)
@@ -113,6 +113,8 @@ def account_check_destination(*, name: str, system_ok: bool = False) -> str:
         raise DomainError(
             f"{name} is an escrow account: only its escrow's release or refund moves its tokens"
         )
+    if kind == names.DEPOSIT:
+        raise DomainError(f"{name} is a call deposit: only its owner's own account tops it up")
     if kind == TREASURY:
         if system_ok:
             return name
@@ -122,9 +124,11 @@ def account_check_destination(*, name: str, system_ok: bool = False) -> str:
 
 def _check_posting_accounts(kind: str, postings: list[dict[str, Any]]) -> None:
     """Postings name canonical accounts; issuance is only debited, by a mint; escrow accounts move only by
-    their escrow's entries. These keep the balances outside issuance equal to the total minted."""
+    their escrow's entries; a call deposit `deposit:<id>` is credited only from its owner's `user:<id>`, in a
+    two-posting entry (a top-up), so nobody else's tokens land in it. These keep the balances outside issuance
+    equal to the total minted."""
     for posting in postings:
-        account_kind, _ = account_parse(posting["account"])
+        account_kind, ident = account_parse(posting["account"])
         if account_kind == ISSUANCE and (kind != MINT_KIND or posting["amount"] > 0):
             raise DomainError(
                 "issuance is only debited, by a mint: tokens are never sent to it"
@@ -133,6 +137,10 @@ def _check_posting_accounts(kind: str, postings: list[dict[str, Any]]) -> None:
             )
         if account_kind == names.ESCROW and kind not in ESCROW_KINDS:
             raise DomainError(f"{posting['account']} moves only by its escrow's release or refund")
+        if account_kind == names.DEPOSIT and posting["amount"] > 0:
+            owner = account_name(user=ident)
+            if len(postings) != 2 or not any(p["account"] == owner and p["amount"] < 0 for p in postings):
+                raise DomainError(f"{posting['account']} is topped up only from {owner}")
 
 
 def _lock_accounts(wanted: list[str]) -> dict[str, Account]:

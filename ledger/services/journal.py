@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 import rfc8785
@@ -12,7 +13,7 @@ from django.db.models import BigIntegerField, Case, Value, When
 from django.utils import timezone
 
 from ledger import chain, merkle
-from ledger.models import Account, Entry, LedgerHead, MerkleNode
+from ledger.models import Account, Entry, LedgerHead, MerkleNode, SigningKey
 from ledger.services.keys import private_key_for, register_key
 from platform_site.accounts import selectors as accounts_selectors
 from platform_site.errors import DomainError, PermissionDenied
@@ -32,6 +33,36 @@ def lock_head() -> LedgerHead:
         head.active_key_id = register_key(key, first_seq=head.size).key_id
         head.save(update_fields=["active_key_id"])
     return head
+
+
+def active_key_sign(message: bytes) -> tuple[str, bytes]:
+    """(key id, Ed25519 signature) of `message` by the platform's active ledger key: for the signed records that
+    apps issue beside the journal (a metered call's receipt). A message is never 32 bytes, the length of the
+    entry hashes that the same key signs, so a receipt's signature cannot pass for an entry's."""
+    if len(message) == len(chain.ZERO_HASH):
+        raise ValueError("a 32-byte message could be taken for an entry hash")
+    global _active_key
+    key_id, until = _active_key
+    if time.monotonic() >= until:
+        key_id = SigningKey.objects.filter(active=True).values_list("key_id", flat=True).first()
+        if key_id is None:  # a fresh ledger: the head lock makes its first key
+            with transaction.atomic():
+                key_id = lock_head().active_key_id
+        _active_key = (key_id, time.monotonic() + ACTIVE_KEY_SECONDS)
+    return key_id, chain.sign(private_key_for(key_id), message)
+
+
+def active_key_forget() -> None:
+    """Read the active key again on the next `active_key_sign` (after a rotation in this process)."""
+    global _active_key
+    _active_key = ("", 0.0)
+
+
+# The active key's id, as active_key_sign last read it, and until when (time.monotonic()) it is trusted: a
+# record signed for a few seconds after a rotation (in another process) carries the retired key, which every
+# export still lists, so it still verifies.
+ACTIVE_KEY_SECONDS = 5.0
+_active_key: tuple[str, float] = ("", 0.0)
 
 
 def require_transaction() -> None:

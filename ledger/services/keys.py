@@ -56,6 +56,9 @@ def register_key(key: Ed25519PrivateKey, *, first_seq: int) -> SigningKey:
     )
     with _keys_lock:
         _private_keys[key_id] = key
+    from ledger.services.journal import active_key_forget  # journal imports this module
+
+    active_key_forget()
     return signing_key
 
 

@@ -201,6 +201,8 @@ class _Refs:
             return f"DAO {ident}", explorer
         if kind == names.ESCROW:
             return f"escrow {ident}", None
+        if kind == names.DEPOSIT:
+            return "a call deposit", None
         if kind in (names.TREASURY, names.ISSUANCE):
             return "the platform", None
         return str(name), None

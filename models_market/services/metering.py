@@ -1,0 +1,254 @@
+"""Metered inference: a licensed call runs the model and is counted at once, against funds it cannot overdraw.
+
+The money of metered calls lives on the ledger, in the caller's call deposit `deposit:<user id>`: a call is
+admitted only while the deposit less what unsettled calls have reserved (`CallMeter.reserved`) covers its
+price; when it does not, the deposit is topped up from the caller's own account, by a ledgered entry, in
+chunks of at least MODELS_DEPOSIT_CHUNK. Settlements pay from the deposit, and only settlements and the
+owner's withdrawal of the unreserved part take tokens out of it, so neither concurrent calls nor the caller's
+other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
+and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
+"""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.utils import timezone
+
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger
+from ml.features import FeatureError
+from models_market import runtime
+from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
+from models_market.services.receipts import receipt_issue, sha256_hex
+from models_market.verify_receipt import canonical_json
+from platform_site.accounts.models import User
+from platform_site.errors import Conflict, DomainError, NotFound, PaymentRequired, PermissionDenied
+
+logger = logging.getLogger(__name__)
+_SAFE_INT = 2**53 - 1
+
+
+def _check_rows(rows: Any) -> None:
+    """What the feature schema's check cannot say well: integers beyond exact JSON (the receipt hashes the rows
+    as RFC 8785 JSON), named by row and column."""
+    if not isinstance(rows, list):
+        return  # the schema's check says what rows must be
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            for column, value in row.items():
+                if type(value) is int and not -_SAFE_INT <= value <= _SAFE_INT:
+                    raise DomainError(
+                        f'row {i}, column "{column}": the integer is beyond ±2**53-1; send it as a decimal '
+                        "number (1e30)"
+                    )
+
+
+def _license_for_call(user: User, version: ModelVersion, now: datetime) -> ModelLicense:
+    """The licence a call is made under: a quota licence with calls left first (they are paid), then the valid
+    perpetual or timed licence with the lowest per-call price. PermissionDenied says why there is none."""
+    license = (
+        ModelLicense.objects.filter(holder=user, version=version)
+        .filter(
+            Q(kind=ModelLicense.Kind.PERPETUAL)
+            | Q(kind=ModelLicense.Kind.TIMED, expires_at__gt=now)
+            | Q(kind=ModelLicense.Kind.QUOTA, calls_left__gt=0)
+        )
+        .order_by(
+            Case(
+                When(kind=ModelLicense.Kind.QUOTA, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
+            "price_per_call",
+            "pk",
+        )
+        .first()
+    )
+    if license is not None:
+        return license
+    held = ModelLicense.objects.filter(holder=user, version=version)
+    if held.filter(kind=ModelLicense.Kind.TIMED).exists():
+        raise PermissionDenied("your timed licence for this model has expired; buy another to call it")
+    if held.filter(kind=ModelLicense.Kind.QUOTA).exists():
+        raise PermissionDenied("your licence's calls are used up; buy another quota to call this model")
+    raise PermissionDenied("calling this model needs a licence: buy one on its token's page")
+
+
+def predict_call(*, user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+    """Run the model on `rows` for `user`: the rows are checked against the version's schema first (a 400 naming
+    wrong and missing columns), then the caller's right: the token's owner calls for free, without a receipt;
+    anyone else needs a valid licence (403). A metered call is counted and its price reserved in one durable
+    transaction that writes its signed receipt (402 when the caller cannot pay). With MODELS_METERING off
+    licences are still checked but nothing is counted, reserved or signed."""
+    if version.status != ModelVersion.Status.READY:
+        raise NotFound("no such model version ready to call")
+    schema = runtime.schema_for(version)
+    _check_rows(rows)
+    try:
+        X = schema.rows_matrix(rows)
+    except FeatureError as exc:
+        raise DomainError(str(exc)) from None
+    token = getattr(version, "token", None)
+    if token is None:
+        raise NotFound("this model version has no token yet")
+    now = timezone.now()
+    license = None if token.owner_id == user.pk else _license_for_call(user, version, now)
+    outputs = runtime.predict(runtime.model_for(version), schema, X)
+    if license is None or not settings.MODELS_METERING:
+        return outputs, None
+    try:
+        input_sha256, output_sha256 = sha256_hex(canonical_json(rows)), sha256_hex(canonical_json(outputs))
+    except ValueError as exc:
+        raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
+    return outputs, _meter(user, version, license, len(rows), input_sha256, output_sha256, now)
+
+
+def _meter(
+    user: User, version: ModelVersion, license: ModelLicense, rows: int, input_sha256: str, output_sha256: str,
+    now: datetime,
+) -> Receipt:  # fmt: skip
+    # Durable: the call's count or reservation, any top-up of the deposit, and its receipt commit together.
+    with transaction.atomic(durable=True):
+        if license.kind == ModelLicense.Kind.QUOTA:
+            # One statement: of parallel calls on the last calls left, only as many as are left get one.
+            spent = ModelLicense.objects.filter(pk=license.pk, calls_left__gt=0).update(
+                calls_left=F("calls_left") - 1, calls_made=F("calls_made") + 1
+            )
+            if not spent:
+                raise PermissionDenied(
+                    "your licence's calls are used up; buy another quota to call this model"
+                )
+            price = 0
+        else:
+            price = license.price_per_call
+        receipt_id, reserved = _number_and_reserve(user, price)
+        if price and not reserved:
+            _reserve(user, price)  # the deposit falls short: top it up, or 402
+        receipt = receipt_issue(
+            license=license, version=version, caller_id=user.pk, price=price, rows=rows,
+            input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now, receipt_id=receipt_id,
+        )  # fmt: skip
+        batch = settings.MODELS_SETTLE_BATCH
+        if batch and receipt.pk % batch == 0:  # about every `batch` calls, across all processes
+            transaction.on_commit(_kick_settlement)
+    return receipt
+
+
+def _kick_settlement() -> None:
+    from models_market.tasks import settle_calls
+
+    try:
+        settle_calls.apply_async(queue="default")
+    except Exception:  # the broker is down: beat settles them later
+        logger.warning("could not queue a settlement; beat will settle", exc_info=True)
+
+
+def _meter_locked(user: User) -> CallMeter:
+    """The user's call meter, locked, its mirror of the deposit read again from the ledger: every change to
+    the deposit holds this lock."""
+    meter = CallMeter.objects.select_for_update().filter(user=user).first()
+    if meter is None:
+        try:
+            with transaction.atomic():  # a savepoint: a parallel first call may create it first
+                CallMeter.objects.create(user=user)
+        except IntegrityError:
+            pass
+        meter = CallMeter.objects.select_for_update().get(user=user)
+    meter.deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
+    return meter
+
+
+# The common case of a call in one statement on PostgreSQL: its receipt's number, and its price reserved when
+# the deposit covers it (the meter row's own columns decide, so a parallel call's reservation is seen).
+_NUMBER_AND_RESERVE = """
+    WITH reserved AS (
+        UPDATE models_market_callmeter SET reserved = reserved + %(price)s
+        WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s RETURNING 1
+    )
+    SELECT nextval(pg_get_serial_sequence('models_market_receipt', 'id')), EXISTS (SELECT 1 FROM reserved)
+"""
+
+
+def _number_and_reserve(user: User, price: int) -> tuple[int | None, bool]:
+    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_NUMBER_AND_RESERVE, {"price": price, "user": user.pk})
+            number, reserved = cursor.fetchone()
+        return number, reserved
+    reserved = price > 0 and bool(
+        CallMeter.objects.filter(user=user, deposit__gte=F("reserved") + price).update(
+            reserved=F("reserved") + price
+        )
+    )
+    return None, reserved
+
+
+def _reserve(user: User, price: int) -> None:
+    """Reserve `price` of the caller's deposit under its meter's lock, topping the deposit up from their account
+    when it falls short; PaymentRequired, with their balance in words, when even that cannot cover it."""
+    meter = _meter_locked(user)
+    available = meter.deposit - meter.reserved
+    if available < price:
+        own, deposit = ledger.account_name(user=user), ledger.account_name(deposit=user)
+        balance = ledger_selectors.account_balance(name=own)
+        short = price - available
+        if balance < short:
+            raise _payment_required(balance, available, price)
+        top_up = min(balance, max(short, settings.MODELS_DEPOSIT_CHUNK))
+        try:
+            ledger.postings_post(
+                kind="models_market.deposit.topped_up", actor=own, payload={"amount": top_up},
+                postings=[{"account": own, "amount": -top_up}, {"account": deposit, "amount": top_up}],
+            )  # fmt: skip
+        except ledger.InsufficientFunds:  # the caller spent it meanwhile, elsewhere
+            raise _payment_required(ledger_selectors.account_balance(name=own), available, price) from None
+        meter.deposit += top_up
+    meter.reserved += price
+    meter.save(update_fields=["reserved", "deposit"])
+
+
+def _payment_required(balance: int, available: int, price: int) -> PaymentRequired:
+    held = f" and {ledger.format_amount(available)} free in your call deposit" if available > 0 else ""
+    return PaymentRequired(
+        f"your balance is {ledger.format_amount(balance)}{held}; this call costs {ledger.format_amount(price)}"
+    )
+
+
+def deposit_status(*, user: User) -> dict[str, int]:
+    """The user's call deposit: what it holds (read from the ledger), what unsettled calls have reserved of it,
+    and the rest."""
+    deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
+    reserved = CallMeter.objects.filter(user=user).values_list("reserved", flat=True).first() or 0
+    return {"deposit": deposit, "reserved": reserved, "available": deposit - reserved}
+
+
+def deposit_withdraw(*, user: User, amount: int | None = None) -> dict[str, int]:
+    """Return the unreserved part of the user's call deposit (all of it, or `amount`) to their account."""
+    if amount is not None:
+        ledger.check_amount(amount)
+    # Durable: the withdrawal's entry, under the meter's lock, so that no call reserves what leaves.
+    with transaction.atomic(durable=True):
+        meter = _meter_locked(user)
+        deposit = ledger.account_name(deposit=user)
+        available = meter.deposit - meter.reserved
+        amount = available if amount is None else amount
+        if amount <= 0:
+            raise Conflict("your call deposit holds nothing that unsettled calls have not reserved")
+        if amount > available:
+            raise Conflict(
+                f"only {ledger.format_amount(available)} of your call deposit is free; the rest is reserved by "
+                "calls not yet settled"
+            )
+        own = ledger.account_name(user=user)
+        ledger.postings_post(
+            kind="models_market.deposit.withdrawn", actor=own, payload={"amount": amount},
+            postings=[{"account": deposit, "amount": -amount}, {"account": own, "amount": amount}],
+        )  # fmt: skip
+        meter.deposit -= amount
+        meter.save(update_fields=["deposit"])
+    return deposit_status(user=user)

@@ -1,0 +1,162 @@
+"""Signed receipts of metered calls, their settlement to the ledger in batches, and their inclusion proofs.
+
+A receipt's body is RFC 8785 JSON signed (Ed25519) by the platform's active ledger key. Its leaf in its
+settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"}; the settlement's
+ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify offline
+(`python -m models_market.verify_receipt`).
+"""
+
+import hashlib
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from ledger import chain, merkle
+from ledger import services as ledger
+from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
+from models_market.services.lineage import payment_shares
+from models_market.verify_receipt import receipt_leaf
+from platform_site.errors import DomainError
+
+SETTLED_KIND = "models_market.calls.settled"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def receipt_issue(
+    *, license: ModelLicense, version: ModelVersion, caller_id: int, price: int, rows: int, input_sha256: str,
+    output_sha256: str, issued_at: datetime, receipt_id: int | None = None,
+) -> Receipt:  # fmt: skip
+    """Sign and write one call's receipt, inside the caller's transaction (with the call's reservation). Its
+    sequence number is `receipt_id` when the caller drew it from the table's sequence, else the new row's id."""
+    receipt = Receipt(
+        pk=receipt_id, license=license, version=version, caller_id=caller_id, price=price,
+        model_sha256=version.artifact_sha256, input_sha256=input_sha256, output_sha256=output_sha256, rows=rows,
+        issued_at=issued_at,
+    )  # fmt: skip
+    if receipt_id is None:  # numbered by the insert: signed once the row has its number
+        receipt.body, receipt.key_id, receipt.signature = {}, "", ""
+        receipt.save(force_insert=True)
+    body = {
+        "seq": receipt.pk,
+        "version": version.pk,
+        "model_sha256": version.artifact_sha256,
+        "input_sha256": input_sha256,
+        "output_sha256": output_sha256,
+        "price": price,
+        "caller": ledger.account_name(user=caller_id),
+        "issued_at": chain.format_timestamp(issued_at),
+        "rows": rows,
+    }
+    key_id, signature = ledger.active_key_sign(chain.jcs(body))
+    receipt.body, receipt.key_id, receipt.signature = body, key_id, signature.hex()
+    if receipt_id is None:
+        Receipt.objects.filter(pk=receipt.pk).update(body=body, key_id=key_id, signature=receipt.signature)
+    else:
+        receipt.save(force_insert=True)
+    return receipt
+
+
+def leaf_bytes(receipt: Receipt) -> bytes:
+    """The receipt's leaf in its settlement's Merkle tree: what was signed, and the signature (the offline
+    verifier's own function, so both build the same tree)."""
+    return receipt_leaf(receipt.body, receipt.key_id, receipt.signature)
+
+
+def settle_pending(*, limit: int) -> Settlement | None:
+    """Settle up to `limit` unsettled receipts, oldest first, in one durable transaction: each call's price is
+    paid from its caller's deposit by payment_shares, all in one `models_market.calls.settled` entry that
+    carries the Merkle root of the receipts; their reservations are released. None when nothing was pending."""
+    if limit < 1:
+        raise DomainError("settle at least one receipt")
+    with transaction.atomic(durable=True):
+        # Locked, skipping those another settlement holds: two workers settle disjoint batches, never one twice.
+        receipts = list(
+            Receipt.objects.select_for_update(skip_locked=True)
+            .filter(settlement__isnull=True)
+            .order_by("pk")[:limit]
+        )
+        if not receipts:
+            return None
+        owed: dict[int, int] = defaultdict(int)  # by caller
+        calls: dict[tuple[int, int, int], int] = defaultdict(int)  # (version, price, caller) -> calls
+        for receipt in receipts:
+            owed[receipt.caller_id] += receipt.price
+            if receipt.price:
+                calls[(receipt.version_id, receipt.price, receipt.caller_id)] += 1
+        # Locked in primary-key order, as the calls lock them: a caller's deposit and reservation change together.
+        meters = list(CallMeter.objects.select_for_update().filter(user_id__in=owed).order_by("pk"))
+        versions = ModelVersion.objects.select_related("token").in_bulk({v for v, _, _ in calls})
+        deltas: dict[str, int] = defaultdict(int)
+        shares_of: dict[tuple[int, int], list[tuple[str, int]]] = {}
+        for (version_id, price, caller_id), n in calls.items():
+            if (version_id, price) not in shares_of:
+                payer = ledger.account_name(user=caller_id)
+                shares_of[version_id, price] = payment_shares(
+                    version=versions[version_id], amount=price, payer=payer
+                )
+            deltas[ledger.account_name(deposit=caller_id)] -= price * n
+            for account, part in shares_of[version_id, price]:
+                deltas[account] += part * n
+        tree = merkle.InMemoryTree([merkle.hash_leaf(leaf_bytes(r)) for r in receipts])
+        total = sum(owed.values())
+        payload = {
+            "merkle_root": tree.root().hex(), "count": len(receipts), "first_receipt": receipts[0].pk,
+            "last_receipt": receipts[-1].pk, "total": total,
+        }  # fmt: skip
+        postings = [{"account": a, "amount": d} for a, d in sorted(deltas.items()) if d]
+        for posting in postings:
+            if posting["amount"] > 0 and posting["account"].startswith("user:"):
+                # What was earned is owed even to an owner deactivated since: their account is opened for it,
+                # rather than one such owner stopping every later settlement.
+                ledger.account_open_for_app(name=posting["account"], kind="user")
+        if postings:
+            entry = ledger.postings_post(
+                kind=SETTLED_KIND, actor="system", postings=postings, payload=payload
+            )
+        else:  # calls under quota licences only: recorded, nothing to pay
+            entry = ledger.entry_append(kind=SETTLED_KIND, actor="system", payload=payload)
+        settlement = Settlement.objects.create(
+            entry_seq=entry.seq, merkle_root=payload["merkle_root"], calls=len(receipts), total=total
+        )
+        for index, receipt in enumerate(receipts):
+            receipt.settlement, receipt.leaf_index = settlement, index
+        Receipt.objects.bulk_update(receipts, ["settlement", "leaf_index"])
+        for meter in meters:
+            meter.reserved -= owed[meter.user_id]
+            meter.deposit -= owed[meter.user_id]
+        CallMeter.objects.bulk_update(meters, ["reserved", "deposit"])
+        # The calls made under perpetual and timed licences are counted here, not on every call (a quota
+        # licence counts each call as it spends it).
+        per_license: dict[int, int] = defaultdict(int)
+        for receipt in receipts:
+            per_license[receipt.license_id] += 1
+        for license_id, n in per_license.items():
+            ModelLicense.objects.filter(pk=license_id).exclude(kind=ModelLicense.Kind.QUOTA).update(
+                calls_made=F("calls_made") + n
+            )
+    return settlement
+
+
+def receipt_proof(*, receipt: Receipt) -> dict[str, Any] | None:
+    """The receipt's inclusion proof in its settlement's Merkle tree, once settled (None before): the ledger
+    entry that carries the root, the leaf's index, the tree's size and the audit path (hex)."""
+    if receipt.settlement_id is None:
+        return None
+    settlement = receipt.settlement
+    batch = Receipt.objects.filter(settlement=settlement).order_by("leaf_index")
+    tree = merkle.InMemoryTree(
+        [merkle.hash_leaf(leaf_bytes(r)) for r in batch.only("body", "key_id", "signature")]
+    )
+    return {
+        "entry_seq": settlement.entry_seq,
+        "leaf_index": receipt.leaf_index,
+        "tree_size": tree.size,
+        "root": settlement.merkle_root,
+        "path": [h.hex() for h in tree.inclusion_proof(receipt.leaf_index)],
+    }

@@ -1,0 +1,20 @@
+from celery import shared_task
+
+
+@shared_task(name="models_market.settle_calls", ignore_result=True, acks_late=True)
+def settle_calls() -> int:
+    """Settle every pending call in batches of MODELS_SETTLE_BATCH (beat runs it every MODELS_SETTLE_SECONDS;
+    a call that brings the unsettled count to a batch queues it at once). Returns how many were settled."""
+    from django.conf import settings
+
+    from models_market.services import settle_pending
+
+    settled, batch = 0, max(1, settings.MODELS_SETTLE_BATCH)
+    for _ in range(100):  # bounded: a worker that cannot keep up leaves the rest to the next run
+        settlement = settle_pending(limit=batch)
+        if settlement is None:
+            break
+        settled += settlement.calls
+        if settlement.calls < batch:
+            break
+    return settled

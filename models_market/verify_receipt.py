@@ -1,0 +1,279 @@
+"""Verify a metered call's receipt offline: `python -m models_market.verify_receipt RECEIPT.json EXPORT.json
+[--key VERIFIER_KEY] [--input ROWS.json] [--output PREDICTIONS.json]`.
+
+RECEIPT.json is what `GET /api/models/receipts/<id>/` returns (or the `receipt` of a predict answer, fetched
+again once settled for its proof); EXPORT.json is the ledger's export (`manage.py export_ledger`). Checks that
+the export verifies (ledger.verify), that the platform signed the receipt with a key the export lists, that the
+receipt is included in the Merkle root of the settlement entry its proof names, and, when given, that the
+rows sent and the predictions received hash to the receipt's input_sha256 and output_sha256. Exit 0 and an
+`OK` line, or exit 1 and a `FAIL <what>` line.
+
+Uses only the standard library, `cryptography` and `rfc8785` (through ledger.chain, ledger.merkle and
+ledger.verify), like ledger.verify: no Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+from typing import Any
+
+import rfc8785
+
+from ledger import chain, merkle
+from ledger.verify import read_export, verify_export
+
+SETTLED_KIND = "models_market.calls.settled"
+MINTED_KIND = "models_market.token.minted"
+BODY_FIELDS = (
+    "seq", "version", "model_sha256", "input_sha256", "output_sha256", "price", "caller", "issued_at", "rows",
+)  # fmt: skip
+
+
+_SAFE_INT = 2**53 - 1
+
+
+class ReceiptError(Exception):
+    pass
+
+
+def es_number(x: float) -> str:
+    """ECMAScript's Number::toString of a finite double, which RFC 8785 prescribes: the shortest digits that
+    read back as `x` (Python's repr finds the same), in fixed notation from 1e-7 to below 1e21."""
+    if x == 0:
+        return "0"
+    mantissa, _, exponent = repr(abs(x)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    n = len(whole) + int(exponent or 0) - (len(digits) - len(digits.lstrip("0")))  # x = 0.DIGITS * 10**n
+    digits = digits.strip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = digits[0] + (f".{digits[1:]}" if k > 1 else "") + ("e+" if e >= 0 else "e-") + str(abs(e))
+    return ("-" if x < 0 else "") + text
+
+
+_MARK = (
+    "\ue000"  # a private-use character: a number spelled by es_number stands in the encoded text as "<mark>i"
+)
+_SPELLED = re.compile(f'"{_MARK}([0-9]+)"')
+_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class _Unusual(Exception):
+    """Text holding the mark: only the rfc8785 package writes such a value."""
+
+
+def _prepared(value: Any, spelled: list[str]) -> Any:
+    """`value` for the standard library's encoder: floats whose repr is their RFC 8785 text as they are,
+    integral ones as ints (5.0 → 5), others (1e-05, 1e+21) as marks for their es_number spelling."""
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a JSON number")
+        if value.is_integer():
+            if abs(value) <= _SAFE_INT:
+                return int(value)
+        elif 1e-4 <= abs(value) < 1e16:
+            return value
+        spelled.append(es_number(value))
+        return f"{_MARK}{len(spelled) - 1}"
+    if kind is str:
+        if _MARK in value:
+            raise _Unusual
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueError(f"object key {key!r} is not text")
+            if _MARK in key:
+                raise _Unusual
+            out[key] = _prepared(item, spelled)
+        return out
+    if kind is list or kind is tuple:
+        return [_prepared(item, spelled) for item in value]
+    if kind is int and not -_SAFE_INT <= value <= _SAFE_INT:
+        raise ValueError(f"the integer {value} is beyond the exact JSON range (±2**53-1)")
+    return value
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 bytes of a JSON value that may hold floats (rows, predictions), written by the standard
+    library's encoder (fast) with ECMAScript's spelling of numbers; the rfc8785 package writes the rare values
+    that encoder cannot (keys beyond U+FFFF sort differently). ValueError for what JSON cannot say."""
+    spelled: list[str] = []
+    try:
+        text = _encode(_prepared(value, spelled))
+        if spelled:
+            text = _SPELLED.sub(lambda m: spelled[int(m.group(1))], text)
+        raw = text.encode("utf-8")
+        if len(raw) != len(text) and len(text.encode("utf-16-le")) != 2 * len(text):
+            return rfc8785.dumps(value)
+        return raw
+    except _Unusual:
+        try:
+            return rfc8785.dumps(value)
+        except rfc8785.CanonicalizationError as exc:
+            raise ValueError(str(exc)) from None
+    except UnicodeEncodeError:
+        raise ValueError("text contains a lone surrogate (not valid Unicode)") from None
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def receipt_leaf(body: dict[str, Any], key_id: str, signature: str) -> bytes:
+    """A receipt's leaf bytes in its settlement's Merkle tree: RFC 8785 JSON of what was signed, the key id and
+    the signature (hex). The platform builds its trees from the same function."""
+    return chain.jcs({"body": body, "key_id": key_id, "signature": signature})
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise ReceiptError(what)
+
+
+def _hex(value: Any, size: int, what: str) -> bytes:
+    _need(isinstance(value, str) and len(value) == 2 * size, f"{what} is not {size} bytes of hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ReceiptError(f"{what} is not {size} bytes of hex") from None
+
+
+def _check_form(receipt: Any) -> tuple[dict[str, Any], str, bytes]:
+    _need(isinstance(receipt, dict), "the receipt is not a JSON object")
+    body, key_id = receipt.get("body"), receipt.get("key_id")
+    _need(
+        isinstance(body, dict) and set(body) == set(BODY_FIELDS), f"the receipt body must hold {BODY_FIELDS}"
+    )
+    _need(isinstance(key_id, str) and bool(key_id), "the receipt names no key_id")
+    signature = _hex(receipt.get("signature"), 64, "the signature")
+    for name in ("seq", "version", "price", "rows"):
+        _need(type(body[name]) is int and body[name] >= 0, f"body.{name} is not a whole number")
+    return body, key_id, signature
+
+
+def _canonical_sha256(path: str, *, key: str) -> str:
+    with open(path, "rb") as fh:
+        value = json.load(fh)
+    if isinstance(value, dict) and key in value:  # a whole request or answer, as sent or received
+        value = value[key]
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def verify_receipt(
+    receipt: Any,
+    export_path: str,
+    *,
+    trusted_key: str | None = None,
+    input_path: str | None = None,
+    output_path: str | None = None,
+) -> str:
+    """The OK line for a receipt that verifies against the export; ReceiptError naming the first problem."""
+    body, key_id, signature = _check_form(receipt)
+    report = verify_export(export_path, trusted_key=trusted_key)
+    _need(report.ok, f"the export does not verify: {report.line()}")
+    export = read_export(export_path)
+    key = next((k for k in export.keys if k.key_id == key_id), None)
+    _need(key is not None, f"the receipt is signed by key {key_id}, which the export does not list")
+    try:
+        statement = chain.jcs(body)
+    except ValueError as exc:
+        raise ReceiptError(f"the receipt body is not canonical JSON: {exc}") from None
+    _need(
+        chain.verify_signature(key.public_key, signature, statement),
+        "the platform's signature does not verify",
+    )
+    proof = receipt.get("proof")
+    _need(
+        proof is not None,
+        f"receipt {body['seq']} is not settled yet: fetch it again once settled, for its proof",
+    )
+    _need(isinstance(proof, dict), "the proof is not a JSON object")
+    seq, index, path = proof.get("entry_seq"), proof.get("leaf_index"), proof.get("path")
+    _need(type(seq) is int and type(index) is int and isinstance(path, list), "the proof is malformed")
+    entry = next((e for e in export.entries if isinstance(e, dict) and e.get("seq") == seq), None)
+    _need(
+        entry is not None and entry.get("kind") == SETTLED_KIND, f"entry {seq} is not a settlement of calls"
+    )
+    payload = entry["payload"]
+    root, count = _hex(payload.get("merkle_root"), 32, "the settlement's root"), payload.get("count")
+    _need(
+        type(count) is int and 0 <= index < count,
+        f"leaf {index} is outside the settlement's {count} receipts",
+    )
+    _need(
+        payload.get("first_receipt", -1) <= body["seq"] <= payload.get("last_receipt", -1),
+        f"receipt {body['seq']} is outside the receipts settled by entry {seq}",
+    )
+    hashes = [_hex(h, 32, "a proof hash") for h in path]
+    leaf = merkle.hash_leaf(receipt_leaf(body, key_id, receipt["signature"]))
+    _need(
+        merkle.verify_inclusion(index, count, leaf, hashes, root),
+        f"the receipt is not included in the root of entry {seq}",
+    )
+    minted = [
+        e for e in export.entries
+        if isinstance(e, dict) and e.get("kind") == MINTED_KIND and e["payload"].get("version") == body["version"]
+    ]  # fmt: skip
+    if minted:
+        _need(
+            minted[0]["payload"].get("artifact_sha256") == body["model_sha256"],
+            f"the model that ran ({body['model_sha256']}) is not the one tokenized for version {body['version']}",
+        )
+    if input_path is not None:
+        _need(
+            _canonical_sha256(input_path, key="rows") == body["input_sha256"],
+            "the rows do not hash to input_sha256",
+        )
+    if output_path is not None:
+        _need(
+            _canonical_sha256(output_path, key="predictions") == body["output_sha256"],
+            "the predictions do not hash to output_sha256",
+        )
+    return (
+        f"OK receipt {body['seq']}: version {body['version']}, {body['rows']} rows, price {body['price']}, "
+        f"caller {body['caller']}; signed by {key_id}; leaf {index} of {count} in entry {seq}; {report.line()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m models_market.verify_receipt", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("receipt", help="the receipt (JSON), with its proof once settled")
+    parser.add_argument("export", help="the ledger export (JSON lines)")
+    parser.add_argument("--key", help="the trusted first platform key (verifier key), obtained out of band")
+    parser.add_argument("--input", help="the rows sent (JSON: the rows, or the request with its rows)")
+    parser.add_argument("--output", help="the predictions received (JSON: them, or the answer with them)")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.receipt, "rb") as fh:
+            receipt = json.load(fh)
+        if isinstance(receipt, dict) and isinstance(receipt.get("receipt"), dict):
+            receipt = receipt["receipt"]  # a whole predict answer
+        print(
+            verify_receipt(
+                receipt, args.export, trusted_key=args.key, input_path=args.input, output_path=args.output
+            )
+        )
+    except (ReceiptError, ValueError, OSError) as exc:
+        print(f"FAIL {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

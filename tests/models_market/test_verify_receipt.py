@@ -1,0 +1,124 @@
+"""A receipt verifies offline against a real export of the ledger, and a tampered one does not."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from ledger.models import Entry
+from models_market import services
+from models_market.verify_receipt import ReceiptError, verify_receipt
+from tests.conftest import api_as
+from tests.ledger.helpers import fund
+from tests.models_market.helpers import ROW, dataset_version, listed, make_version, mint
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run(
+        [sys.executable, "-m", "models_market.verify_receipt", *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def settled(alice, bob, carol, dora, tmp_path):
+    """bob's call, settled with two others, its receipt fetched with its proof, and the ledger exported."""
+    parent = make_version(carol, name="Parent")
+    mint(parent)
+    token = listed(alice, lineage_bp=1_500, parents=(parent,), trained_on=dataset_version(dora),
+                   price_perpetual=1_000, price_per_call=25)  # fmt: skip
+    fund(f"user:{bob.pk}", 5_000)
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    client = api_as(bob)
+    request = {"rows": [ROW, {**ROW, "age": 0.1}]}
+    answers = [client.post(f"/api/models/versions/{token.version_id}/predict/", request, format="json").json()
+               for _ in range(3)]  # fmt: skip
+    services.settle_pending(limit=10)
+    receipt = client.get(f"/api/models/receipts/{answers[1]['receipt']['id']}/").json()
+    paths = {name: tmp_path / f"{name}.json" for name in ("receipt", "request", "answer")}
+    paths["receipt"].write_text(json.dumps(receipt))
+    paths["request"].write_text(json.dumps(request))
+    paths["answer"].write_text(json.dumps(answers[1]))
+    paths["export"] = tmp_path / "export.jsonl"
+    call_command("export_ledger", str(paths["export"]))
+    return receipt, paths
+
+
+def test_a_settled_receipt_verifies_offline_with_its_rows_and_predictions(settled):
+    receipt, paths = settled
+    done = run(paths["receipt"], paths["export"], "--input", paths["request"], "--output", paths["answer"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(
+        f"OK receipt {receipt['id']}: version {receipt['body']['version']}, 2 rows, price 25"
+    )
+    assert "leaf 1 of 3" in done.stdout
+
+
+def tampered(receipt: dict, change) -> dict:
+    receipt = copy.deepcopy(receipt)
+    change(receipt)
+    return receipt
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda r: r["body"].update(price=1), "signature does not verify"),
+        (lambda r: r["body"].update(caller="user:1"), "signature does not verify"),
+        (lambda r: r.update(signature=r["signature"][:-2] + ("00" if r["signature"][-2:] != "00" else "11")),
+         "signature does not verify"),
+        (lambda r: r.update(key_id="abcd1234"), "does not list"),
+        (lambda r: r["proof"].update(leaf_index=0), "not included"),
+        (lambda r: r["proof"]["path"].reverse(), "not included"),
+        (lambda r: r["proof"].update(entry_seq=0), "not a settlement"),
+        (lambda r: r.update(proof=None), "not settled yet"),
+        (lambda r: r["body"].pop("rows"), "body must hold"),
+    ],
+)  # fmt: skip
+def test_a_tampered_receipt_fails(settled, change, says):
+    receipt, paths = settled
+    with pytest.raises(ReceiptError, match=says):
+        verify_receipt(tampered(receipt, change), str(paths["export"]))
+
+
+def test_the_cli_fails_a_tampered_receipt_and_wrong_rows(settled, tmp_path):
+    receipt, paths = settled
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered(receipt, lambda r: r["body"].update(price=0))))
+    done = run(bad, paths["export"])
+    assert (done.returncode, done.stdout.strip()) == (1, "FAIL the platform's signature does not verify")
+    paths["request"].write_text(json.dumps({"rows": [ROW]}))
+    done = run(paths["receipt"], paths["export"], "--input", paths["request"])
+    assert (done.returncode, done.stdout.strip()) == (1, "FAIL the rows do not hash to input_sha256")
+
+
+def test_a_tampered_export_fails_even_with_a_good_receipt(settled):
+    receipt, paths = settled
+    lines = paths["export"].read_text().splitlines()
+    settlement = Entry.objects.get(kind="models_market.calls.settled")
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record.get("type") == "entry" and record["seq"] == settlement.seq:
+            record["payload"]["merkle_root"] = "00" * 32  # a forged root for a forged batch
+            lines[i] = json.dumps(record)
+    paths["export"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(ReceiptError, match=f"export does not verify: FAIL seq={settlement.seq}"):
+        verify_receipt(receipt, str(paths["export"]))
+
+
+def test_the_verifier_imports_no_django():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    code = "import sys, models_market.verify_receipt; print(sorted(m for m in sys.modules if m.startswith('django')))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stderr
