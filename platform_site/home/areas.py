@@ -25,8 +25,8 @@ AREAS = (
     Area(
         "models_market:index",
         "Models",
-        "Tokenized models: access licenses, metered use and royalties.",
-        False,
+        "Tokenized models: train or upload, license, call with receipts; royalties flow up the lineage.",
+        True,
     ),
     Area(
         "dao:index",
