@@ -183,12 +183,11 @@ def buy(request: HttpRequest, version_id: int) -> HttpResponse:
 
 
 def _offer_label(token: ModelToken, kind: str) -> str:
-    return {
-        "perpetual": "a perpetual licence",
-        "timed": f"a licence for {token.timed_days} days",
-        "quota": f"{token.quota_calls:,} prepaid calls",
-        "token": f"token #{token.pk} (ownership)",
-    }.get(kind, kind)
+    if kind == "timed":
+        return f"a licence for {token.timed_days} days"
+    if kind == "quota":
+        return f"{token.quota_calls:,} prepaid calls"
+    return {"perpetual": "a perpetual licence", "token": f"token #{token.pk} (ownership)"}.get(kind, kind)
 
 
 @login_required

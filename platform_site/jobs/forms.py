@@ -30,7 +30,7 @@ def form_field(
         return forms.ChoiceField(choices=choices, **common)
     if isinstance(field, serializers.BooleanField):
         return forms.BooleanField(**{**common, "required": False})
-    bounds = {"min_value": field.min_value, "max_value": field.max_value}
+    bounds = {"min_value": getattr(field, "min_value", None), "max_value": getattr(field, "max_value", None)}
     if isinstance(field, serializers.IntegerField):
         return forms.IntegerField(**bounds, **common)
     if isinstance(field, serializers.FloatField):
@@ -41,4 +41,4 @@ def form_field(
             **bounds, max_digits=field.max_digits, decimal_places=field.decimal_places,
             widget=forms.NumberInput(attrs={"step": step}), **common,
         )  # fmt: skip
-    return forms.CharField(**common)
+    return forms.CharField(max_length=getattr(field, "max_length", None), **common)
