@@ -24,7 +24,7 @@ measurement (default 8), BENCH_CLIENTS (8).
 import http.client
 import json
 import os
-import statistics
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -225,7 +225,15 @@ def venv() -> Path:
 
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "mlflow==3.17.*", f"scikit-learn=={sklearn.__version__}"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "mlflow==3.17.*",
+                f"scikit-learn=={sklearn.__version__}",
+            ],
             check=True,
         )
     return python
@@ -236,12 +244,16 @@ def serve_mlflow(spec_file: Path) -> tuple[subprocess.Popen, int]:
     model_dir = SCRATCH / "mlflow-model"
     script = SCRATCH / "mlflow_save.py"
     script.write_text(MLFLOW_SAVE)
-    subprocess.run([str(python), str(script), str(spec_file), str(model_dir)], check=True, capture_output=True)
+    if not model_dir.exists():  # saved once, served once per batch size
+        subprocess.run(
+            [str(python), str(script), str(spec_file), str(model_dir)], check=True, capture_output=True
+        )
     port = free_port()
     proc = subprocess.Popen(
         [str(VENV / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
          "-w", "1", "-h", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=(SCRATCH / "mlflow.log").open("wb"),
+        env={**os.environ, "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"},  # it starts `uvicorn`
     )  # fmt: skip
     wait_up(port, "/ping", proc, "mlflow models serve")
     return proc, port
@@ -268,3 +280,180 @@ def in_process(model, rows: int) -> dict:
         n += 1
     elapsed = time.perf_counter() - began
     return {"calls_per_s": round(n / elapsed), "rows_per_s": round(n * rows / elapsed)}
+
+
+# ---------------------------------------------------------------------------------------------------- ours
+
+
+def fresh_database() -> None:
+    """An empty `bench_models` database, migrated (PostgreSQL only: the URL names it)."""
+    import psycopg
+
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    admin = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def seed(model, schema, extra_models: int) -> dict:
+    """The owner's version of the model, minted and listed (perpetual licence, 1 minor unit a call), the
+    caller's licence and funds and API key; and `extra_models` more small versions for the memory figure."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.db import transaction
+
+    from ledger import services as ledger
+    from ml.supervised import model_to_bytes
+    from models_market import services
+    from models_market.models import ModelAsset, ModelVersion
+    from platform_site.accounts.services import api_token_create, user_signup
+
+    owner = user_signup(username="bench-owner", password=secrets.token_urlsafe(24))
+    caller = user_signup(username="bench-caller", password=secrets.token_urlsafe(24))
+    kind, data = model_to_bytes(model)
+
+    def version(name: str, blob: bytes) -> ModelVersion:
+        asset = ModelAsset.objects.create(creator=owner, name=name, task="classification")
+        v = ModelVersion(asset=asset, number=1, status="ready", origin="uploaded", format=kind,
+                         algorithm="logistic_regression", artifact_sha256=hashlib.sha256(blob).hexdigest(),
+                         size=len(blob), schema=schema.to_json(), created_by=owner)  # fmt: skip
+        v.artifact.save(f"bench-{asset.pk}.skops", ContentFile(blob), save=False)
+        v.save()
+        with transaction.atomic():
+            services.token_mint(version=v, owner=owner, royalty_bp=0, metadata={})
+        return v
+
+    served = version("Bench model", data)
+    services.token_offer_set(
+        token=served.token, actor=owner, price_perpetual=100, price_per_call=1, listed=True
+    )
+    with transaction.atomic():
+        ledger.mint(destination=ledger.account_name(user=caller), amount=10**9, actor=ledger.TREASURY,
+                    reason="benchmark funds")  # fmt: skip
+    services.license_purchase(buyer=caller, token=served.token, kind="perpetual")
+    extras = [version(f"Extra {i}", data).pk for i in range(extra_models)]
+    _, key = api_token_create(user=caller, name="bench")
+    return {"version": served.pk, "key": key, "extras": extras}
+
+
+def serve_ours(metering: bool) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "MODELS_METERING": "true" if metering else "false", "DEBUG": "false",
+           "THROTTLE_EXEMPT_USERS": "bench-caller", "MODELS_SETTLE_BATCH": str(10**9)}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "platform_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(SCRATCH / "web.log").open("ab"),
+    )  # fmt: skip
+    wait_up(port, "/healthz", proc, "our web server")
+    return proc, port
+
+
+def settlement_rate() -> dict:
+    """Every receipt the metered runs left, settled in batches of MODELS_SETTLE_BATCH-sized entries."""
+    from models_market.models import Receipt
+    from models_market.services import settle_pending
+
+    pending = Receipt.objects.filter(settlement__isnull=True).count()
+    began = time.perf_counter()
+    entries = 0
+    while settle_pending(limit=500) is not None:
+        entries += 1
+    elapsed = time.perf_counter() - began
+    return {
+        "receipts": pending,
+        "entries": entries,
+        "receipts_per_s": round(pending / elapsed) if elapsed else None,
+    }
+
+
+MEMORY_PROBE = r"""
+import json, os, resource, sys
+import django
+django.setup()
+from models_market import runtime
+from models_market.models import ModelVersion
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for pk in json.loads(sys.argv[1]):
+    runtime.model_for(ModelVersion.objects.get(pk=pk))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(after / 1024, 1),
+                  **runtime.cache_info()}))
+"""
+
+
+def memory(ids: list[int]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, json.dumps(ids)], cwd=ROOT, env=os.environ, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures["cache_within_limit"] = figures["bytes"] <= figures["limit"]
+    return figures
+
+
+def main() -> None:
+    fresh_database()
+    model, schema, columns = train_model()
+    seeded = seed(model, schema, extra_models=50)
+    spec_file = SCRATCH / "spec.json"
+    spec_file.write_text(json.dumps(standardized_coefficients(model, schema)))
+    figures: dict = {"clients": CLIENTS, "seconds": SECONDS, "features": FEATURES}
+
+    for batch in (1, 100):
+        X = data(batch)
+        ours_body = json.dumps(
+            {"rows": [dict(zip(columns, map(float, row), strict=True)) for row in X]}
+        ).encode()
+        theirs_body = json.dumps({"inputs": X.tolist()}).encode()
+        ours_headers = {"Content-Type": "application/json", "Authorization": f"Token {seeded['key']}"}
+        json_headers = {"Content-Type": "application/json"}
+        path = f"/api/models/versions/{seeded['version']}/predict/"
+        row = figures[f"batch_{batch}"] = {}
+        for name, metering in (("metered", True), ("unmetered", False)):
+            proc, port = serve_ours(metering)
+            try:
+                load(
+                    port, path, ours_body, ours_headers, batch
+                )  # warm: the model is loaded, connections made
+                row[name] = load(port, path, ours_body, ours_headers, batch)
+            finally:
+                stop(proc)
+        proc, port = serve_mlflow(spec_file)
+        try:
+            load(port, "/invocations", theirs_body, json_headers, batch)
+            row["mlflow"] = load(port, "/invocations", theirs_body, json_headers, batch)
+        finally:
+            stop(proc)
+        proc, port = serve_fastapi(spec_file)
+        try:
+            load(port, "/predict", theirs_body, json_headers, batch)
+            row["fastapi"] = load(port, "/predict", theirs_body, json_headers, batch)
+        finally:
+            stop(proc)
+        row["in_process"] = in_process(model, batch)
+        row["metered_over_unmetered"] = round(
+            row["metered"]["requests_per_s"] / row["unmetered"]["requests_per_s"], 3
+        )
+        row["metered_over_mlflow"] = round(
+            row["metered"]["requests_per_s"] / row["mlflow"]["requests_per_s"], 3
+        )
+    figures["settlement"] = settlement_rate()
+    figures["memory_50_models"] = memory(seeded["extras"])
+    from django.core.management import call_command
+
+    call_command("verify_ledger", "--quiet")
+    figures["ledger_verified"] = True
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
