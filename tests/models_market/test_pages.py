@@ -181,3 +181,16 @@ def test_the_training_form_for_the_datas_owner_queues_a_job_and_refuses_others(s
     assert Job.objects.filter(kind="models_market.train").count() == 1, "a refused form queues nothing"
     stranger = client_for(UserFactory()).get(f"/models/train/?dataset={version.dataset_id}").content.decode()
     assert 'data-testid="train-refused"' in stranger and 'data-testid="train-form"' not in stranger
+
+
+def test_the_admin_lists_every_table_in_tokens_to_staff_only(owner, buyer):
+    token = listed(owner, price_per_call=25)
+    client_for(buyer).post(f"/models/{token.version_id}/buy/", {"kind": "perpetual"})
+    staff = UserFactory(username="root-staff", is_staff=True, is_superuser=True)
+    for table in ("modelasset", "modelversion", "modelparent", "modeltoken", "modellicense", "receipt",
+                  "settlement", "callmeter"):  # fmt: skip
+        assert client_for(staff).get(f"/admin/models_market/{table}/").status_code == 200, table
+        assert client_for(buyer).get(f"/admin/models_market/{table}/").status_code == 302, table
+    tokens = client_for(staff).get("/admin/models_market/modeltoken/").content.decode()
+    assert "0.25 tokens" in tokens and "50.00 tokens" in tokens
+    assert client_for(staff).get(f"/admin/models_market/modeltoken/{token.pk}/change/").status_code == 200
