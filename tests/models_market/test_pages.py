@@ -194,3 +194,19 @@ def test_the_admin_lists_every_table_in_tokens_to_staff_only(owner, buyer):
     tokens = client_for(staff).get("/admin/models_market/modeltoken/").content.decode()
     assert "0.25 tokens" in tokens and "50.00 tokens" in tokens
     assert client_for(staff).get(f"/admin/models_market/modeltoken/{token.pk}/change/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[{"age": 1e400, "income": 1, "visits": 2}]', '[{"age": NaN, "income": 1, "visits": 2}]', "[" * 5000,
+     '{"age": 123456789012345678901234567890123456789, "income": 1, "visits": 2}', '"a string"', "[]"],
+    ids=["huge-float", "nan", "deep", "huge-int", "string", "empty"],
+)  # fmt: skip
+def test_the_try_form_answers_junk_with_a_message_and_charges_nothing(owner, buyer, text):
+    token = listed(owner, price_per_call=10)
+    client = client_for(buyer)
+    client.post(f"/models/{token.version_id}/buy/", {"kind": "perpetual"})
+    response = client.post(f"/models/{token.version_id}/try/", {"rows": text})
+    assert response.status_code == 200
+    assert 'data-testid="try-error"' in response.content.decode()
+    assert Receipt.objects.count() == 0
