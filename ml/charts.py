@@ -773,8 +773,12 @@ def lineage(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str]]) -> d
                                     "scale": {"domain": ["model", "dataset"], "range": ["circle", "square"]}},
                           "href": {"field": "url"},
                           "tooltip": [_tip("label", "Name", kind="nominal"), _tip("kind", "Kind", kind="nominal")]}},
-            {"data": {"values": points},
-             "mark": {"type": "text", "dy": -16, "fontSize": 12, "limit": 180, "color": _INK},
+            # Labels above the nodes of even columns and below those of odd ones, so neighbours never overprint.
+            {"data": {"values": points}, "transform": [{"filter": "datum.x % 2 == 0"}],
+             "mark": {"type": "text", "dy": -16, "fontSize": 12, "limit": 160, "color": _INK},
+             "encoding": {**position, "text": {"field": "label"}}},
+            {"data": {"values": points}, "transform": [{"filter": "datum.x % 2 == 1"}],
+             "mark": {"type": "text", "dy": 20, "fontSize": 12, "limit": 160, "color": _INK},
              "encoding": {**position, "text": {"field": "label"}}},
         ],
     }  # fmt: skip
