@@ -93,4 +93,6 @@ def seed(*, stdout) -> None:
     for _ in range(3):
         services.predict_call(user=bob, version=child, rows=rows)
     services.settle_pending(limit=100)
-    stdout.write(f"models: {parent} (token #{parent.token.pk}) and {child} (token #{child.token.pk}); bob made 3 calls")
+    stdout.write(
+        f"models: {parent} (token #{parent.token.pk}) and {child} (token #{child.token.pk}); bob made 3 calls"
+    )
