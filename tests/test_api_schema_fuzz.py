@@ -97,4 +97,7 @@ def test_the_fuzzing_above_explored_instead_of_meeting_rate_limits(who):
         pytest.skip(f"only {calls} {who} calls were made in this run: run the whole module")
     assert statuses[429] <= 0.05 * calls, statuses
     if who == "logged_in":
-        assert sum(n for status, n in statuses.items() if 200 <= status < 300) >= 0.2 * calls, statuses
+        # The key works: a good share of calls succeed. Most others are 404s of random ids in the paths (the
+        # fuzzer owns few objects) and 400s of random bodies, which is the exploring this asks for.
+        assert sum(n for status, n in statuses.items() if 200 <= status < 300) >= 0.1 * calls, statuses
+        assert statuses[401] + statuses[403] <= 0.1 * calls, statuses
