@@ -47,6 +47,7 @@ def guarantee_set(
     metric: str,
     threshold: float | None = None,
     direction: str | None = None,
+    price_evaluation: int | None = None,
 ) -> ModelToken:
     """Declare (or, with an empty metric, withdraw) the token's performance guarantee; ledgered as
     `models_market.guarantee.set`. The direction defaults to the metric's better side (at least an accuracy,
@@ -76,12 +77,16 @@ def guarantee_set(
             threshold,
             direction,
         )
-        token.save(
-            update_fields=["guarantee_metric", "guarantee_threshold", "guarantee_direction", "updated_at"]
-        )
+        if price_evaluation is not None:
+            if not isinstance(price_evaluation, int) or not 0 <= price_evaluation <= ledger.AMOUNT_MAX:
+                raise DomainError("the evaluation price must be a whole, non-negative amount")
+            token.price_evaluation = price_evaluation or None
+        token.save(update_fields=["guarantee_metric", "guarantee_threshold", "guarantee_direction",
+                                  "price_evaluation", "updated_at"])  # fmt: skip
         ledger.entry_append(
             kind="models_market.guarantee.set", actor=ledger.account_name(user=actor),
             payload={"token": token.pk, "metric": metric, "threshold": number_text(threshold),
+                     "price_evaluation": token.price_evaluation,
                      "direction": direction},
         )  # fmt: skip
     return token
@@ -248,10 +253,8 @@ def guarantee_failed(*, job, error: str) -> None:
     purchase = GuaranteedPurchase.objects.select_for_update().filter(pk=job.params.get("purchase")).first()
     if purchase is None or purchase.status != GuaranteedPurchase.Status.PENDING:
         return
-    try:
+    with contextlib.suppress(Conflict):  # already refunded at its deadline
         ledger.escrow_refund(escrow=_escrow(purchase), actor="system", reason="the evaluation failed")
-    except Conflict:  # already refunded at its deadline
-        pass
     entry = ledger.entry_append(
         kind="models_market.guarantee.evaluated", actor="system",
         payload={"purchase": purchase.pk, "token": purchase.token_id, "version": purchase.version_id,
