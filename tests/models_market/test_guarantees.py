@@ -179,3 +179,23 @@ def test_refusals(token, alice, bob, mallory):
                                              holdout_file=upload(holdout_csv()))  # fmt: skip
     assert balance(bob) == 10_000 and not GuaranteedPurchase.objects.exists()
     assert not default_storage.exists("holdouts") or not default_storage.listdir("holdouts")[1]
+
+
+def test_through_the_api_junk_is_a_400_and_strangers_are_refused(token, alice, bob, mallory):
+    from tests.conftest import api_as
+
+    fund(f"user:{bob.pk}", 10_000)
+    url = f"/api/models/tokens/{token.pk}/"
+    assert api_as(mallory).post(url + "guarantee/", {"metric": "accuracy", "threshold": 0.1},
+                                format="json").status_code == 403  # fmt: skip
+    for data in [b"", b"\x00\xff junk", b"age,income,visits\n1,2,3\n", b"age,income,visits,churned\n1e400,1,1,1\n",
+                 b"age,income,visits,churned\nnan,1,1,nan\n"]:  # fmt: skip
+        response = api_as(bob).post(url + "licenses/guaranteed/", {"kind": "perpetual", "holdout": upload(data)},
+                                    format="multipart")  # fmt: skip
+        assert response.status_code == 400, (data, response.content)
+    response = api_as(bob).post(url + "licenses/guaranteed/", {"kind": "perpetual", "holdout": upload(holdout_csv())},
+                                format="multipart")  # fmt: skip
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    seller_view = api_as(alice).get("/api/models/guaranteed/").json()
+    assert len(seller_view) == 1 and "holdout" not in seller_view[0]
+    assert balance(bob) == 0
