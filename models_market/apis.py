@@ -610,3 +610,158 @@ class DepositWithdrawApi(APIView):
         data.is_valid(raise_exception=True)
         state = services.deposit_withdraw(user=request.user, amount=data.validated_data.get("amount"))
         return Response(CallDepositOutputSerializer(state).data)
+
+
+# ---- guarantees and paid evaluations
+
+
+class TokenGuaranteeApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        metric = serializers.CharField(
+            max_length=16, allow_blank=True, help_text="empty: withdraw the guarantee"
+        )
+        threshold = serializers.FloatField(required=False, allow_null=True)
+        direction = serializers.ChoiceField(choices=["min", "max"], required=False, allow_null=True)
+        price_evaluation = serializers.IntegerField(min_value=0, max_value=AMOUNT_MAX, required=False)
+
+    @extend_schema(request=InputSerializer, responses={200: OpenApiTypes.OBJECT, **api_errors(400, 403, 404)})
+    def post(self, request, token_id: int):
+        token = selectors.token_get(token_id=token_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token = services.guarantee_set(token=token, actor=request.user, **data.validated_data)
+        return Response({"token": token.pk, "metric": token.guarantee_metric,
+                         "threshold": token.guarantee_threshold, "direction": token.guarantee_direction,
+                         "price_evaluation": token.price_evaluation})  # fmt: skip
+
+
+class GuaranteedPurchaseOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    token = serializers.IntegerField(source="token_id")
+    version = serializers.IntegerField(source="version_id")
+    kind = serializers.CharField()
+    price = serializers.IntegerField()
+    metric = serializers.CharField()
+    threshold = serializers.FloatField()
+    direction = serializers.CharField()
+    status = serializers.CharField()
+    outcome = serializers.CharField()
+    measured = serializers.FloatField(allow_null=True)
+    holdout_sha256 = serializers.CharField()
+    deadline = serializers.DateTimeField()
+    license = serializers.IntegerField(source="license_id", allow_null=True)
+    job = serializers.IntegerField(source="job_id", allow_null=True)
+
+
+class GuaranteedPurchaseApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=ModelLicense.Kind.choices)
+        holdout = serializers.FileField(
+            help_text="labelled rows (CSV or JSON Lines), sealed: never shown to the seller"
+        )
+        format = serializers.ChoiceField(choices=["csv", "jsonl"], required=False)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: GuaranteedPurchaseOutputSerializer, **api_errors(400, 402, 404, 409)},
+    )
+    def post(self, request, token_id: int):
+        token = selectors.token_get(token_id=token_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        purchase = services.license_purchase_guaranteed(
+            buyer=request.user,
+            token=token,
+            kind=v["kind"],
+            holdout_file=v["holdout"],
+            holdout_format=v.get("format"),
+        )
+        return Response(GuaranteedPurchaseOutputSerializer(purchase).data, status=status.HTTP_202_ACCEPTED)
+
+
+class GuaranteedPurchaseListApi(APIView):
+    """Guaranteed purchases you made or whose model you sold: the seller reads the measured metric only."""
+
+    @extend_schema(responses={200: GuaranteedPurchaseOutputSerializer(many=True)})
+    def get(self, request):
+        rows = selectors.guaranteed_purchases_for_user(user=request.user)[:200]
+        return Response(GuaranteedPurchaseOutputSerializer(rows, many=True).data)
+
+
+class EvaluationScoreSerializer(serializers.Serializer):
+    version = serializers.IntegerField(source="version_id")
+    rank = serializers.IntegerField(allow_null=True)
+    estimate = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True)
+    high = serializers.FloatField(allow_null=True)
+    error = serializers.CharField()
+    price = serializers.IntegerField()
+
+
+class EvaluationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    metric = serializers.CharField()
+    status = serializers.CharField()
+    error = serializers.CharField()
+    fee = serializers.IntegerField()
+    total = serializers.IntegerField()
+    holdout_sha256 = serializers.CharField()
+    holdout_rows = serializers.IntegerField()
+    entry_seq = serializers.IntegerField(allow_null=True)
+    result_seq = serializers.IntegerField(allow_null=True)
+    job = serializers.IntegerField(source="job_id", allow_null=True)
+    ranking = serializers.SerializerMethodField()
+
+    def get_ranking(self, ev) -> list[dict]:
+        rows = sorted(ev.scores.all(), key=lambda s: (s.rank is None, s.rank or 0, s.pk))
+        return EvaluationScoreSerializer(rows, many=True).data
+
+
+class EvaluationSubmitApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        versions = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), min_length=1, max_length=50
+        )
+        metric = serializers.CharField(max_length=16)
+        holdout = serializers.FileField()
+        format = serializers.ChoiceField(choices=["csv", "jsonl"], required=False)
+
+    @extend_schema(
+        request=InputSerializer, responses={202: EvaluationOutputSerializer, **api_errors(400, 402, 409)}
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        versions = [ModelVersion(pk=pk) for pk in v["versions"]]
+        ev = services.evaluation_submit(user=request.user, versions=versions, holdout_file=v["holdout"],
+                                        metric=v["metric"], holdout_format=v.get("format"))  # fmt: skip
+        return Response(EvaluationOutputSerializer(ev).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EvaluationDetailApi(APIView):
+    @extend_schema(responses={200: EvaluationOutputSerializer, **api_errors(404)})
+    def get(self, request, evaluation_id: int):
+        ev = selectors.evaluation_get_for_user(evaluation_id=evaluation_id, user=request.user)
+        return Response(EvaluationOutputSerializer(ev).data)
+
+
+class OwnerEvaluationScoreSerializer(EvaluationScoreSerializer):
+    evaluation = serializers.IntegerField(source="evaluation_id")
+    metric = serializers.CharField(source="evaluation.metric")
+    holdout_sha256 = serializers.CharField(source="evaluation.holdout_sha256")
+    rank = None  # the rank would tell the owner how the others scored
+
+
+class OwnerEvaluationListApi(APIView):
+    """Evaluations that scored your models: your own model's row only."""
+
+    @extend_schema(responses={200: OwnerEvaluationScoreSerializer(many=True)})
+    def get(self, request):
+        rows = selectors.evaluation_scores_for_owner(user=request.user)[:200]
+        return Response(OwnerEvaluationScoreSerializer(rows, many=True).data)

@@ -193,3 +193,44 @@ def run_validate(*, job, reporter) -> dict:
     from models_market.services.uploads import model_validate_run
 
     return model_validate_run(job=job, reporter=reporter)
+
+
+GUARANTEE_KIND = "models_market.evaluate"
+SELECT_KIND = "models_market.select"
+
+
+class GuaranteeParams(serializers.Serializer):
+    purchase = serializers.IntegerField(min_value=1)
+
+
+def guarantee_failed(*, job, error: str) -> None:
+    from models_market.services.guarantees import guarantee_failed as failed
+
+    failed(job=job, error=error)
+
+
+@job_kind(
+    GUARANTEE_KIND, label="Guaranteed licence evaluation", queue="ml", params=GuaranteeParams,
+    on_failure=guarantee_failed,
+)  # fmt: skip
+def run_guarantee(*, job, reporter) -> dict:
+    from models_market.services.guarantees import guarantee_evaluate_run
+
+    return guarantee_evaluate_run(job=job, reporter=reporter)
+
+
+class SelectParams(serializers.Serializer):
+    evaluation = serializers.IntegerField(min_value=1)
+
+
+def select_failed(*, job, error: str) -> None:
+    from models_market.services.evaluations import evaluation_failed
+
+    evaluation_failed(job=job, error=error)
+
+
+@job_kind(SELECT_KIND, label="Model evaluation", queue="ml", params=SelectParams, on_failure=select_failed)
+def run_select(*, job, reporter) -> dict:
+    from models_market.services.evaluations import evaluation_run
+
+    return evaluation_run(job=job, reporter=reporter)

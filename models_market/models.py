@@ -148,6 +148,13 @@ class ModelToken(models.Model):
     quota_calls = models.PositiveIntegerField(null=True, blank=True)
     price_per_call = models.BigIntegerField(default=0)
     listed = models.BooleanField(default=False, db_index=True)  # access offered to buyers
+    # A performance guarantee (blank metric: none): a guaranteed licence's price is held in escrow until the
+    # model scores at least ("min") or at most ("max") the threshold on the buyer's sealed holdout.
+    guarantee_metric = models.CharField(max_length=16, blank=True)
+    guarantee_threshold = models.FloatField(null=True, blank=True)
+    guarantee_direction = models.CharField(max_length=3, blank=True)
+    # What the owner charges for scoring the model in a paid evaluation (None or 0: nothing).
+    price_evaluation = models.BigIntegerField(null=True, blank=True)
     minted_seq = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -161,7 +168,8 @@ class ModelToken(models.Model):
                 & (Q(price_perpetual__isnull=True) | Q(price_perpetual__gt=0))
                 & (Q(price_timed__isnull=True) | Q(price_timed__gt=0))
                 & (Q(price_quota__isnull=True) | Q(price_quota__gt=0))
-                & Q(price_per_call__gte=0),
+                & Q(price_per_call__gte=0)
+                & (Q(price_evaluation__isnull=True) | Q(price_evaluation__gte=0)),
                 name="model_token_prices_positive",
             ),
             models.CheckConstraint(
@@ -279,3 +287,101 @@ class Receipt(models.Model):
 
     def __str__(self) -> str:
         return f"receipt #{self.pk}"
+
+
+class Holdout(models.Model):
+    """Abstract: a sealed holdout, labelled rows uploaded to score models on, never shown to a model's owner
+    and deleted once scored; its SHA-256 stays (and is ledgered)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # queued or running
+        DONE = "done"
+        FAILED = "failed"  # the holdout did not fit, or the job failed: refunded
+        EXPIRED = "expired"  # the escrow's deadline passed first: refunded by the ledger's beat task
+
+    holdout = models.FileField(upload_to="holdouts/", blank=True)  # emptied once scored
+    holdout_sha256 = models.CharField(max_length=64)
+    holdout_format = models.CharField(max_length=5)  # csv | jsonl
+    holdout_rows = models.PositiveIntegerField(default=0)
+    metric = models.CharField(max_length=16)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    entry_seq = models.BigIntegerField(null=True, blank=True)  # the entry that opened it (paid, escrowed)
+    result_seq = models.BigIntegerField(null=True, blank=True)  # the entry that ledgered the result
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class GuaranteedPurchase(Holdout):
+    """A licence bought under the token's performance guarantee: its price is held in a ledger escrow (payee:
+    the token's owner at purchase) until a worker scores the model on the buyer's holdout."""
+
+    class Outcome(models.TextChoices):
+        MET = "met"  # paid to the seller, licence granted
+        MISSED = "missed"  # refunded, no licence
+
+    token = models.ForeignKey(ModelToken, on_delete=models.PROTECT, related_name="guaranteed_purchases")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=ModelLicense.Kind.choices)
+    price = models.BigIntegerField()
+    threshold = models.FloatField()
+    direction = models.CharField(max_length=3)  # min | max
+    escrow_id = models.BigIntegerField()
+    deadline = models.DateTimeField()
+    measured = models.FloatField(null=True, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, blank=True)
+    license = models.OneToOneField(
+        ModelLicense, null=True, blank=True, on_delete=models.PROTECT, related_name="guarantee"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.CheckConstraint(condition=Q(price__gt=0), name="guaranteed_purchase_price")]
+
+    def __str__(self) -> str:
+        return f"guaranteed purchase #{self.pk}"
+
+
+class Evaluation(Holdout):
+    """A paid evaluation: several listed model versions of one task scored on the user's holdout and ranked."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    task = models.CharField(max_length=16, choices=ModelAsset.Task.choices)
+    fee = models.BigIntegerField()  # to the treasury
+    total = models.BigIntegerField()  # the fee and every owner's evaluation price
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"evaluation #{self.pk}"
+
+
+class EvaluationScore(models.Model):
+    """One model's row of an evaluation: what its owner was paid, its measured metric, interval and rank. The
+    owner sees this row only."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="scores")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    price = models.BigIntegerField(default=0)
+    estimate = models.FloatField(null=True, blank=True)
+    low = models.FloatField(null=True, blank=True)
+    high = models.FloatField(null=True, blank=True)
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["evaluation_id", "rank", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["evaluation", "version"], name="evaluation_score_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"score of version {self.version_id} in evaluation {self.evaluation_id}"

@@ -10,7 +10,17 @@ from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
 from marketplace import selectors as data_selectors
-from models_market.models import ModelAsset, ModelLicense, ModelParent, ModelToken, ModelVersion, Receipt
+from models_market.models import (
+    Evaluation,
+    EvaluationScore,
+    GuaranteedPurchase,
+    ModelAsset,
+    ModelLicense,
+    ModelParent,
+    ModelToken,
+    ModelVersion,
+    Receipt,
+)
 from platform_site.accounts.models import User
 from platform_site.errors import NotFound
 
@@ -211,3 +221,29 @@ def receipt_get_for_user(*, receipt_id: int, user: User) -> Receipt:
 def receipt_list_for_user(*, user: User) -> QuerySet[Receipt]:
     """The receipts of the user's own calls, newest first."""
     return Receipt.objects.filter(caller=user).select_related("settlement").order_by("-pk")
+
+
+def evaluation_get_for_user(*, evaluation_id: int, user) -> Evaluation:
+    """An evaluation with its ranking, for the user who paid for it; NotFound for anyone else."""
+    ev = (
+        Evaluation.objects.filter(pk=evaluation_id, user=user)
+        .prefetch_related("scores__version__asset")
+        .first()
+    )
+    if ev is None:
+        raise NotFound("no such evaluation")
+    return ev
+
+
+def evaluation_scores_for_owner(*, user) -> QuerySet[EvaluationScore]:
+    """The rows of evaluations that scored the user's models: only their own rows, never the others'."""
+    return (
+        EvaluationScore.objects.filter(owner=user, evaluation__status="done")
+        .select_related("evaluation", "version__asset")
+        .order_by("-evaluation__created_at", "-pk")
+    )
+
+
+def guaranteed_purchases_for_user(*, user) -> QuerySet[GuaranteedPurchase]:
+    """Guaranteed purchases the user bought or sold (a seller reads the measured metric, never the holdout)."""
+    return GuaranteedPurchase.objects.filter(Q(buyer=user) | Q(seller=user)).select_related("version__asset")

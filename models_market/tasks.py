@@ -18,3 +18,12 @@ def settle_calls() -> int:
         if settlement.calls < batch:
             break
     return settled
+
+
+@shared_task(name="models_market.expire_guarantees", ignore_result=True, acks_late=True)
+def expire_guarantees() -> int:
+    """Close guaranteed purchases past their escrow's deadline (refunded, holdout discarded), beside the
+    ledger's escrow beat task, which refunds the escrow itself."""
+    from models_market.services import guarantees_expire
+
+    return guarantees_expire()

@@ -33,6 +33,23 @@ api_urlpatterns: list = [
     ),
     path("tokens/<int:token_id>/approve/", apis.TokenApproveApi.as_view(), name="api-models-token-approve"),
     path("tokens/<int:token_id>/buy/", apis.TokenBuyApi.as_view(), name="api-models-token-buy"),
+    # guarantees and paid evaluations
+    path(
+        "tokens/<int:token_id>/guarantee/",
+        apis.TokenGuaranteeApi.as_view(),
+        name="api-models-token-guarantee",
+    ),
+    path(
+        "tokens/<int:token_id>/licenses/guaranteed/",
+        apis.GuaranteedPurchaseApi.as_view(),
+        name="api-models-token-license-guaranteed",
+    ),
+    path("guaranteed/", apis.GuaranteedPurchaseListApi.as_view(), name="api-models-guaranteed"),
+    path("evaluations/", apis.EvaluationSubmitApi.as_view(), name="api-models-evaluations"),
+    path("evaluations/mine/", apis.OwnerEvaluationListApi.as_view(), name="api-models-evaluations-mine"),
+    path(
+        "evaluations/<int:evaluation_id>/", apis.EvaluationDetailApi.as_view(), name="api-models-evaluation"
+    ),
     path("deposit/", apis.DepositApi.as_view(), name="api-models-deposit"),
     path("deposit/withdraw/", apis.DepositWithdrawApi.as_view(), name="api-models-deposit-withdraw"),
 ]

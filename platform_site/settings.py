@@ -372,3 +372,18 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }
+
+# Guaranteed licences and paid evaluations (models_market): how long a guaranteed licence's price may stay in
+# escrow before the ledger's beat task refunds it; the largest sealed holdout (bytes, rows); the evaluation fee
+# to the treasury (minor units) and the most models one evaluation may score; bootstrap resamples per interval.
+MODELS_GUARANTEE_DEADLINE_HOURS = float(os.environ.get("MODELS_GUARANTEE_DEADLINE_HOURS", 24))
+MODELS_HOLDOUT_MAX_BYTES = int(os.environ.get("MODELS_HOLDOUT_MAX_BYTES", 10 * 1024**2))
+MODELS_HOLDOUT_MAX_ROWS = int(os.environ.get("MODELS_HOLDOUT_MAX_ROWS", 100_000))
+MODELS_EVALUATION_FEE = int(os.environ.get("MODELS_EVALUATION_FEE", 500))
+MODELS_EVALUATION_MAX_MODELS = int(os.environ.get("MODELS_EVALUATION_MAX_MODELS", 10))
+MODELS_EVALUATION_RESAMPLES = int(os.environ.get("MODELS_EVALUATION_RESAMPLES", 1000))
+CELERY_BEAT_SCHEDULE["models-expire-guarantees"] = {
+    "task": "models_market.expire_guarantees",
+    "schedule": 60.0,
+    "options": {"queue": "default"},
+}

@@ -8,6 +8,14 @@ from models_market.services.cards import (
     version_get_visible,
     version_list_ready,
 )
+from models_market.services.evaluations import evaluation_failed, evaluation_run, evaluation_submit
+from models_market.services.guarantees import (
+    guarantee_evaluate_run,
+    guarantee_failed,
+    guarantee_set,
+    guarantees_expire,
+    license_purchase_guaranteed,
+)
 from models_market.services.licenses import license_purchase
 from models_market.services.lineage import payment_postings, payment_shares
 from models_market.services.metering import deposit_status, deposit_withdraw, predict_call
@@ -34,8 +42,16 @@ __all__ = [
     "canonical_json",
     "deposit_status",
     "deposit_withdraw",
+    "evaluation_failed",
+    "evaluation_run",
+    "evaluation_submit",
+    "guarantee_evaluate_run",
+    "guarantee_failed",
+    "guarantee_set",
+    "guarantees_expire",
     "leaf_bytes",
     "license_purchase",
+    "license_purchase_guaranteed",
     "model_train_run",
     "model_train_submit",
     "model_upload",

@@ -1,0 +1,195 @@
+"""Evaluation and selection as a paid service: a user scores several listed model versions of one task on a
+sealed holdout. The fee (MODELS_EVALUATION_FEE, to the treasury) and each listing's evaluation price (to its
+owner) are paid in the entry that queues the job; the worker ranks the models by the metric with bootstrap
+intervals and ledgers the ranking with the holdout's SHA-256. The user sees the ranking; each owner only their
+own model's row. A model the holdout does not fit gets its reason and no rank; nothing is refunded then (its
+owner's price pays for the attempt)."""
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ledger import services as ledger
+from ml import evaluation
+from ml.features import FeatureError
+from models_market import runtime
+from models_market.models import Evaluation, EvaluationScore, ModelToken, ModelVersion
+from models_market.services.holdouts import (
+    holdout_discard,
+    holdout_load,
+    holdout_seal,
+    holdout_store,
+    number_text,
+)
+from platform_site.accounts.models import User
+from platform_site.errors import Conflict, DomainError
+
+SELECT_KIND = "models_market.select"
+
+
+def evaluation_submit(
+    *,
+    user: User,
+    versions: list[ModelVersion],
+    holdout_file: Any,
+    metric: str,
+    holdout_format: str | None = None,
+) -> Evaluation:
+    """Pay for and queue the evaluation of `versions` (listed, ready, one task) on the user's holdout, in one
+    `models_market.evaluation.paid` entry with the job."""
+    from platform_site.jobs.services import job_submit
+
+    ids = list(dict.fromkeys(v.pk for v in versions))
+    if not ids:
+        raise DomainError("choose at least one model to evaluate")
+    if len(ids) > settings.MODELS_EVALUATION_MAX_MODELS:
+        raise DomainError(f"at most {settings.MODELS_EVALUATION_MAX_MODELS} models per evaluation")
+    found = ModelVersion.objects.select_related("asset", "token").filter(pk__in=ids).in_bulk()
+    chosen = [found.get(pk) for pk in ids]
+    for pk, version in zip(ids, chosen, strict=True):
+        token = getattr(version, "token", None) if version else None
+        if (
+            version is None
+            or token is None
+            or not token.listed
+            or version.status != ModelVersion.Status.READY
+        ):
+            raise Conflict(f"model version {pk} is not on offer")
+    tasks = {v.asset.task for v in chosen}
+    if len(tasks) > 1:
+        raise DomainError("the models must all have one task (all classification or all regression)")
+    task = tasks.pop()
+    if metric not in evaluation.metric_names(task):
+        raise DomainError(
+            f"{metric!r} is not a {task} metric; choose one of {', '.join(evaluation.metric_names(task))}"
+        )
+    sealed = holdout_seal(
+        file=holdout_file, fmt=holdout_format, schemas=[runtime.schema_for(v) for v in chosen]
+    )
+    name = holdout_store(sealed)
+    try:
+        with transaction.atomic(durable=True):
+            # Locked: the evaluation prices paid are the ones in force (an owner editing the offer waits).
+            tokens = {t.version_id: t for t in ModelToken.objects.select_for_update().filter(version_id__in=ids)
+                      .order_by("pk")}  # fmt: skip
+            payer = ledger.account_name(user=user)
+            fee = settings.MODELS_EVALUATION_FEE
+            parts: dict[str, int] = {}
+            if fee:
+                parts[ledger.TREASURY] = fee
+            prices = {}
+            for pk in ids:
+                token = tokens[pk]
+                if not token.listed:
+                    raise Conflict(f"model version {pk} is not on offer")
+                price = token.price_evaluation or 0 if token.owner_id != user.pk else 0
+                prices[pk] = (token.owner_id, price)
+                if price:
+                    owner = ledger.account_name(user=token.owner_id)
+                    parts[owner] = parts.get(owner, 0) + price
+            total = sum(parts.values())
+            payload = {"user": payer, "versions": ids, "metric": metric, "fee": fee, "total": total,
+                       "prices": {str(pk): p for pk, (_o, p) in prices.items()}, "holdout_sha256": sealed.sha256}  # fmt: skip
+            try:
+                if total:
+                    entry = ledger.postings_post(
+                        kind="models_market.evaluation.paid", actor=payer, payload=payload,
+                        postings=[{"account": payer, "amount": -total},
+                                  *({"account": a, "amount": p} for a, p in parts.items())],
+                    )  # fmt: skip
+                else:
+                    entry = ledger.entry_append(
+                        kind="models_market.evaluation.paid", actor=payer, payload=payload
+                    )
+            except ledger.InsufficientFunds as exc:
+                raise exc.to_owner(what="the evaluation costs") from exc
+            ev = Evaluation.objects.create(
+                user=user, task=task, metric=metric, fee=fee, total=total, holdout=name,
+                holdout_sha256=sealed.sha256, holdout_format=sealed.fmt, holdout_rows=sealed.table.n_rows,
+                entry_seq=entry.seq,
+            )  # fmt: skip
+            EvaluationScore.objects.bulk_create(
+                EvaluationScore(evaluation=ev, version_id=pk, owner_id=owner, price=price)
+                for pk, (owner, price) in prices.items()
+            )
+            ev.job = job_submit(owner=user, kind=SELECT_KIND, params={"evaluation": ev.pk})
+            ev.save(update_fields=["job"])
+    except BaseException:
+        from models_market.services.holdouts import _delete
+
+        _delete(name)
+        raise
+    return ev
+
+
+def evaluation_run(*, job, reporter) -> dict[str, Any]:
+    """The worker's part: load each model safely, score it on the holdout, rank, ledger, discard the holdout."""
+    from platform_site.jobs.services import job_succeed
+
+    ev = Evaluation.objects.get(pk=job.params["evaluation"])
+    if ev.status != Evaluation.Status.PENDING:
+        return {"evaluation": ev.pk, "status": ev.status}
+    table = holdout_load(ev.holdout.name, ev.holdout_format)
+    scores = list(ev.scores.select_related("version").order_by("pk"))
+    measured: list[dict] = []
+    for i, row in enumerate(scores):
+        reporter(i / max(len(scores), 1), message=f"scoring model {i + 1} of {len(scores)}")
+        try:
+            loaded = runtime.model_for(row.version)
+            schema = runtime.schema_for(row.version)
+            measured.append(evaluation.score(loaded.model, schema, table, metric=ev.metric,
+                                             resamples=settings.MODELS_EVALUATION_RESAMPLES))  # fmt: skip
+        except (FeatureError, DomainError) as exc:
+            measured.append({"error": str(exc)[:500]})
+    order = evaluation.rank(measured, metric=ev.metric)
+    ranks = {}
+    next_rank = 1
+    for i in order:
+        if measured[i].get("estimate") is not None:
+            ranks[i] = next_rank
+            next_rank += 1
+    ranking = []
+    for i in order:
+        m, row = measured[i], scores[i]
+        ranking.append({"version": row.version_id, "rank": ranks.get(i), "estimate": m.get("estimate"),
+                        "low": m.get("low"), "high": m.get("high"), "error": m.get("error", "")})  # fmt: skip
+    with transaction.atomic(durable=True):
+        # Locked: a redelivered job ranks it once.
+        ev = Evaluation.objects.select_for_update().get(pk=ev.pk)
+        if ev.status != Evaluation.Status.PENDING:
+            job_succeed(job=job, result={"evaluation": ev.pk, "status": ev.status})
+            return {}
+        entry = ledger.entry_append(
+            kind="models_market.evaluation.ranked", actor="system",
+            payload={"evaluation": ev.pk, "metric": ev.metric, "holdout_sha256": ev.holdout_sha256,
+                     "rows": ev.holdout_rows,
+                     "ranking": [{**r, **{k: number_text(r[k]) for k in ("estimate", "low", "high")}}
+                                 for r in ranking]},
+        )  # fmt: skip
+        for i, row in enumerate(scores):
+            m = measured[i]
+            row.estimate, row.low, row.high = m.get("estimate"), m.get("low"), m.get("high")
+            row.rank, row.error = ranks.get(i), m.get("error", "")
+        EvaluationScore.objects.bulk_update(scores, ["estimate", "low", "high", "rank", "error"])
+        ev.status = Evaluation.Status.DONE
+        ev.result_seq = entry.seq
+        ev.finished_at = timezone.now()
+        holdout_discard(ev)
+        ev.save()
+        result = {"evaluation": ev.pk, "metric": ev.metric, "ranking": ranking, "entry_seq": entry.seq}
+        job_succeed(job=job, result=result)
+    return result
+
+
+def evaluation_failed(*, job, error: str) -> None:
+    """The job ended failed or cancelled: the evaluation is failed and its holdout discarded."""
+    ev = Evaluation.objects.select_for_update().filter(pk=job.params.get("evaluation")).first()
+    if ev is None or ev.status != Evaluation.Status.PENDING:
+        return
+    ev.status = Evaluation.Status.FAILED
+    ev.error = error[:2000]
+    ev.finished_at = timezone.now()
+    holdout_discard(ev)
+    ev.save()
