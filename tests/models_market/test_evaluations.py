@@ -57,3 +57,36 @@ def test_bad_requests_pay_nothing(alice, bob, settings):
         services.evaluation_submit(user=bob, versions=[good.version], metric="accuracy",
                                    holdout_file=upload(b"age,income,visits\n1,2,3\n"))  # fmt: skip
     assert balance(bob) == 1_000
+
+
+def test_the_evaluation_api_ranks_for_the_payer_and_shows_each_owner_only_their_row(
+    alice, bob, carol, mallory, settings, django_capture_on_commit_callbacks
+):
+    from models_market.models import Evaluation
+    from tests.conftest import api_as
+
+    settings.MODELS_EVALUATION_RESAMPLES, settings.MODELS_EVALUATION_FEE = 50, 500
+    first, second = listed(alice), listed(carol, seed=3)
+    fund(f"user:{bob.pk}", 1_000)
+    body = {"versions": [first.version_id, second.version_id], "metric": "accuracy",
+            "holdout": upload(holdout_csv(80))}  # fmt: skip
+    response = api_as(bob).post("/api/models/evaluations/", body, format="multipart")
+    assert response.status_code == 202, response.json()
+    ev = Evaluation.objects.get(pk=response.json()["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        job_execute(job_id=ev.job_id, worker="test")
+    ranking = api_as(bob).get(f"/api/models/evaluations/{ev.pk}/")
+    assert ranking.status_code == 200
+    assert api_as(mallory).get(f"/api/models/evaluations/{ev.pk}/").status_code == 404
+    assert api_as(alice).get(f"/api/models/evaluations/{ev.pk}/").status_code == 404, (
+        "an owner is not the payer"
+    )
+    for owner, token in ((alice, first), (carol, second)):
+        rows = api_as(owner).get("/api/models/evaluations/mine/").json()
+        rows = rows.get("results", rows) if isinstance(rows, dict) else rows
+        assert [r["version"] for r in rows] == [token.version_id], "each owner sees their own model only"
+        assert all("rank" not in r for r in rows), "a rank would tell how the others scored"
+    junk = api_as(bob).post("/api/models/evaluations/", {**body, "holdout": upload(b"\x00\xff garbage")},
+                            format="multipart")  # fmt: skip
+    assert junk.status_code == 400
+    call_command("verify_ledger", "--quiet")
