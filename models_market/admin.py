@@ -6,6 +6,9 @@ from django.contrib import admin
 from ledger.services import format_amount
 from models_market.models import (
     CallMeter,
+    Evaluation,
+    EvaluationScore,
+    GuaranteedPurchase,
     ModelAsset,
     ModelLicense,
     ModelParent,
@@ -106,3 +109,20 @@ class CallMeterAdmin(ReadOnly):
     @admin.display(description="reserved", ordering="reserved")
     def reserved_tokens(self, meter: CallMeter) -> str:
         return _tokens(meter.reserved)
+
+
+@admin.register(GuaranteedPurchase)
+class GuaranteedPurchaseAdmin(ReadOnly):
+    list_display = ("__str__", "buyer", "kind", "status", "measured", "created_at")
+    list_filter = ("status", "kind")
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(ReadOnly):
+    list_display = ("__str__", "user", "metric", "status", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(EvaluationScore)
+class EvaluationScoreAdmin(ReadOnly):
+    list_display = ("evaluation", "version", "rank", "estimate", "low", "high")

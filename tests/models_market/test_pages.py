@@ -188,7 +188,7 @@ def test_the_admin_lists_every_table_in_tokens_to_staff_only(owner, buyer):
     client_for(buyer).post(f"/models/{token.version_id}/buy/", {"kind": "perpetual"})
     staff = UserFactory(username="root-staff", is_staff=True, is_superuser=True)
     for table in ("modelasset", "modelversion", "modelparent", "modeltoken", "modellicense", "receipt",
-                  "settlement", "callmeter"):  # fmt: skip
+                  "settlement", "callmeter", "guaranteedpurchase", "evaluation", "evaluationscore"):  # fmt: skip
         assert client_for(staff).get(f"/admin/models_market/{table}/").status_code == 200, table
         assert client_for(buyer).get(f"/admin/models_market/{table}/").status_code == 302, table
     tokens = client_for(staff).get("/admin/models_market/modeltoken/").content.decode()
