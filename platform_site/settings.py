@@ -361,6 +361,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "platform_site.jobs.models.Job.Status",
         "ModelVersionStatusEnum": "models_market.models.ModelVersion.Status",
         "ModelTaskEnum": "models_market.models.ModelAsset.Task",
+        "ModelFormatEnum": "models_market.models.ModelVersion.Format",
+        "DataFormatEnum": ["csv", "jsonl"],  # uploads and holdouts
     },
 }
 
