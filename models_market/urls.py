@@ -8,9 +8,13 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("mine/", views.mine, name="mine"),
     path("train/", views.train, name="train"),
+    path("evaluate/", views.evaluate, name="evaluate"),
+    path("evaluations/<int:evaluation_id>/", views.evaluation, name="evaluation"),
     path("<int:version_id>/", views.detail, name="detail"),
     path("<int:version_id>/buy/", views.buy, name="buy"),
     path("<int:version_id>/try/", views.try_model, name="try"),
+    path("<int:version_id>/guarantee/", views.guarantee, name="guarantee"),
+    path("<int:version_id>/buy-guaranteed/", views.buy_guaranteed, name="buy-guaranteed"),
 ]
 
 api_urlpatterns: list = [

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -17,6 +18,7 @@ from ledger import services as ledger_services
 from ledger.services import InsufficientFunds, format_amount
 from marketplace import selectors as data_selectors
 from ml import charts
+from ml.evaluation import metric_names
 from models_market import selectors, services
 from models_market.forms import TrainForm
 from models_market.models import ModelAsset, ModelToken, ModelVersion
@@ -118,6 +120,8 @@ def detail(request: HttpRequest, version_id: int) -> HttpResponse:
         "usage": selectors.usage_for_version(version),
         "sale_price": _price(token.sale_price) if token else None,
         "example": json.dumps([_example_row(version.schema or {})], indent=1) if version.schema else "",
+        "guarantee_metrics": metric_names(version.asset.task),
+        "evaluation_price": f"{token.price_evaluation / 100:.2f}" if token and token.price_evaluation else None,
     }
     return render(request, "models_market/detail.html", context)
 
@@ -240,6 +244,105 @@ def train(request: HttpRequest) -> HttpResponse:
     return render(request, "models_market/train.html", context)
 
 
+def _tokens_field(value: str) -> int | None:
+    """A price typed in tokens ("12.50") as minor units; None when empty. DomainError when not a price."""
+    from decimal import Decimal, InvalidOperation
+
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise DomainError(f"{text!r} is not an amount of tokens") from None
+    if not amount.is_finite() or amount < 0 or amount > 10**12 or amount != amount.quantize(Decimal("0.01")):
+        raise DomainError("an amount of tokens, at least 0, with at most two decimals")
+    return int(amount * 100)
+
+
+@login_required
+@require_POST
+def guarantee(request: HttpRequest, version_id: int) -> HttpResponse:
+    """The token's owner declares (or, with no metric, withdraws) a performance guarantee and the price of
+    evaluating the model in paid evaluations."""
+    version = services.version_get_visible(version_id=version_id, user=request.user)
+    token = selectors.token_for(version)
+    try:
+        if token is None:
+            raise DomainError("this model has no token yet")
+        threshold = request.POST.get("threshold", "").strip()
+        services.guarantee_set(
+            token=token, actor=request.user, metric=request.POST.get("metric", ""),
+            threshold=float(threshold) if threshold else None, direction=request.POST.get("direction") or None,
+            price_evaluation=_tokens_field(request.POST.get("price_evaluation", "")),
+        )  # fmt: skip
+    except ValueError:
+        messages.error(request, "Not changed: the threshold must be a number.")
+    except DomainError as exc:
+        messages.error(request, f"Not changed: {exc.message}.")
+    else:
+        messages.success(request, "The guarantee is on the ledger.")
+    return redirect("models_market:detail", version_id=version.pk)
+
+
+@login_required
+@require_POST
+def buy_guaranteed(request: HttpRequest, version_id: int) -> HttpResponse:
+    """Buy a licence under the model's guarantee: the price waits in escrow while a worker measures the model on
+    the buyer's sealed holdout; the job's page follows it."""
+    version = services.version_get_visible(version_id=version_id, user=request.user)
+    token = selectors.token_for(version)
+    holdout = request.FILES.get("holdout")
+    try:
+        if token is None or holdout is None:
+            raise DomainError("choose a file of labelled rows (CSV or JSON Lines) to measure the model on")
+        purchase = services.license_purchase_guaranteed(
+            buyer=request.user, token=token, kind=request.POST.get("kind", ""), holdout_file=holdout
+        )
+    except InsufficientFunds as exc:
+        messages.error(request, f"Not bought: {exc}.")
+    except DomainError as exc:
+        messages.error(request, f"Not bought: {exc.message}.")
+    else:
+        messages.success(
+            request, "Your payment is in escrow: the model is being measured on your rows. You pay only if it "
+            "meets its standard; otherwise the escrow returns your tokens.",
+        )  # fmt: skip
+        return redirect("jobs:detail", job_id=purchase.job_id)
+    return redirect("models_market:detail", version_id=version.pk)
+
+
+@login_required
+def evaluate(request: HttpRequest) -> HttpResponse:
+    """Rank several listed models on your own sealed holdout, as a paid service."""
+    tokens = list(selectors.token_list_listed()[:200])
+    if request.method == "POST":
+        ids = [int(i) for i in request.POST.getlist("versions") if i.isdigit()][:50]
+        versions = [t.version for t in tokens if t.version_id in ids]
+        try:
+            if not request.FILES.get("holdout"):
+                raise DomainError("choose a file of labelled rows (CSV or JSON Lines)")
+            evaluation = services.evaluation_submit(
+                user=request.user, versions=versions, holdout_file=request.FILES["holdout"],
+                metric=request.POST.get("metric", ""),
+            )  # fmt: skip
+        except InsufficientFunds as exc:
+            messages.error(request, f"Not started: {exc}.")
+        except DomainError as exc:
+            messages.error(request, f"Not started: {exc.message}.")
+        else:
+            return redirect("models_market:evaluation", evaluation_id=evaluation.pk)
+    context = {"tokens": tokens, "fee": format_amount(settings.MODELS_EVALUATION_FEE),
+               "metrics": ["accuracy", "f1", "roc_auc", "rmse", "mae", "r2"]}  # fmt: skip
+    return render(request, "models_market/evaluate.html", context)
+
+
+@login_required
+def evaluation(request: HttpRequest, evaluation_id: int) -> HttpResponse:
+    ev = selectors.evaluation_get_for_user(evaluation_id=evaluation_id, user=request.user)
+    return render(request, "models_market/evaluation.html", {"evaluation": ev, "scores": ev.scores.all()})
+
+
 @login_required
 def mine(request: HttpRequest) -> HttpResponse:
     user = request.user
@@ -248,5 +351,7 @@ def mine(request: HttpRequest) -> HttpResponse:
         "created": selectors.version_list_created(user=user),
         "licences": selectors.license_list_for_user(user=user),
         "receipts": selectors.receipt_list_for_user(user=user).select_related("version__asset")[:20],
+        "guaranteed": selectors.guaranteed_purchases_for_user(user=user)[:20],
+        "scores": selectors.evaluation_scores_for_owner(user=user)[:20],
     }
     return render(request, "models_market/mine.html", context)

@@ -210,3 +210,68 @@ def test_the_try_form_answers_junk_with_a_message_and_charges_nothing(owner, buy
     assert response.status_code == 200
     assert 'data-testid="try-error"' in response.content.decode()
     assert Receipt.objects.count() == 0
+
+
+def test_the_owner_sets_a_guarantee_and_a_buyer_buys_under_it_from_the_page(owner, buyer, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from models_market.models import GuaranteedPurchase
+    from tests.models_market.test_guarantees import holdout_csv
+
+    settings.MODELS_EVALUATION_RESAMPLES = 50
+    token = listed(owner, price_perpetual=2_000)
+    url = f"/models/{token.version_id}/"
+    assert 'data-testid="guarantee-form"' in client_for(owner).get(url).content.decode()
+    assert 'data-testid="guarantee-form"' not in client_for(buyer).get(url).content.decode()
+    refused = client_for(buyer).post(
+        f"{url}guarantee/", {"metric": "accuracy", "threshold": "0.1"}, follow=True
+    )
+    assert "Not changed" in refused.content.decode(), "only the token's owner sets its guarantee"
+    bad = client_for(owner).post(f"{url}guarantee/", {"metric": "accuracy", "threshold": "lots"}, follow=True)
+    assert "must be a number" in bad.content.decode()
+    client_for(owner).post(
+        f"{url}guarantee/", {"metric": "accuracy", "threshold": "0.6", "price_evaluation": "1.50"}
+    )
+    token.refresh_from_db()
+    assert (token.guarantee_metric, token.guarantee_threshold, token.price_evaluation) == (
+        "accuracy",
+        0.6,
+        150,
+    )
+
+    page = client_for(buyer).get(url).content.decode()
+    assert 'data-testid="model-guarantee"' in page and 'data-testid="buy-guaranteed"' in page
+    missing = client_for(buyer).post(f"{url}buy-guaranteed/", {"kind": "perpetual"}, follow=True)
+    assert "choose a file" in missing.content.decode() and not GuaranteedPurchase.objects.exists()
+    holdout = SimpleUploadedFile("rows.csv", holdout_csv(60), content_type="text/csv")
+    response = client_for(buyer).post(f"{url}buy-guaranteed/", {"kind": "perpetual", "holdout": holdout})
+    purchase = GuaranteedPurchase.objects.get(buyer=buyer)
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{purchase.job_id}/"
+    assert balance(buyer) == 100_000 - 2_000, "the price waits in escrow"
+    assert 'data-testid="my-guaranteed"' in client_for(buyer).get("/models/mine/").content.decode()
+
+
+def test_the_evaluation_page_takes_models_and_rows_and_shows_the_ranking_to_the_payer_only(
+    owner, buyer, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from models_market.models import Evaluation
+    from tests.models_market.test_guarantees import holdout_csv
+
+    settings.MODELS_EVALUATION_RESAMPLES = 50
+    first, second = listed(owner), listed(UserFactory(), seed=3)
+    page = client_for(buyer).get("/models/evaluate/").content.decode()
+    assert 'data-testid="evaluate-form"' in page and page.count('name="versions"') == 2
+    holdout = SimpleUploadedFile("rows.csv", holdout_csv(60), content_type="text/csv")
+    response = client_for(buyer).post(
+        "/models/evaluate/", {"versions": [first.version_id, second.version_id], "metric": "accuracy",
+                              "holdout": holdout},
+    )  # fmt: skip
+    ev = Evaluation.objects.get(user=buyer)
+    assert response.status_code == 302 and response["Location"] == f"/models/evaluations/{ev.pk}/"
+    shown = client_for(buyer).get(f"/models/evaluations/{ev.pk}/").content.decode()
+    assert 'data-testid="evaluation-ranking"' in shown and ev.holdout_sha256 in shown
+    assert client_for(owner).get(f"/models/evaluations/{ev.pk}/").status_code == 404
+    empty = client_for(buyer).post("/models/evaluate/", {"metric": "accuracy"}, follow=True)
+    assert "Not started" in empty.content.decode() and Evaluation.objects.count() == 1
