@@ -121,7 +121,9 @@ def detail(request: HttpRequest, version_id: int) -> HttpResponse:
         "sale_price": _price(token.sale_price) if token else None,
         "example": json.dumps([_example_row(version.schema or {})], indent=1) if version.schema else "",
         "guarantee_metrics": metric_names(version.asset.task),
-        "evaluation_price": f"{token.price_evaluation / 100:.2f}" if token and token.price_evaluation else None,
+        "evaluation_price": f"{token.price_evaluation / 100:.2f}"
+        if token and token.price_evaluation
+        else None,
     }
     return render(request, "models_market/detail.html", context)
 
