@@ -5,7 +5,7 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from ledger import chain, merkle
-from ledger.models import Account, Checkpoint, Entry, LedgerHead, MerkleNode, SigningKey
+from ledger.models import Account, Checkpoint, Entry, Escrow, LedgerHead, MerkleNode, SigningKey
 from ledger.names import ISSUANCE, account_name
 from platform_site.accounts import selectors as accounts_selectors
 from platform_site.errors import DomainError, NotFound
@@ -85,6 +85,15 @@ def entry_list_for_account(*, name: str, limit: int) -> list[Entry]:
 def entries_mentioning(*, key: str, value) -> QuerySet[Entry]:
     """Entries whose payload has `key` equal to `value` (e.g. every entry of escrow 7): for links from objects."""
     return Entry.objects.filter(**{f"payload__{key}": value}).order_by("seq")
+
+
+def escrow_get(*, escrow_id: int) -> Escrow:
+    """The escrow with this id (read, not locked: escrow_release/escrow_refund lock it themselves); NotFound
+    otherwise."""
+    escrow = Escrow.objects.filter(pk=escrow_id).first() if 0 < escrow_id <= chain.JSON_INT_MAX else None
+    if escrow is None:
+        raise NotFound(f"no escrow {escrow_id}")
+    return escrow
 
 
 def checkpoint_latest() -> Checkpoint | None:

@@ -209,9 +209,49 @@ def guarantee_failed(*, job, error: str) -> None:
     failed(job=job, error=error)
 
 
+def _number(value) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) and not isinstance(value, bool) else "—"
+
+
+def present_guarantee(jobs) -> dict[int, Presentation]:
+    """The model bought under its guarantee, the standard, what was measured and the outcome (one query)."""
+    from models_market.models import GuaranteedPurchase
+
+    ids = {job.params.get("purchase") for job in jobs if isinstance(job.params, dict)}
+    purchases = GuaranteedPurchase.objects.filter(pk__in=[i for i in ids if isinstance(i, int)]).select_related(
+        "version__asset"
+    ).in_bulk()  # fmt: skip
+    shown = {}
+    for job in jobs:
+        purchase = purchases.get(job.params.get("purchase") if isinstance(job.params, dict) else None)
+        if purchase is None:
+            continue
+        bound = "at least" if purchase.direction == "min" else "at most"
+        lines = [
+            ("Licence", purchase.get_kind_display()),
+            ("Standard", f"{purchase.metric} {bound} {_number(purchase.threshold)}"),
+        ]
+        if purchase.measured is not None:
+            lines.append(("Measured", _number(purchase.measured)))
+        outcome = {"met": "met: paid to the seller, licence granted", "missed": "missed: refunded"}
+        lines.append(("Outcome", outcome.get(purchase.outcome) or f"{purchase.status} (refunded)"
+                      if purchase.status != "pending" else "pending"))  # fmt: skip
+        if purchase.result_seq is not None:
+            lines.append(("Ledger entry", f"#{purchase.result_seq}"))
+        version = purchase.version
+        name = f"{version.asset.name} v{version.number}"
+        shown[job.pk] = Presentation(
+            lines=lines,
+            object=(name, reverse("models_market:detail", args=[version.pk])),
+            link=("The model's page", reverse("models_market:detail", args=[version.pk])),
+            params=[("purchase", str(purchase.pk)), ("model", name)],
+        )
+    return shown
+
+
 @job_kind(
     GUARANTEE_KIND, label="Guaranteed licence evaluation", queue="ml", params=GuaranteeParams,
-    on_failure=guarantee_failed,
+    on_failure=guarantee_failed, present=present_guarantee,
 )  # fmt: skip
 def run_guarantee(*, job, reporter) -> dict:
     from models_market.services.guarantees import guarantee_evaluate_run
@@ -229,7 +269,46 @@ def select_failed(*, job, error: str) -> None:
     evaluation_failed(job=job, error=error)
 
 
-@job_kind(SELECT_KIND, label="Model evaluation", queue="ml", params=SelectParams, on_failure=select_failed)
+def present_select(jobs) -> dict[int, Presentation]:
+    """The evaluation's metric, how many models it ranked of how many, and what was refunded (one query)."""
+    from ledger.services import format_amount
+    from models_market.models import Evaluation
+
+    ids = {job.params.get("evaluation") for job in jobs if isinstance(job.params, dict)}
+    evaluations = Evaluation.objects.filter(pk__in=[i for i in ids if isinstance(i, int)]).in_bulk()
+    shown = {}
+    for job in jobs:
+        ev = evaluations.get(job.params.get("evaluation") if isinstance(job.params, dict) else None)
+        if ev is None:
+            continue
+        lines = [("Metric", ev.metric), ("Paid", format_amount(ev.total))]
+        result = job.result if isinstance(job.result, dict) else {}
+        ranking = result.get("ranking") if isinstance(result.get("ranking"), list) else None
+        if ranking is not None:
+            ranked = sum(1 for r in ranking if isinstance(r, dict) and r.get("rank") is not None)
+            lines.append(("Ranked", f"{ranked} of {len(ranking)} models"))
+            if result.get("refunded"):
+                lines.append(
+                    ("Refunded", format_amount(result["refunded"]) + " (models the holdout did not fit)")
+                )
+        elif ev.status in ("failed", "expired"):
+            lines.append(("Outcome", f"{ev.status}: {format_amount(ev.total)} refunded"))
+        if ev.result_seq is not None:
+            lines.append(("Ledger entry", f"#{ev.result_seq}"))
+        url = reverse("api-models-evaluation", args=[ev.pk])
+        shown[job.pk] = Presentation(
+            lines=lines,
+            link=("The ranking (API)", url),
+            object=(f"evaluation #{ev.pk}", url),
+            params=[("evaluation", str(ev.pk)), ("metric", ev.metric)],
+        )
+    return shown
+
+
+@job_kind(
+    SELECT_KIND, label="Model evaluation", queue="ml", params=SelectParams, on_failure=select_failed,
+    present=present_select,
+)  # fmt: skip
 def run_select(*, job, reporter) -> dict:
     from models_market.services.evaluations import evaluation_run
 

@@ -355,6 +355,9 @@ class Evaluation(Holdout):
     task = models.CharField(max_length=16, choices=ModelAsset.Task.choices)
     fee = models.BigIntegerField()  # to the treasury
     total = models.BigIntegerField()  # the fee and every owner's evaluation price
+    # The ledger escrow holding `total` (payee: the treasury) until the ranking pays it out; none when free.
+    escrow_id = models.BigIntegerField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)  # the escrow's: refunded in full after it
 
     class Meta:
         ordering = ["-created_at", "-pk"]

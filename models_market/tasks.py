@@ -22,8 +22,8 @@ def settle_calls() -> int:
 
 @shared_task(name="models_market.expire_guarantees", ignore_result=True, acks_late=True)
 def expire_guarantees() -> int:
-    """Close guaranteed purchases past their escrow's deadline (refunded, holdout discarded), beside the
-    ledger's escrow beat task, which refunds the escrow itself."""
-    from models_market.services import guarantees_expire
+    """Close guaranteed purchases and paid evaluations past their escrow's deadline (refunded, holdout
+    discarded), beside the ledger's escrow beat task, which refunds the escrow itself."""
+    from models_market.services import evaluations_expire, guarantees_expire
 
-    return guarantees_expire()
+    return guarantees_expire() + evaluations_expire()

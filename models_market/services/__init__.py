@@ -8,7 +8,12 @@ from models_market.services.cards import (
     version_get_visible,
     version_list_ready,
 )
-from models_market.services.evaluations import evaluation_failed, evaluation_run, evaluation_submit
+from models_market.services.evaluations import (
+    evaluation_failed,
+    evaluation_run,
+    evaluation_submit,
+    evaluations_expire,
+)
 from models_market.services.guarantees import (
     guarantee_evaluate_run,
     guarantee_failed,
@@ -45,6 +50,7 @@ __all__ = [
     "evaluation_failed",
     "evaluation_run",
     "evaluation_submit",
+    "evaluations_expire",
     "guarantee_evaluate_run",
     "guarantee_failed",
     "guarantee_set",

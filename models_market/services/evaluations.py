@@ -1,16 +1,21 @@
 """Evaluation and selection as a paid service: a user scores several listed model versions of one task on a
-sealed holdout. The fee (MODELS_EVALUATION_FEE, to the treasury) and each listing's evaluation price (to its
-owner) are paid in the entry that queues the job; the worker ranks the models by the metric with bootstrap
-intervals and ledgers the ranking with the holdout's SHA-256. The user sees the ranking; each owner only their
-own model's row. A model the holdout does not fit gets its reason and no rank; nothing is refunded then (its
-owner's price pays for the attempt)."""
+sealed holdout. The whole payment (the fee, MODELS_EVALUATION_FEE, and each listing's evaluation price) goes
+into a ledger escrow (payee: the treasury) in the transaction that queues the job. The worker ranks the models
+by the metric with bootstrap intervals and, in one transaction, ledgers the ranking with the holdout's SHA-256,
+releases the escrow and pays out of the treasury's receipt each scored model's price to its owner and the price
+of every model the holdout did not fit (no rank) back to the user, so the treasury keeps exactly the fee. A job
+that fails or is cancelled, or an escrow whose deadline passes first (the ledger's beat task), refunds it all.
+The user sees the ranking; each owner only their own model's row."""
 
+import contextlib
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ml import evaluation
 from ml.features import FeatureError
@@ -37,8 +42,8 @@ def evaluation_submit(
     metric: str,
     holdout_format: str | None = None,
 ) -> Evaluation:
-    """Pay for and queue the evaluation of `versions` (listed, ready, one task) on the user's holdout, in one
-    `models_market.evaluation.paid` entry with the job."""
+    """Pay for and queue the evaluation of `versions` (listed, ready, one task) on the user's holdout: the
+    payment held in a ledger escrow and a `models_market.evaluation.submitted` entry, with the job."""
     from platform_site.jobs.services import job_submit
 
     ids = list(dict.fromkeys(v.pk for v in versions))
@@ -90,25 +95,27 @@ def evaluation_submit(
                     owner = ledger.account_name(user=token.owner_id)
                     parts[owner] = parts.get(owner, 0) + price
             total = sum(parts.values())
-            payload = {"user": payer, "versions": ids, "metric": metric, "fee": fee, "total": total,
-                       "prices": {str(pk): p for pk, (_o, p) in prices.items()}, "holdout_sha256": sealed.sha256}  # fmt: skip
-            try:
-                if total:
-                    entry = ledger.postings_post(
-                        kind="models_market.evaluation.paid", actor=payer, payload=payload,
-                        postings=[{"account": payer, "amount": -total},
-                                  *({"account": a, "amount": p} for a, p in parts.items())],
+            deadline = timezone.now() + timedelta(hours=settings.MODELS_GUARANTEE_DEADLINE_HOURS)
+            escrow = None
+            if total:
+                try:
+                    escrow = ledger.escrow_open(
+                        payer=payer, payee=ledger.TREASURY, amount=total, actor=payer, deadline=deadline,
+                        condition=f"models_market evaluation: {len(ids)} models ranked by {metric}",
                     )  # fmt: skip
-                else:
-                    entry = ledger.entry_append(
-                        kind="models_market.evaluation.paid", actor=payer, payload=payload
-                    )
-            except ledger.InsufficientFunds as exc:
-                raise exc.to_owner(what="the evaluation costs") from exc
+                except ledger.InsufficientFunds as exc:
+                    raise exc.to_owner(what="the evaluation costs") from exc
+            payload = {"user": payer, "versions": ids, "metric": metric, "fee": fee, "total": total,
+                       "escrow": escrow.pk if escrow else None,
+                       "prices": {str(pk): p for pk, (_o, p) in prices.items()}, "holdout_sha256": sealed.sha256}  # fmt: skip
+            entry = ledger.entry_append(
+                kind="models_market.evaluation.submitted", actor=payer, payload=payload
+            )
             ev = Evaluation.objects.create(
                 user=user, task=task, metric=metric, fee=fee, total=total, holdout=name,
                 holdout_sha256=sealed.sha256, holdout_format=sealed.fmt, holdout_rows=sealed.table.n_rows,
-                entry_seq=entry.seq,
+                entry_seq=entry.seq, escrow_id=escrow.pk if escrow else None,
+                deadline=deadline if escrow else None,
             )  # fmt: skip
             EvaluationScore.objects.bulk_create(
                 EvaluationScore(evaluation=ev, version_id=pk, owner_id=owner, price=price)
@@ -155,19 +162,49 @@ def evaluation_run(*, job, reporter) -> dict[str, Any]:
         m, row = measured[i], scores[i]
         ranking.append({"version": row.version_id, "rank": ranks.get(i), "estimate": m.get("estimate"),
                         "low": m.get("low"), "high": m.get("high"), "error": m.get("error", "")})  # fmt: skip
+    # Out of the treasury's receipt: each scored model's price to its owner, each unscored one's back to the user.
+    payer = ledger.account_name(user=ev.user_id)
+    payouts: dict[str, int] = {}
+    refunded = 0
+    for i, row in enumerate(scores):
+        if not row.price:
+            continue
+        if i in ranks:
+            owner = ledger.account_name(user=row.owner_id)
+            payouts[owner] = payouts.get(owner, 0) + row.price
+        else:
+            refunded += row.price
+    if refunded:
+        payouts[payer] = payouts.get(payer, 0) + refunded
     with transaction.atomic(durable=True):
-        # Locked: a redelivered job ranks it once.
+        # Locked: a redelivered job, a failure and the deadline's close settle it at most once.
         ev = Evaluation.objects.select_for_update().get(pk=ev.pk)
         if ev.status != Evaluation.Status.PENDING:
             job_succeed(job=job, result={"evaluation": ev.pk, "status": ev.status})
             return {}
-        entry = ledger.entry_append(
-            kind="models_market.evaluation.ranked", actor="system",
-            payload={"evaluation": ev.pk, "metric": ev.metric, "holdout_sha256": ev.holdout_sha256,
-                     "rows": ev.holdout_rows,
-                     "ranking": [{**r, **{k: number_text(r[k]) for k in ("estimate", "low", "high")}}
-                                 for r in ranking]},
-        )  # fmt: skip
+        if ev.escrow_id is not None:
+            try:
+                ledger.escrow_release(escrow=ledger_selectors.escrow_get(escrow_id=ev.escrow_id),
+                                      actor="system", reason="models ranked")  # fmt: skip
+            except Conflict:  # the deadline passed first: the ledger's beat task refunded it all
+                _close_expired(ev)
+                result = {"evaluation": ev.pk, "status": ev.status}
+                job_succeed(job=job, result=result)
+                return result
+        payload = {"evaluation": ev.pk, "escrow": ev.escrow_id, "metric": ev.metric,
+                   "holdout_sha256": ev.holdout_sha256, "rows": ev.holdout_rows, "refunded": refunded,
+                   "ranking": [{**r, **{k: number_text(r[k]) for k in ("estimate", "low", "high")}}
+                               for r in ranking]}  # fmt: skip
+        if payouts:
+            entry = ledger.postings_post(
+                kind="models_market.evaluation.ranked", actor="system", payload=payload,
+                postings=[{"account": ledger.TREASURY, "amount": -sum(payouts.values())},
+                          *({"account": a, "amount": p} for a, p in sorted(payouts.items()))],
+            )  # fmt: skip
+        else:
+            entry = ledger.entry_append(
+                kind="models_market.evaluation.ranked", actor="system", payload=payload
+            )
         for i, row in enumerate(scores):
             m = measured[i]
             row.estimate, row.low, row.high = m.get("estimate"), m.get("low"), m.get("high")
@@ -178,18 +215,62 @@ def evaluation_run(*, job, reporter) -> dict[str, Any]:
         ev.finished_at = timezone.now()
         holdout_discard(ev)
         ev.save()
-        result = {"evaluation": ev.pk, "metric": ev.metric, "ranking": ranking, "entry_seq": entry.seq}
+        result = {"evaluation": ev.pk, "metric": ev.metric, "ranking": ranking, "refunded": refunded,
+                  "entry_seq": entry.seq}  # fmt: skip
         job_succeed(job=job, result=result)
     return result
 
 
 def evaluation_failed(*, job, error: str) -> None:
-    """The job ended failed or cancelled: the evaluation is failed and its holdout discarded."""
+    """The job ended failed or cancelled: refund the user everything, ledger why, mark the evaluation failed and
+    discard its holdout (inside the transaction that ends the job)."""
+    # Locked: the ranking and the deadline's close settle it at most once.
     ev = Evaluation.objects.select_for_update().filter(pk=job.params.get("evaluation")).first()
     if ev is None or ev.status != Evaluation.Status.PENDING:
         return
+    if ev.escrow_id is not None:
+        with contextlib.suppress(Conflict):  # already refunded at its deadline
+            ledger.escrow_refund(escrow=ledger_selectors.escrow_get(escrow_id=ev.escrow_id), actor="system",
+                                 reason="the evaluation failed")  # fmt: skip
+    entry = ledger.entry_append(
+        kind="models_market.evaluation.failed", actor="system",
+        payload={"evaluation": ev.pk, "escrow": ev.escrow_id, "metric": ev.metric,
+                 "holdout_sha256": ev.holdout_sha256, "refunded": ev.total, "reason": error[:500]},
+    )  # fmt: skip
     ev.status = Evaluation.Status.FAILED
     ev.error = error[:2000]
+    ev.result_seq = entry.seq
     ev.finished_at = timezone.now()
     holdout_discard(ev)
     ev.save()
+
+
+def _close_expired(ev: Evaluation) -> None:
+    # The caller holds the evaluation's row lock; the escrow is refunded (by the beat task, or here).
+    if ev.escrow_id is not None:
+        with contextlib.suppress(Conflict):
+            ledger.escrow_refund(escrow=ledger_selectors.escrow_get(escrow_id=ev.escrow_id), actor="system",
+                                 reason="deadline passed")  # fmt: skip
+    ev.status = Evaluation.Status.EXPIRED
+    ev.error = "the evaluation did not finish before the deadline; the user was refunded"
+    ev.finished_at = timezone.now()
+    holdout_discard(ev)
+    ev.save()
+
+
+def evaluations_expire() -> int:
+    """Refund (if the escrow's beat task has not yet) and close every pending evaluation past its deadline,
+    discarding its holdout; returns how many."""
+    closed = 0
+    for pk in Evaluation.objects.filter(
+        status=Evaluation.Status.PENDING, deadline__lt=timezone.now()
+    ).values_list("pk", flat=True):
+        # One durable transaction per evaluation: one failure must not undo the others.
+        with transaction.atomic(durable=True):
+            # Locked: the worker's ranking and a failure settle it at most once.
+            ev = Evaluation.objects.select_for_update().get(pk=pk)
+            if ev.status != Evaluation.Status.PENDING:
+                continue
+            _close_expired(ev)
+            closed += 1
+    return closed

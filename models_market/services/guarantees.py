@@ -12,13 +12,13 @@ after a normal licence payment."""
 import contextlib
 import math
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ml import evaluation
 from ml.features import FeatureError
@@ -151,8 +151,8 @@ def license_purchase_guaranteed(
 
 
 def _escrow(purchase: GuaranteedPurchase) -> Any:
-    # The ledger's escrow functions need only the escrow's id (they lock and read its row themselves).
-    return SimpleNamespace(pk=purchase.escrow_id)
+    # Read through the ledger's selector; escrow_release/escrow_refund lock the row themselves.
+    return ledger_selectors.escrow_get(escrow_id=purchase.escrow_id)
 
 
 def guarantee_evaluate_run(*, job, reporter) -> dict[str, Any]:

@@ -152,6 +152,29 @@ def test_an_escrow_holds_funds_then_releases_them_to_the_payee(accounts):
         services.escrow_refund(escrow=escrow, actor="system")
 
 
+def test_escrow_get_reads_an_escrow_by_id_and_refuses_an_unknown_one(accounts):
+    from ledger import selectors
+    from platform_site.errors import NotFound
+
+    a, b = accounts
+    with transaction.atomic():
+        escrow = services.escrow_open(payer=a, payee=b, amount=1_500, actor=a, condition="delivery")
+    found = selectors.escrow_get(escrow_id=escrow.pk)
+    assert (found.pk, found.payer, found.payee, found.amount, found.status) == (
+        escrow.pk,
+        a,
+        b,
+        1_500,
+        "open",
+    )
+    with transaction.atomic():
+        services.escrow_refund(escrow=found, actor="system")
+    assert selectors.escrow_get(escrow_id=escrow.pk).status == "refunded"
+    for missing in (escrow.pk + 1, 0, -1, 2**80):
+        with pytest.raises(NotFound):
+            selectors.escrow_get(escrow_id=missing)
+
+
 def test_an_escrow_past_its_deadline_is_refunded(accounts):
     from datetime import timedelta
 

@@ -199,3 +199,17 @@ def test_through_the_api_junk_is_a_400_and_strangers_are_refused(token, alice, b
     seller_view = api_as(alice).get("/api/models/guaranteed/").json()
     assert len(seller_view) == 1 and "holdout" not in seller_view[0]
     assert balance(bob) == 0
+
+
+def test_the_job_page_shows_the_guarantee_outcome_and_links_the_model(run_job, token, bob, mallory, client):
+    fund(f"user:{bob.pk}", 10_000)
+    purchase = run_job(services.license_purchase_guaranteed(buyer=bob, token=token, kind="perpetual",
+                                                            holdout_file=upload(holdout_csv())))  # fmt: skip
+    client.force_login(bob)
+    page = client.get(f"/jobs/{purchase.job_id}/").content.decode()
+    assert "Guaranteed licence evaluation" in page
+    assert "accuracy at least 0.8" in page and "met: paid to the seller, licence granted" in page
+    assert f"{purchase.measured:.3g}" in page and f"#{purchase.result_seq}" in page
+    assert f'href="/models/{purchase.version_id}/"' in page
+    client.force_login(mallory)
+    assert client.get(f"/jobs/{purchase.job_id}/").status_code == 404
