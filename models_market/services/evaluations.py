@@ -22,10 +22,12 @@ from ml.features import FeatureError
 from models_market import runtime
 from models_market.models import Evaluation, EvaluationScore, ModelToken, ModelVersion
 from models_market.services.holdouts import (
+    holdout_close_expired,
     holdout_discard,
     holdout_load,
     holdout_seal,
     holdout_store,
+    holdouts_expire,
     number_text,
 )
 from platform_site.accounts.models import User
@@ -187,7 +189,7 @@ def evaluation_run(*, job, reporter) -> dict[str, Any]:
                 ledger.escrow_release(escrow=ledger_selectors.escrow_get(escrow_id=ev.escrow_id),
                                       actor="system", reason="models ranked")  # fmt: skip
             except Conflict:  # the deadline passed first: the ledger's beat task refunded it all
-                _close_expired(ev)
+                holdout_close_expired(ev, who="the user")
                 result = {"evaluation": ev.pk, "status": ev.status}
                 job_succeed(job=job, result=result)
                 return result
@@ -245,32 +247,7 @@ def evaluation_failed(*, job, error: str) -> None:
     ev.save()
 
 
-def _close_expired(ev: Evaluation) -> None:
-    # The caller holds the evaluation's row lock; the escrow is refunded (by the beat task, or here).
-    if ev.escrow_id is not None:
-        with contextlib.suppress(Conflict):
-            ledger.escrow_refund(escrow=ledger_selectors.escrow_get(escrow_id=ev.escrow_id), actor="system",
-                                 reason="deadline passed")  # fmt: skip
-    ev.status = Evaluation.Status.EXPIRED
-    ev.error = "the evaluation did not finish before the deadline; the user was refunded"
-    ev.finished_at = timezone.now()
-    holdout_discard(ev)
-    ev.save()
-
-
 def evaluations_expire() -> int:
     """Refund (if the escrow's beat task has not yet) and close every pending evaluation past its deadline,
     discarding its holdout; returns how many."""
-    closed = 0
-    for pk in Evaluation.objects.filter(
-        status=Evaluation.Status.PENDING, deadline__lt=timezone.now()
-    ).values_list("pk", flat=True):
-        # One durable transaction per evaluation: one failure must not undo the others.
-        with transaction.atomic(durable=True):
-            # Locked: the worker's ranking and a failure settle it at most once.
-            ev = Evaluation.objects.select_for_update().get(pk=pk)
-            if ev.status != Evaluation.Status.PENDING:
-                continue
-            _close_expired(ev)
-            closed += 1
-    return closed
+    return holdouts_expire(Evaluation, who="the user")

@@ -29,6 +29,7 @@ from models_market.services.holdouts import (
     holdout_load,
     holdout_seal,
     holdout_store,
+    holdouts_expire,
     number_text,
 )
 from models_market.services.licenses import PRICE_FIELD
@@ -272,21 +273,4 @@ def guarantee_failed(*, job, error: str) -> None:
 def guarantees_expire() -> int:
     """Refund (if the escrow's beat task has not yet) and close every pending guaranteed purchase past its
     deadline, discarding its holdout; returns how many."""
-    closed = 0
-    for pk in GuaranteedPurchase.objects.filter(
-        status=GuaranteedPurchase.Status.PENDING, deadline__lt=timezone.now()
-    ).values_list("pk", flat=True):
-        # One durable transaction per purchase: one failure must not undo the others.
-        with transaction.atomic(durable=True):
-            purchase = GuaranteedPurchase.objects.select_for_update().get(pk=pk)
-            if purchase.status != GuaranteedPurchase.Status.PENDING:
-                continue
-            with contextlib.suppress(Conflict):
-                ledger.escrow_refund(escrow=_escrow(purchase), actor="system", reason="deadline passed")
-            purchase.status = GuaranteedPurchase.Status.EXPIRED
-            purchase.error = "the evaluation did not finish before the deadline; the buyer was refunded"
-            purchase.finished_at = timezone.now()
-            holdout_discard(purchase)
-            purchase.save()
-            closed += 1
-    return closed
+    return holdouts_expire(GuaranteedPurchase, who="the buyer")

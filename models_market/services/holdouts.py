@@ -2,6 +2,7 @@
 (size-limited) so that junk is a 400, stored under an unguessable name, never shown to a model's owner, and
 deleted once scored; only the SHA-256 stays."""
 
+import contextlib
 import hashlib
 import io
 import math
@@ -14,10 +15,13 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger
 from ml.features import FeatureError, FeatureSchema
 from ml.tabular import Table, TabularError, read_table
-from platform_site.errors import DomainError
+from platform_site.errors import Conflict, DomainError
 
 FORMATS = ("csv", "jsonl")
 
@@ -110,6 +114,38 @@ def holdout_discard(row: Any) -> None:
     row.holdout = ""
     if name:
         transaction.on_commit(partial(_delete, name))
+
+
+def holdout_close_expired(row: Any, *, who: str) -> None:
+    """Close a pending guaranteed purchase or evaluation whose deadline passed: its escrow refunded (by the
+    ledger's beat task already, or here), the row marked expired and its holdout discarded. The caller holds the
+    row's lock; `who` is the payer in words ("the buyer")."""
+    if row.escrow_id is not None:
+        with contextlib.suppress(Conflict):  # the escrow's own beat task refunded it first
+            ledger.escrow_refund(escrow=ledger_selectors.escrow_get(escrow_id=row.escrow_id), actor="system",
+                                 reason="deadline passed")  # fmt: skip
+    row.status = row.Status.EXPIRED
+    row.error = f"the evaluation did not finish before the deadline; {who} was refunded"
+    row.finished_at = timezone.now()
+    holdout_discard(row)
+    row.save()
+
+
+def holdouts_expire(model: Any, *, who: str) -> int:
+    """Close every pending row of `model` (a Holdout: GuaranteedPurchase or Evaluation) past its deadline, as
+    `holdout_close_expired`; returns how many."""
+    closed = 0
+    overdue = model.objects.filter(status=model.Status.PENDING, deadline__lt=timezone.now())
+    for pk in overdue.values_list("pk", flat=True):
+        # One durable transaction per row: one failure must not undo the others.
+        with transaction.atomic(durable=True):
+            # Locked: the worker's result and a failure settle it at most once.
+            row = model.objects.select_for_update().get(pk=pk)
+            if row.status != model.Status.PENDING:
+                continue
+            holdout_close_expired(row, who=who)
+            closed += 1
+    return closed
 
 
 def _delete(name: str) -> None:
