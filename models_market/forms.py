@@ -85,3 +85,22 @@ class TrainForm(forms.Form):
                 self.add_error(field if field in self.fields else None, errors)
             raise forms.ValidationError("invalid")
         return dict(serializer.validated_data)
+
+
+class GuaranteeForm(forms.Form):
+    """A token owner's guarantee (no metric: none) and the price of evaluating the model, typed in tokens."""
+
+    metric = forms.CharField(required=False, max_length=16)
+    threshold = forms.FloatField(required=False, error_messages={"invalid": "the threshold must be a number"})
+    direction = forms.ChoiceField(required=False, choices=[("", ""), ("min", "at most"), ("max", "at least")])
+    price_evaluation = forms.DecimalField(
+        required=False, min_value=0, max_digits=14, decimal_places=2,
+        error_messages={"invalid": "the price is an amount of tokens"},
+    )  # fmt: skip
+
+    def guarantee(self) -> dict[str, Any]:
+        """The cleaned fields as `services.guarantee_set` takes them (the price in minor units)."""
+        data = self.cleaned_data
+        price = data["price_evaluation"]
+        return {"metric": data["metric"], "threshold": data["threshold"], "direction": data["direction"] or None,
+                "price_evaluation": None if price is None else int(price * 100)}  # fmt: skip

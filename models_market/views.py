@@ -20,7 +20,7 @@ from marketplace import selectors as data_selectors
 from ml import charts
 from ml.evaluation import metric_names
 from models_market import selectors, services
-from models_market.forms import TrainForm
+from models_market.forms import GuaranteeForm, TrainForm
 from models_market.models import ModelAsset, ModelToken, ModelVersion
 from platform_site.errors import DomainError
 
@@ -246,22 +246,6 @@ def train(request: HttpRequest) -> HttpResponse:
     return render(request, "models_market/train.html", context)
 
 
-def _tokens_field(value: str) -> int | None:
-    """A price typed in tokens ("12.50") as minor units; None when empty. DomainError when not a price."""
-    from decimal import Decimal, InvalidOperation
-
-    text = (value or "").strip()
-    if not text:
-        return None
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise DomainError(f"{text!r} is not an amount of tokens") from None
-    if not amount.is_finite() or amount < 0 or amount > 10**12 or amount != amount.quantize(Decimal("0.01")):
-        raise DomainError("an amount of tokens, at least 0, with at most two decimals")
-    return int(amount * 100)
-
-
 @login_required
 @require_POST
 def guarantee(request: HttpRequest, version_id: int) -> HttpResponse:
@@ -269,17 +253,13 @@ def guarantee(request: HttpRequest, version_id: int) -> HttpResponse:
     evaluating the model in paid evaluations."""
     version = services.version_get_visible(version_id=version_id, user=request.user)
     token = selectors.token_for(version)
+    form = GuaranteeForm(request.POST)
     try:
         if token is None:
             raise DomainError("this model has no token yet")
-        threshold = request.POST.get("threshold", "").strip()
-        services.guarantee_set(
-            token=token, actor=request.user, metric=request.POST.get("metric", ""),
-            threshold=float(threshold) if threshold else None, direction=request.POST.get("direction") or None,
-            price_evaluation=_tokens_field(request.POST.get("price_evaluation", "")),
-        )  # fmt: skip
-    except ValueError:
-        messages.error(request, "Not changed: the threshold must be a number.")
+        if not form.is_valid():
+            raise DomainError("; ".join(e for errors in form.errors.values() for e in errors))
+        services.guarantee_set(token=token, actor=request.user, **form.guarantee())
     except DomainError as exc:
         messages.error(request, f"Not changed: {exc.message}.")
     else:
