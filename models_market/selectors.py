@@ -57,7 +57,11 @@ def token_list_listed(
 
 
 def token_for(version: ModelVersion) -> ModelToken | None:
-    return ModelToken.objects.select_related("owner", "creator", "approved").filter(version=version).first()
+    """The version's token, None before it is minted (read through the version, which pages load with it)."""
+    try:
+        return version.token
+    except ModelToken.DoesNotExist:
+        return None
 
 
 def license_list_valid(*, user: User, version: ModelVersion) -> list[ModelLicense]:
