@@ -8,3 +8,10 @@ AREA = {
 
 def index(request):
     return render(request, "home/area.html", {"area": AREA})
+
+
+def detail(request, federation_id: int):
+    from federation import selectors
+
+    federation = selectors.federation_get(federation_id=federation_id)
+    return render(request, "home/area.html", {"area": {**AREA, "title": federation.name}})
