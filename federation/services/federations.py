@@ -79,7 +79,7 @@ def _check_recipe(recipe: Any) -> dict:
     return dict(checked) if isinstance(checked, dict) else dict(recipe)
 
 
-def _check_strategy(strategy: Any, options: Any, secure_aggregation: bool) -> dict:
+def _check_strategy(strategy: Any, options: Any, secure_aggregation: bool, min_parties: int) -> dict:
     from ml.federated import aggregate
 
     if strategy not in STRATEGY_NAMES:
@@ -92,7 +92,7 @@ def _check_strategy(strategy: Any, options: Any, secure_aggregation: bool) -> di
         )
     options = _json_object(options if options is not None else {}, "options")
     try:
-        checked = aggregate.strategy_check(strategy, options)
+        checked = aggregate.strategy_check(strategy, options, min_parties=min_parties)
     except ValueError as exc:
         raise DomainError(f"options: {exc}") from None
     return dict(checked) if isinstance(checked, dict) else dict(options)
@@ -109,6 +109,25 @@ def _check_privacy(privacy: Any) -> dict | None:
     except ValueError as exc:
         raise DomainError(f"privacy: {exc}") from None
     return dict(checked) if isinstance(checked, dict) else dict(privacy)
+
+
+def _check_noisy_bound(privacy: dict | None, spec: dict, bound: float) -> None:
+    """Parties add Gaussian noise after clipping: the bound must leave room for it, or honest updates fail."""
+    if privacy is None:
+        return
+    from ml.architecture import parameter_count
+    from ml.federated import privacy as fl_privacy
+
+    needed = fl_privacy.noisy_norm_bound(
+        clip_norm=privacy["clip_norm"],
+        noise_multiplier=privacy["noise_multiplier"],
+        n_params=parameter_count(spec),
+    )
+    if bound < needed:
+        raise DomainError(
+            f"update_norm_bound {bound:g} is below {needed:.6g}, the norm a clipped and noised update of this model "
+            "can reach (clip_norm plus the noise); raise the bound or lower clip_norm or noise_multiplier"
+        )
 
 
 def _check_target(schema, target_metric: Any, target_value: Any) -> tuple[str, float | None]:
@@ -190,11 +209,12 @@ def federation_create(
     checked_schema = _check_schema(schema)
     checked_spec = _check_spec(spec, checked_schema)
     checked_recipe = _check_recipe(recipe)
-    checked_options = _check_strategy(strategy, options, bool(secure_aggregation))
-    checked_privacy = _check_privacy(privacy)
-    bound = float_check(update_norm_bound, "update_norm_bound", 0.0, NORM_BOUND_MAX, low_open=True)
     rounds = int_check(rounds, "rounds", 1, MAX_ROUNDS)
     min_parties = int_check(min_parties, "min_parties", 1, MAX_PARTIES)
+    checked_options = _check_strategy(strategy, options, bool(secure_aggregation), min_parties)
+    checked_privacy = _check_privacy(privacy)
+    bound = float_check(update_norm_bound, "update_norm_bound", 0.0, NORM_BOUND_MAX, low_open=True)
+    _check_noisy_bound(checked_privacy, checked_spec, bound)
     round_deadline = int_check(round_deadline, "round_deadline (seconds)", *DEADLINE_RANGE)
     target_metric, target_value = _check_target(checked_schema, target_metric, target_value)
     reward_pool = int_check(reward_pool, "reward_pool (minor units)", 0, ledger.AMOUNT_MAX)

@@ -37,6 +37,7 @@ from platform_site.jobs.services import job_submit, job_succeed
 logger = logging.getLogger(__name__)
 SYSTEM = "system"
 SECAGG_SUM_ID = "secagg-sum"
+WEIGHT_MAX = 10**9
 
 
 # ------------------------------------------------------------------------------------------------ opening
@@ -178,6 +179,12 @@ def round_recompute(*, round: Round) -> str:
     return tensors.digest(result.new_global)
 
 
+def _schema(federation: Federation):
+    from ml.features import FeatureSchema
+
+    return FeatureSchema.from_json(federation.schema)
+
+
 def validation_xy(federation: Federation):
     import io
 
@@ -238,8 +245,12 @@ def _contributions(federation: Federation, current: Round, agg_excluded: dict, X
             )
         )  # fmt: skip
 
+    schema = _schema(federation)
+
     def evaluate(candidate: dict) -> float:
-        return _score(federation, local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y))
+        return _score(
+            federation, local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema)
+        )
 
     scores = contribution.contributions(
         rounds=history, evaluate=evaluate, strategy=federation.strategy, options=federation.options,
@@ -270,7 +281,9 @@ def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
     new_digest = tensors.digest(result.new_global)
     reporter(0.5, message="measuring the new model on the validation data")
     X, y = validation_xy(federation)
-    measured = local.evaluate(spec=federation.spec, tensors=result.new_global, X=X, y=y)
+    measured = local.evaluate(
+        spec=federation.spec, tensors=result.new_global, X=X, y=y, schema=_schema(federation)
+    )
     # A diverged model's NaN loss is still a result: kept as null (JSON and the ledger hold no NaN).
     metrics = {
         k: (float(v) if math.isfinite(v) else None)
@@ -285,8 +298,9 @@ def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
         reporter(0.7, message="measuring each party's contribution")
         scores = _contributions(federation, rnd, result.excluded, X, y)
     reporter(0.9, message="recording the round")
-    weights_bytes = tensors.encode(result.new_global)
-    result_name = tensors_save("rounds", weights_bytes)
+    result_name = tensors_save("rounds", tensors.encode(result.new_global))
+    # The minted model predicts in the target's units (regression's standardization folded in).
+    weights_bytes = tensors.encode(local.bake_target_scale(result.new_global, _schema(federation)))
     state_name = ""
     if result.server_state is not None:
         from django.core.files.base import ContentFile
@@ -442,32 +456,36 @@ def federation_finish(
     )
     scores = {p: s for p, s in scores.items() if p in parties}
     weights = {int(k): int(v) for k, v in contribution.weights(scores).items()}
-    weights = {p: (0 if p in poisoned else weights.get(p, 0)) for p in scores}
+    weights = {p: (0 if p in poisoned else max(0, weights.get(p, 0))) for p in scores}
+    top = max(weights.values(), default=0)
+    if top > WEIGHT_MAX:  # the marketplace's lineage takes weights up to 10^9: scaled down, proportions kept
+        weights = {p: w * WEIGHT_MAX // top for p, w in weights.items()}
     for party_id, party in parties.items():
         if party_id in scores:
             party.contribution, party.weight = float(scores[party_id]), weights[party_id]
             party.save(update_fields=["contribution", "weight"])
     paid = _payouts(federation, parties, weights, scores)
     version_id = None
-    contributors = [(parties[p].owner_label, w) for p, w in sorted(weights.items()) if w > 0]
-    from models_market import services as models_services
+    contributors = [
+        (parties[p].owner_label, w, float(scores[p])) for p, w in sorted(weights.items()) if w > 0
+    ]
+    if contributors:
+        from models_market import services as models_services
 
-    publish = getattr(models_services, "federated_model_publish", None)
-    if publish is not None:
-        version = publish(
-            owner=federation.coordinator,
-            name=federation.name,
-            spec=federation.spec,
-            weights=weights_bytes,
-            schema=federation.schema,
-            metrics=metrics,
+        curve = [
+            {"step": r.number, **{k: v for k, v in (r.metrics or {}).items() if v is not None}}
+            for r in Round.objects.filter(federation=federation, status=Round.Status.CLOSED).order_by(
+                "number"
+            )
+        ]
+        version = models_services.federated_model_publish(
+            owner=federation.coordinator, name=federation.name, description=federation.description,
+            spec=federation.spec, weights=weights_bytes, schema=federation.schema, metrics=metrics, curve=curve,
             contributors=contributors,
-        )
+            # Small: the marketplace makes its idempotency key (100 characters) from it.
+            source={"federation": federation.pk, "rounds": last.number},
+        )  # fmt: skip
         version_id = version.pk
-    else:  # until the model marketplace's federated_model_publish lands
-        logger.warning(
-            "federation %s: models_market.services.federated_model_publish is missing", federation.pk
-        )
     entry = ledger.entry_append(
         kind="federation.finished",
         actor=SYSTEM,
