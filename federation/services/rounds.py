@@ -141,7 +141,7 @@ def _aggregate(federation: Federation, rnd: Round, global_tensors: dict, updates
         from ml.federated import secagg
 
         masked = [
-            secagg.decode_masked(file_bytes(u.file), shapes(federation.spec), federation.max_update_bytes)
+            secagg.decode_masked(file_bytes(u.file), shapes=shapes(federation.spec), max_bytes=2**40)
             for u in updates
         ]
         total = sum(u.num_examples for u in updates)
@@ -455,7 +455,7 @@ def federation_finish(
         )
     )
     scores = {p: s for p, s in scores.items() if p in parties}
-    weights = {int(k): int(v) for k, v in contribution.weights(scores).items()}
+    weights = {int(k): int(v) for k, v in contribution.weights(scores, excluded=poisoned).items()}
     weights = {p: (0 if p in poisoned else max(0, weights.get(p, 0))) for p in scores}
     top = max(weights.values(), default=0)
     if top > WEIGHT_MAX:  # the marketplace's lineage takes weights up to 10^9: scaled down, proportions kept

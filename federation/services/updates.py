@@ -182,7 +182,9 @@ def _update_accept(
         if masked:
             from ml.federated import secagg
 
-            decoded = secagg.decode_masked(data, shapes(federation.spec), federation.max_update_bytes)
+            decoded = secagg.decode_masked(
+                data, shapes=shapes(federation.spec), max_bytes=federation.max_update_bytes
+            )
             digest = secagg.masked_digest(decoded)
         else:
             decoded = tensors.decode(
