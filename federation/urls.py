@@ -6,7 +6,21 @@ app_name = "federation"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("new/", views.create, name="create"),
     path("<int:federation_id>/", views.detail, name="detail"),
+    path("<int:federation_id>/join/", views.join, name="join"),
+    path(
+        "<int:federation_id>/parties/<int:party_id>/admit/",
+        views.party_action,
+        {"action": "admit"},
+        name="party-admit",
+    ),
+    path(
+        "<int:federation_id>/parties/<int:party_id>/remove/",
+        views.party_action,
+        {"action": "remove"},
+        name="party-remove",
+    ),
 ]
 
 api_urlpatterns: list = [
