@@ -126,7 +126,11 @@ def submissions_for_user(*, federation: Federation, user: User) -> dict:
 def federation_detail(*, federation_id: int) -> Federation:
     """One federation with its parties, rounds (with their updates) and payouts, for its page."""
     federation = federation_get(federation_id=federation_id)
-    rounds = Round.objects.annotate(submitted=Count("updates")).order_by("number")
+    rounds = (
+        Round.objects.annotate(submitted=Count("updates"))
+        .order_by("number")
+        .prefetch_related(Prefetch("updates", queryset=Update.objects.select_related("party")))
+    )
     return (
         Federation.objects.select_related("coordinator")
         .prefetch_related(
@@ -136,3 +140,22 @@ def federation_detail(*, federation_id: int) -> Federation:
         )
         .get(pk=federation.pk)
     )
+
+
+def federation_snapshot(*, federation_id: int) -> dict:
+    """What the federation's page follows live: its status and each round's status, updates and metrics; the
+    `fingerprint` changes whenever any of them does."""
+    federation = federation_get(federation_id=federation_id)
+    rounds = [
+        {"number": r.number, "status": r.status, "submitted": r.submitted, "metrics": r.metrics or {}}
+        for r in round_list(federation=federation)
+    ]
+    parties = list(Party.objects.filter(federation=federation).values_list("pk", "status").order_by("pk"))
+    fingerprint = f"{federation.status}|{rounds}|{parties}"
+    import hashlib
+
+    return {
+        "status": federation.status,
+        "rounds": rounds,
+        "fingerprint": hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+    }

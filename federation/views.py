@@ -109,7 +109,8 @@ def detail(request: HttpRequest, federation_id: int) -> HttpResponse:
         "is_coordinator": is_coordinator,
         "join_form": join_form,
         "submissions": submissions,
-        "live": federation.status == Federation.Status.RUNNING,
+        "live": federation.is_active,
+        "fingerprint": selectors.federation_snapshot(federation_id=federation.pk)["fingerprint"],
     }
     return render(request, "federation/detail.html", context)
 

@@ -141,3 +141,16 @@ def state_load(data: bytes) -> Any:
 
 def content_hash(value: Any) -> str:
     return ledger.content_hash(value)
+
+
+def federation_changed(federation_id: int) -> None:
+    """Once the caller's transaction commits, tell the federation's live page (best effort, never fails)."""
+    from functools import partial
+
+    from django.db import transaction
+
+    from platform_site import realtime
+
+    transaction.on_commit(
+        partial(realtime.group_send, f"federation.{federation_id}", {"type": "federation.changed"})
+    )

@@ -17,6 +17,7 @@ from federation.services.common import (
     STRATEGY_NAMES,
     SUM_BASED,
     content_hash,
+    federation_changed,
     figure,
     float_check,
     int_check,
@@ -327,6 +328,7 @@ def party_join(*, federation: Federation, user: User, key_id: str) -> Party:
             )  # fmt: skip
             party.joined_seq = entry.seq
             party.save(update_fields=["joined_seq"])
+            federation_changed(federation.pk)
     except IntegrityError:  # a twin request won the unique constraint
         raise Conflict("this owner has already asked to join this federation") from None
     return party
@@ -361,6 +363,7 @@ def party_admit(*, federation: Federation, party_id: int, actor: User) -> Party:
         )
         party.admitted_seq = entry.seq
         party.save(update_fields=["status", "admitted_seq"])
+        federation_changed(federation.pk)
         admitted = Party.objects.filter(federation=federation, status=Party.Status.ADMITTED).count()
         if federation.status == Federation.Status.RECRUITING and admitted >= federation.min_parties:
             federation_start(federation=federation, actor=ledger.account_name(user=actor))
@@ -385,4 +388,5 @@ def party_remove(*, federation: Federation, party_id: int, actor: User) -> Party
         )
         party.removed_seq = entry.seq
         party.save(update_fields=["status", "removed_seq"])
+        federation_changed(federation.pk)
     return party

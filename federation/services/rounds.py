@@ -20,6 +20,7 @@ from federation.jobkinds import AGGREGATE_KIND
 from federation.models import Federation, Party, Payout, Round, Update
 from federation.services.common import (
     METRICS,
+    federation_changed,
     figure,
     file_bytes,
     shapes,
@@ -72,6 +73,7 @@ def round_open(
     )  # fmt: skip
     rnd.opened_seq = entry.seq
     rnd.save(update_fields=["opened_seq"])
+    federation_changed(federation.pk)
     federation.global_sha256 = digest
     federation.save(update_fields=["global_sha256"])
     return rnd
@@ -110,6 +112,7 @@ def round_start_aggregation(*, rnd: Round) -> Job | None:
             rnd.status = Round.Status.AGGREGATING
             rnd.job = job
             rnd.save(update_fields=["status", "job"])
+            federation_changed(rnd.federation_id)
     except TooManyRequests:
         logger.info("round %s: the coordinator's jobs are full; the beat task retries", rnd.pk)
         return None
@@ -381,6 +384,7 @@ def federation_fail(*, federation: Federation, reason: str) -> None:
         kind="federation.failed", actor=SYSTEM, payload={"federation": federation.pk, "reason": reason}
     )
     federation.status, federation.error = Federation.Status.FAILED, reason
+    federation_changed(federation.pk)
     federation.finished_seq, federation.finished_at = entry.seq, timezone.now()
     federation.save(update_fields=["status", "error", "finished_seq", "finished_at"])
 
@@ -502,6 +506,7 @@ def federation_finish(
     )  # fmt: skip
     federation.global_sha256 = last.result_sha256
     federation.model_version_id = version_id
+    federation_changed(federation.pk)
     federation.save(
         update_fields=["status", "finished_seq", "finished_at", "global_sha256", "model_version_id"]
     )

@@ -13,7 +13,15 @@ from django.utils import timezone
 
 from federation import protocol
 from federation.models import Federation, Party, Rejection, Round, SecaggKey, Update
-from federation.services.common import figure, finite_metrics, float_check, int_check, shapes, tensors_save
+from federation.services.common import (
+    federation_changed,
+    figure,
+    finite_metrics,
+    float_check,
+    int_check,
+    shapes,
+    tensors_save,
+)
 from federation.services.rounds import expected_parties, round_start_aggregation
 from ledger import services as ledger
 from platform_site.accounts import selectors as accounts_selectors
@@ -235,6 +243,7 @@ def _update_accept(
             )  # fmt: skip
             update.entry_seq = entry.seq
             update.save(update_fields=["entry_seq"])
+            federation_changed(federation.pk)
             _charge_privacy(federation, party)
             submitted = set(rnd.updates.values_list("party_id", flat=True))
             expected = expected_parties(rnd)

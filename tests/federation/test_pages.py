@@ -81,7 +81,7 @@ def test_the_admission_queue_is_the_coordinators_and_admitting_works(client, ali
 
 
 def test_a_finished_federation_shows_its_chart_excluded_updates_payouts_and_submissions(
-    client, alice, bob, carol, dora
+    client, alice, bob, carol, dora, django_assert_max_num_queries
 ):
     federation = create(alice, rounds=1, strategy="krum", options={"num_malicious": 1}, min_parties=3)
     members = admitted(federation, [keyed(bob), keyed(carol), keyed(dora)])
@@ -94,7 +94,43 @@ def test_a_finished_federation_shows_its_chart_excluded_updates_payouts_and_subm
         job_execute(job_id=job.pk, worker="test")
     federation.refresh_from_db()
     assert federation.status == "finished", federation.error
-    page = logged_in(client, dora).get(f"/federated/{federation.pk}/").content.decode()
+    logged_in(client, dora)
+    with django_assert_max_num_queries(25):  # whatever the rounds and parties: no query per row
+        page = client.get(f"/federated/{federation.pk}/").content.decode()
     for marker in ("chart-round-metrics", "federation-rounds", "federation-excluded", "federation-payouts",
                    "federation-my-submissions", "outlier"):  # fmt: skip
         assert marker in page, marker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_federation_websocket_sends_a_new_snapshot_when_a_round_opens(
+    alice, bob, carol, settings, tmp_path
+):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from platform_site.asgi import application
+    from tests.conftest import run_async
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    federation = create(alice)
+    members = [keyed(bob), keyed(carol)]
+
+    async def follow() -> tuple[dict, dict]:
+        communicator = WebsocketCommunicator(
+            application, f"/ws/federations/{federation.pk}/", headers=[(b"origin", b"http://localhost")]
+        )
+        connected, _ = await communicator.connect()
+        assert connected
+        first = await communicator.receive_json_from(timeout=5)
+        await database_sync_to_async(admitted)(federation, members)
+        while True:  # a snapshot per change: joins, admissions, then the round
+            later = await communicator.receive_json_from(timeout=10)
+            if later["status"] == "running":
+                break
+        await communicator.disconnect()
+        return first, later
+
+    first, later = run_async(follow())
+    assert first["status"] == "recruiting" and first["rounds"] == []
+    assert later["rounds"][0]["number"] == 1 and later["fingerprint"] != first["fingerprint"]
