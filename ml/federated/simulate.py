@@ -7,6 +7,7 @@ on the training part, split among the parties IID or by label with Dirichlet(alp
 """
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -65,16 +66,27 @@ def plain_fedavg_loop(
     `attack_scale`; `excluded` counts the updates the strategy left out each round. `threads` sets torch's
     intra-op threads for the run (None: leave them): one is fastest for so small a model, and many times faster
     than several when the cores are shared."""
-    if threads is not None:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return plain_fedavg_loop(
-                rounds=rounds, parties=parties, alpha=alpha, seed=seed, strategy=strategy, options=options,
-                byzantine=byzantine, attack_scale=attack_scale, recipe=recipe, spec=spec, device=device, threads=None,
-            )  # fmt: skip
-        finally:
-            torch.set_num_threads(before)
+    with _threads(threads):
+        return _loop(
+            rounds, parties, alpha, seed, strategy, options, byzantine, attack_scale, recipe, spec, device
+        )
+
+
+@contextmanager
+def _threads(n: int | None):
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(
+    rounds: int, parties: int, alpha: float | None, seed: int, strategy: str, options: dict | None, byzantine: int,
+    attack_scale: float, recipe: dict | None, spec: dict | None, device: str,
+) -> dict:  # fmt: skip
     data, (X_test, y_test) = digits_split(parties, alpha=alpha, seed=seed)
     spec = spec or SPEC
     glob = initial_tensors(spec, seed)
@@ -93,8 +105,10 @@ def plain_fedavg_loop(
         for p, (X, y) in enumerate(data):
             if len(y) == 0:
                 continue
-            res = train_local(spec=spec, global_tensors=glob, X=X, y=y, recipe=recipe, seed=seed * 100_003 + r * 1000 + p,
-                              device=device)  # fmt: skip
+            party_seed = seed * 100_003 + r * 1000 + p  # distinct for every party and round
+            res = train_local(
+                spec=spec, global_tensors=glob, X=X, y=y, recipe=recipe, seed=party_seed, device=device
+            )
             delta = res.delta
             if p >= parties - byzantine:
                 delta = {k: (-attack_scale * a).astype(np.float32) for k, a in delta.items()}
