@@ -220,8 +220,12 @@ def _update_accept(
     stored = tensors_save("updates", data)
     try:
         with transaction.atomic(durable=True):  # the update, its entry, and the aggregation it completes
-            # Locked: parallel submissions to one round are taken one at a time, so each sees the others.
-            rnd = Round.objects.select_for_update().select_related("federation").get(pk=rnd.pk)
+            # Locked: parallel submissions to one round are taken one at a time, so each sees the others; in
+            # the order every writer takes (the federation, then the round): locking both in one joined query
+            # deadlocked against a rejection's insert, whose foreign keys lock the federation, then the round.
+            locked = Federation.objects.select_for_update().get(pk=federation.pk)
+            rnd = Round.objects.select_for_update().get(pk=rnd.pk)
+            rnd.federation = locked
             if rnd.status != Round.Status.OPEN:
                 raise _refuse(Conflict(f"round {rnd.number} closed while the update was checked"), **where)
             if Update.objects.filter(round=rnd, party=party).exists():
