@@ -182,6 +182,11 @@ def round_recompute(*, round: Round) -> str:
     return tensors.digest(result.new_global)
 
 
+def _ml_device() -> str:
+    """The worker's device for measuring models: ML_DEVICE, else CUDA when present (ml.device)."""
+    return settings.ML_DEVICE or "auto"
+
+
 def _schema(federation: Federation):
     from ml.features import FeatureSchema
 
@@ -248,11 +253,12 @@ def _contributions(federation: Federation, current: Round, agg_excluded: dict, X
             )
         )  # fmt: skip
 
-    schema = _schema(federation)
+    schema, device = _schema(federation), _ml_device()
 
     def evaluate(candidate: dict) -> float:
         return _score(
-            federation, local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema)
+            federation,
+            local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema, device=device),
         )
 
     scores = contribution.contributions(
@@ -285,7 +291,12 @@ def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
     reporter(0.5, message="measuring the new model on the validation data")
     X, y = validation_xy(federation)
     measured = local.evaluate(
-        spec=federation.spec, tensors=result.new_global, X=X, y=y, schema=_schema(federation)
+        spec=federation.spec,
+        tensors=result.new_global,
+        X=X,
+        y=y,
+        schema=_schema(federation),
+        device=_ml_device(),
     )
     # A diverged model's NaN loss is still a result: kept as null (JSON and the ledger hold no NaN).
     metrics = {
