@@ -15,6 +15,7 @@ from tests.federation.helpers import (
     digits,
     keyed,
     schema,
+    small_delta,
     submit,
     trained_delta,
 )
@@ -134,3 +135,17 @@ def test_the_federation_websocket_sends_a_new_snapshot_when_a_round_opens(
     first, later = run_async(follow())
     assert first["status"] == "recruiting" and first["rounds"] == []
     assert later["rounds"][0]["number"] == 1 and later["fingerprint"] != first["fingerprint"]
+
+
+def test_the_aggregation_jobs_page_names_its_federation_and_round(client, alice, bob, carol):
+    federation = create(alice, rounds=2)
+    members = admitted(federation, [keyed(bob), keyed(carol)])
+    for i, m in enumerate(members):
+        submit(federation, 1, m, small_delta(federation, seed=i))
+    job = Job.objects.get(kind="federation.aggregate")
+    job_execute(job_id=job.pk, worker="test")
+    client.force_login(alice)  # the coordinator owns the round's job
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert federation.name in page and f"/federated/{federation.pk}/" in page
+    listing = client.get("/jobs/").content.decode()
+    assert federation.name in listing
