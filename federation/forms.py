@@ -24,9 +24,18 @@ STRATEGY_LABELS = {
 class FederationForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(max_length=5_000, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    target = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="The column to predict: the schema is then fitted on your rows",
+    )
+    task = forms.ChoiceField(
+        choices=[("classification", "Classification"), ("regression", "Regression")], required=False
+    )
     schema = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-        help_text='The task as a feature schema (JSON): {"columns": [{"name", "type": "numeric", "impute", "center", '
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text='Or the feature schema itself (JSON): {"columns": [{"name", "type": "numeric", "impute", "center", '
         '"scale"} or {"name", "type": "categorical", "levels"}], "target": {"name", "task", "classes"}}',
     )
     validation = forms.FileField(
@@ -73,10 +82,18 @@ class FederationForm(forms.Form):
     )
 
     def clean_schema(self) -> Any:
+        if not self.cleaned_data["schema"].strip():
+            return None
         try:
             return json.loads(self.cleaned_data["schema"])
         except ValueError:
             raise forms.ValidationError("the schema is not valid JSON") from None
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("schema") is None and not (data.get("target") or "").strip() and not self.errors:
+            raise forms.ValidationError("name the column to predict, or give the feature schema")
+        return data
 
     def clean_options(self) -> Any:
         try:

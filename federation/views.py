@@ -39,7 +39,13 @@ def create(request: HttpRequest) -> HttpResponse:
     form = FederationForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
-            federation = services.federation_create(coordinator=request.user, **form.arguments())
+            arguments = form.arguments()
+            if arguments["schema"] is None:
+                arguments["schema"] = services.schema_from_rows(
+                    file=arguments["validation"], target=form.cleaned_data["target"].strip(),
+                    task=form.cleaned_data["task"] or "classification",
+                )  # fmt: skip
+            federation = services.federation_create(coordinator=request.user, **arguments)
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:

@@ -1,7 +1,13 @@
 """Every write of federated learning. Views, APIs, tasks and other apps import this package
 (`from federation import services`); the modules behind it may move."""
 
-from federation.services.federations import federation_create, party_admit, party_join, party_remove
+from federation.services.federations import (
+    federation_create,
+    party_admit,
+    party_join,
+    party_remove,
+    schema_from_rows,
+)
 from federation.services.rounds import (
     federation_fail,
     federation_finish,
@@ -32,6 +38,7 @@ __all__ = [
     "round_open",
     "round_recompute",
     "rounds_due",
+    "schema_from_rows",
     "secagg_key_submit",
     "target_reached",
     "update_submit",

@@ -179,6 +179,31 @@ def _read_validation(file: Any, schema) -> tuple[bytes, int]:
     return data, table.n_rows
 
 
+def schema_from_rows(*, file: Any, target: str, task: str) -> dict:
+    """A feature schema fitted on the coordinator's own rows (numeric columns' centers and scales, text columns'
+    levels, the target's classes), for a coordinator who names the target rather than writing the schema. The
+    file is read within the validation size limit and rewound for `federation_create`."""
+    from ml.features import FeatureError, features
+    from ml.tabular import TabularError, read_table
+
+    if file is None:
+        raise DomainError("upload the validation data: a CSV with the columns and the target")
+    if task not in METRICS:
+        raise DomainError('the task is "classification" or "regression"')
+    limit = settings.FEDERATION_VALIDATION_MAX_BYTES
+    data = file.read(limit + 1)
+    file.seek(0)
+    if len(data) > limit:
+        raise DomainError(f"the validation file is larger than {limit:,} bytes")
+    try:
+        table = read_table(io.BytesIO(data), fmt="csv", max_rows=settings.FEDERATION_VALIDATION_MAX_ROWS)
+        if target not in table.columns:
+            raise DomainError(f'the validation file has no column "{target}" to predict'[:300])
+        return features(table, target, task).schema.to_json()
+    except (FeatureError, TabularError, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise DomainError(f"no schema can be made from the validation file: {exc}") from None
+
+
 def federation_create(
     *,
     coordinator: User,

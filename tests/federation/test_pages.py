@@ -61,6 +61,19 @@ def test_the_coordinator_creates_a_federation_with_the_form(client, alice):
     refused = client.post("/federated/new/", body)
     assert refused.status_code == 200 and "secure aggregation" in refused.content.decode()
     assert Federation.objects.count() == 1
+    # Naming the target instead of writing the schema: it is fitted on the validation rows.
+    body.update(strategy="fedavg", schema="", target="digit", task="classification", name="Fitted")
+    del body["secure_aggregation"]
+    body["validation"] = SimpleUploadedFile("v.csv", csv_bytes(X[:80], y[:80]))
+    fitted = client.post("/federated/new/", body)
+    assert fitted.status_code == 302, fitted.content.decode()[-3000:]
+    made = Federation.objects.get(name="Fitted")
+    assert made.schema["target"]["name"] == "digit" and made.spec["input_width"] == len(
+        made.schema["columns"]
+    )
+    body.update(target="nope", name="Nope")
+    body["validation"] = SimpleUploadedFile("v.csv", csv_bytes(X[:80], y[:80]))
+    assert "no column &quot;nope&quot;" in client.post("/federated/new/", body).content.decode()
 
 
 def test_the_admission_queue_is_the_coordinators_and_admitting_works(client, alice, bob, mallory):
