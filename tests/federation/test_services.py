@@ -1,6 +1,7 @@
 """The federation's services: creation (pool escrowed, settings checked), membership, signed updates (every
 refusal ledgered), aggregation run in-process, deadlines, and the end (scores, exact payouts)."""
 
+import io
 from datetime import timedelta
 
 import numpy as np
@@ -19,6 +20,7 @@ from tests.factories import MembershipFactory, OrganizationFactory
 from tests.federation.helpers import (
     admitted,
     create,
+    global_of,
     keyed,
     kinds,
     signed,
@@ -499,3 +501,70 @@ def test_an_unknown_or_revoked_key_is_refused_and_ledgered(running):
     PublicKey.objects.filter(key_id=b.key_id).update(revoked_at=timezone.now())
     refused_with(400, "unknown or revoked", lambda: submit(federation, 1, b, delta))
     assert not Update.objects.exists()
+
+
+def test_a_regression_federation_reaches_an_rmse_target_and_mints_a_model_in_the_targets_units(
+    alice, bob, carol
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from ml.federated import local
+    from models_market.models import ModelVersion
+
+    rng = np.random.default_rng(0)
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(-2, 2, size=(n, 2))
+        return x, 300 + 40 * x[:, 0] - 25 * x[:, 1] + rng.normal(0, 2, n)
+
+    def csv(x, y) -> bytes:
+        return (
+            "a,b,price\n" + "".join(f"{u:.5f},{v:.5f},{t:.4f}\n" for (u, v), t in zip(x, y, strict=True))
+        ).encode()
+
+    regression = {
+        "columns": [
+            {"name": n, "type": "numeric", "impute": 0.0, "center": 0.0, "scale": 1.15} for n in "ab"
+        ],
+        "target": {"name": "price", "task": "regression", "center": 300.0, "scale": 47.0},
+    }
+    federation = create(
+        alice, schema=regression, spec={"hidden": [16]}, strategy="median", rounds=4, target_metric="rmse",
+        target_value=6.0, recipe={"optimizer": "adam", "lr": 0.05, "batch_size": 32, "local_epochs": 5},
+        validation=SimpleUploadedFile("v.csv", csv(*rows(200))),
+    )  # fmt: skip
+    members = admitted(federation, [keyed(bob), keyed(carol)])
+    from ml.features import FeatureSchema
+    from ml.tabular import read_table
+
+    shares = [
+        local.task_xy(
+            FeatureSchema.from_json(federation.schema),
+            read_table(io.BytesIO(csv(*rows(300))), fmt="csv"),
+        )
+        for _ in members
+    ]
+    for number in range(1, 5):
+        if Federation.objects.get(pk=federation.pk).status != "running":
+            break
+        for i, m in enumerate(members):
+            X, y = shares[i]
+            result = local.train_local(
+                spec=federation.spec, global_tensors=global_of(federation, number), X=X, y=y,
+                recipe=federation.recipe, seed=i,
+            )  # fmt: skip
+            submit(federation, number, m, result.delta, num_examples=result.num_examples)
+        run_jobs()
+    federation.refresh_from_db()
+    assert federation.status == "finished", federation.error
+    last = Round.objects.filter(federation=federation, status="closed").order_by("-number").first()
+    assert last.metrics["rmse"] <= 6.0  # in the target's units (prices), not standardized
+    version = ModelVersion.objects.get(pk=federation.model_version_id)
+    from ml.artifacts import load_torch
+
+    module, _spec = load_torch(version.artifact.open("rb").read(), version.spec)
+    import torch
+
+    predicted = module(torch.tensor([[0.0, 0.0]], dtype=torch.float32)).item()
+    assert abs(predicted - 300) < 15  # the minted model predicts in prices
+    call_command("verify_ledger", "--quiet")
