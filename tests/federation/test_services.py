@@ -568,3 +568,34 @@ def test_a_regression_federation_reaches_an_rmse_target_and_mints_a_model_in_the
     predicted = module(torch.tensor([[0.0, 0.0]], dtype=torch.float32)).item()
     assert abs(predicted - 300) < 15  # the minted model predicts in prices
     call_command("verify_ledger", "--quiet")
+
+
+def test_a_federation_of_one_party_finishes_and_pays_it_the_pool_minus_the_fee(alice, bob):
+    federation = create(alice, rounds=1, min_parties=1)
+    (b,) = admitted(federation, [keyed(bob)])
+    delta, n, _ = trained_delta(federation, 1, 0, 1)
+    submit(federation, 1, b, delta, num_examples=n)
+    run_jobs()
+    federation.refresh_from_db()
+    assert federation.status == "finished", federation.error
+    fee = 100_000 * federation.fee_bp // 10_000
+    assert balance(f"user:{bob.pk}") == 100_000 - fee and balance("treasury") == fee
+    call_command("verify_ledger", "--quiet")
+
+
+def test_when_no_party_improved_the_model_the_pool_goes_back_to_the_coordinator(
+    alice, bob, carol, monkeypatch
+):
+    federation = create(alice, rounds=1)
+    members = admitted(federation, [keyed(bob), keyed(carol)])
+    from federation.services import rounds
+
+    monkeypatch.setattr(rounds, "_contributions", lambda *a, **k: {m.party.pk: -0.1 for m in members})
+    for i, m in enumerate(members):
+        submit(federation, 1, m, small_delta(federation, seed=i))
+    run_jobs()
+    federation.refresh_from_db()
+    assert federation.status == "finished" and federation.model_version_id is None
+    assert balance(f"user:{alice.pk}") == 100_000 and not Payout.objects.exists()
+    assert Escrow.objects.get(pk=federation.escrow_id).status == "refunded"
+    call_command("verify_ledger", "--quiet")
