@@ -657,6 +657,8 @@ def _auto_device() -> str:
 
 
 def _api(args: argparse.Namespace) -> Api:
+    if getattr(args, "transport", None) is not None:
+        return Api(args.transport)
     token = args.token or os.environ.get("PLATFORM_TOKEN", "")
     if not token:
         raise UsageError("no API token: pass --token or set PLATFORM_TOKEN (make one on your profile page)")
@@ -782,8 +784,10 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, transport: Transport | None = None) -> int:
+    """The command line; `transport` replaces HTTP (tests, in-process runs)."""
     args = parser().parse_args(argv)
+    args.transport = transport
     try:
         return COMMANDS[args.command](args)
     except ClientError as exc:
