@@ -517,7 +517,7 @@ class Runner:
             y=y,
             recipe=fed["recipe"],
             seed=seed_for(p.seed, number),
-            device=p.device or _auto_device(),
+            device=p.device or "auto",
             progress=self._progress(number) if self.bar else None,
         )
         delta, notes = result.delta, []
@@ -630,13 +630,15 @@ class Runner:
             if shown:
                 self.say(f"round {n} aggregated: global model {shown}")
 
-    def _progress(self, number: int) -> Callable[..., None]:
-        def show(fraction: float, *args: Any, **kwargs: Any) -> None:
-            width = 30
-            filled = int(width * max(0.0, min(1.0, float(fraction))))
-            sys.stderr.write(f"\rround {number} [{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}")
-            if fraction >= 1:
-                sys.stderr.write("\r" + " " * (width + 20) + "\r")
+    def _progress(self, number: int) -> Callable[[int, int], None]:
+        def show(step: int, steps: int) -> None:
+            width, fraction = 30, step / max(1, steps)
+            filled = int(width * fraction)
+            sys.stderr.write(
+                f"\rround {number} [{'#' * filled}{'.' * (width - filled)}] {step}/{steps} batches"
+            )
+            if step >= steps:
+                sys.stderr.write("\r" + " " * (width + 40) + "\r")
             sys.stderr.flush()
 
         return show
@@ -645,12 +647,6 @@ class Runner:
 def round_salt(federation: int, number: int, global_sha256: str | None) -> bytes:
     """What every party mixes into its pairwise masks for one round: the same bytes for all of them."""
     return f"fl-secagg-salt/v1 federation={federation} round={number} global={global_sha256}".encode()
-
-
-def _auto_device() -> str:
-    from ml.device import pick_device
-
-    return str(pick_device(os.environ.get("ML_DEVICE", "")))
 
 
 # ------------------------------------------------------------------------------------------------- commands
