@@ -10,6 +10,7 @@ from models_market.models import (
     EvaluationScore,
     GuaranteedPurchase,
     ModelAsset,
+    ModelContributor,
     ModelLicense,
     ModelParent,
     ModelToken,
@@ -55,6 +56,12 @@ class ModelVersionAdmin(ReadOnly):
 @admin.register(ModelParent)
 class ModelParentAdmin(ReadOnly):
     list_display = ("child", "relation", "parent")
+
+
+@admin.register(ModelContributor)
+class ModelContributorAdmin(ReadOnly):
+    list_display = ("version", "account", "weight", "score")
+    search_fields = ("account",)
 
 
 @admin.register(ModelToken)

@@ -48,12 +48,13 @@ class ModelVersion(models.Model):
     class Origin(models.TextChoices):
         TRAINED = "trained"  # on the platform, from a dataset version
         UPLOADED = "uploaded"
+        FEDERATED = "federated"  # trained together by a federation's parties
 
     asset = models.ForeignKey(ModelAsset, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True)
     error = models.TextField(blank=True)
-    origin = models.CharField(max_length=8, choices=Origin.choices)
+    origin = models.CharField(max_length=10, choices=Origin.choices)
     format = models.CharField(max_length=8, choices=Format.choices, blank=True)
     algorithm = models.CharField(max_length=40, blank=True)
     artifact = models.FileField(upload_to="models/", blank=True)
@@ -119,6 +120,26 @@ class ModelParent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.child_id} {self.relation} from {self.parent_id}"
+
+
+class ModelContributor(models.Model):
+    """Lineage by contribution: a party that trained a federated version with others, and its weight (its
+    measured contribution); the version's lineage share of every payment is split among them by weight."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="contributors")
+    account = models.CharField(max_length=64)  # the ledger account paid: user:<id> or org:<id>
+    weight = models.PositiveIntegerField()
+    score = models.FloatField(null=True, blank=True)  # the contribution score the weight came from
+
+    class Meta:
+        ordering = ["version_id", "-weight", "account"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "account"], name="model_contributor_unique"),
+            models.CheckConstraint(condition=Q(weight__gt=0), name="model_contributor_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} ({self.weight}) on {self.version_id}"
 
 
 class ModelToken(models.Model):

@@ -14,6 +14,7 @@ from models_market.services.evaluations import (
     evaluation_submit,
     evaluations_expire,
 )
+from models_market.services.federated import federated_model_publish
 from models_market.services.guarantees import (
     guarantee_evaluate_run,
     guarantee_failed,
@@ -51,6 +52,7 @@ __all__ = [
     "evaluation_run",
     "evaluation_submit",
     "evaluations_expire",
+    "federated_model_publish",
     "guarantee_evaluate_run",
     "guarantee_failed",
     "guarantee_set",

@@ -12,9 +12,10 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 
+from ledger import services as ledger
 from models_market.models import ModelVersion
 from models_market.services.uploads import CARD_TEXT_MAX
-from platform_site.accounts.models import User
+from platform_site.accounts.models import Organization, User
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
 
 METRIC_LABELS = {
@@ -54,7 +55,9 @@ def version_list_ready(*, task: str = "", q: str = "") -> QuerySet[ModelVersion]
 
 def version_get_visible(*, version_id: int, user: User) -> ModelVersion:
     """A ready version for anyone; a pending or failed one for its maker (and staff); NotFound otherwise."""
-    version = _base().prefetch_related("parent_links__parent__asset").filter(pk=version_id).first()
+    version = (
+        _base().prefetch_related("parent_links__parent__asset", "contributors").filter(pk=version_id).first()
+    )
     if version is None or (
         version.status != ModelVersion.Status.READY and version.created_by_id != user.pk and not user.is_staff
     ):
@@ -128,6 +131,18 @@ def _input(column: dict[str, Any]) -> dict[str, Any]:
     return {"name": column["name"], "type": "number"}
 
 
+def _contributors(version: ModelVersion) -> list[dict[str, Any]]:
+    """A federated version's parties by name, with their share of its lineage payments."""
+    parties = list(version.contributors.all())
+    total = sum(c.weight for c in parties) or 1
+    ids = {kind: [ledger.account_parse(c.account)[1] for c in parties if c.account.startswith(kind)]
+           for kind in ("user:", "org:")}  # fmt: skip
+    names = {f"user:{u.pk}": u.username for u in User.objects.filter(pk__in=ids["user:"])}
+    names |= {f"org:{o.pk}": o.name for o in Organization.objects.filter(pk__in=ids["org:"])}
+    return [{"account": c.account, "name": names.get(c.account, c.account), "weight": c.weight,
+             "share": c.weight / total, "score": c.score} for c in parties]  # fmt: skip
+
+
 def _parent(link) -> dict[str, Any]:
     parent = link.parent
     return {"version": parent.pk, "name": parent.asset.name, "number": parent.number, "relation": link.relation,
@@ -196,6 +211,8 @@ def version_card(version: ModelVersion, *, viewer: User | None = None) -> dict[s
         "learning_curve": version.curve or [],
         "training_data": training_data,
         "parents": [_parent(link) for link in version.parent_links.all()],
+        # A federated model's parties, paid its lineage share by their measured contribution.
+        "contributors": _contributors(version),
         "lineage_bp": version.lineage_bp,
         "token": _token(token),
         "privacy": _privacy(version),

@@ -5,7 +5,7 @@ from django.conf import settings
 
 from ledger import services as ledger
 from marketplace import selectors as marketplace_selectors
-from models_market.models import ModelParent, ModelVersion
+from models_market.models import ModelContributor, ModelParent, ModelVersion
 
 
 def _add(parts: dict[str, int], account: str, amount: int) -> None:
@@ -19,30 +19,35 @@ def _owner_account(version: ModelVersion) -> str:
     return ledger.account_name(user=token.owner_id if token is not None else version.created_by_id)
 
 
-def _upstream(version: ModelVersion) -> list[ModelVersion | str]:
-    """Where a version's lineage share goes, in a fixed order: its parent versions (by id), then the owner of the
-    dataset version it was trained on."""
+def _upstream(version: ModelVersion) -> list[tuple[ModelVersion | str, int]]:
+    """Where a version's lineage share goes, with each receiver's weight, in a fixed order: the parties that
+    trained it together (by their contribution weights), its parent versions (by id), then the owner of the
+    dataset version it was trained on (weight 1 each)."""
+    upstream: list[tuple[ModelVersion | str, int]] = [
+        (c.account, c.weight) for c in ModelContributor.objects.filter(version=version).order_by("pk")
+    ]
     links = ModelParent.objects.filter(child=version).select_related("parent__token").order_by("parent_id")
-    upstream: list[ModelVersion | str] = [link.parent for link in links]
+    upstream += [(link.parent, 1) for link in links]
     if version.trained_on_id is not None:
         owner_id = marketplace_selectors.dataset_version_owner_id(version_id=version.trained_on_id)
         if owner_id is not None:
-            upstream.append(ledger.account_name(user=owner_id))
+            upstream.append((ledger.account_name(user=owner_id), 1))
     return upstream
 
 
 def _flow(version: ModelVersion, amount: int, parts: dict[str, int], depth: int) -> None:
-    """`amount` paid for `version`: its lineage share split evenly upstream (the first taking the remainder),
-    each parent passing on its own share in turn, the rest to its owner. Below MODELS_LINEAGE_DEPTH generations
-    nothing flows further up; the first generation is capped by MODELS_LINEAGE_CAP_BP, which so bounds the
-    whole lineage's take (every later share comes out of it)."""
+    """`amount` paid for `version`: its lineage share split upstream by weight, rounding down (the first takes
+    the remainder), each parent passing on its own share in turn, the rest to its owner. Below
+    MODELS_LINEAGE_DEPTH generations nothing flows further up; the first generation is capped by
+    MODELS_LINEAGE_CAP_BP, which so bounds the whole lineage's take (every later share comes out of it)."""
     upstream = _upstream(version) if depth < settings.MODELS_LINEAGE_DEPTH and version.lineage_bp else []
     bp = version.lineage_bp if depth else min(version.lineage_bp, settings.MODELS_LINEAGE_CAP_BP)
     pool = amount * bp // 10_000 if upstream else 0
     if upstream:
-        each, first_extra = divmod(pool, len(upstream))
-        for i, node in enumerate(upstream):
-            share = each + (first_extra if i == 0 else 0)
+        total = sum(weight for _, weight in upstream)
+        shares = [pool * weight // total for _, weight in upstream]
+        shares[0] += pool - sum(shares)
+        for (node, _), share in zip(upstream, shares, strict=True):
             if isinstance(node, str):
                 _add(parts, node, share)
             else:
