@@ -318,8 +318,162 @@ def run_flower(folder: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------- ours
 
 
+_django_ready = False
+
+
+def fresh_database() -> None:
+    """An empty scratch database (PostgreSQL: the URL names it), migrated, once per bench run."""
+    global _django_ready
+    if _django_ready:
+        return
+    import psycopg
+
+    os.environ.update(DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, VAR_DIR=str(SCRATCH / "var"),
+                      DJANGO_SETTINGS_MODULE="platform_site.settings")  # fmt: skip
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    admin = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()  # the scratch index: no stale tasks from an earlier run
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    _django_ready = True
+
+
+def enrol(folder: Path, split: str) -> tuple[int, list[list[str]]]:
+    """A digits federation (the bench's settings) and its ten parties, each a user with a key written by the
+    client's keygen, registered, an API token, joined and admitted: the last admission opens round 1.
+    Returns the federation id and each party's client command line."""
+    from federation import client, services
+    from federation.simulation import _user, digits_federation_create
+    from platform_site.accounts.services import api_token_create, public_key_register
+
+    coordinator = _user("bench-coordinator")
+    federation = digits_federation_create(
+        coordinator=coordinator, name=f"bench {split}", rounds=ROUNDS, min_parties=PARTIES,
+        update_norm_bound=1000.0, round_deadline=3600,
+    )  # fmt: skip
+    commands = []
+    for k in range(PARTIES):
+        user = _user(f"bench-party-{k}")
+        key_path = folder / f"party-{k}.pem"
+        key = client.keygen(key_path)
+        key_id = public_key_register(
+            actor=user, name=f"bench {split}", key_text=client.public_pem(key)
+        ).key_id
+        _, token = api_token_create(user=user, name=f"bench {split}")
+        party = services.party_join(federation=federation, user=user, key_id=key_id)
+        services.party_admit(federation=federation, party_id=party.pk, actor=coordinator)
+        commands.append(
+            [sys.executable, "-m", "federation.client", "run", str(federation.pk), "--data",
+             str(folder / f"party-{k}.csv"), "--key", str(key_path), "--key-id", key_id, "--seed", str(k),
+             "--token", token, "--poll", str(POLL), "--no-progress", "--idle-timeout", "900", "--device", "cpu"]
+        )  # fmt: skip
+    return federation.pk, commands
+
+
+def serve(port: int, log: Path) -> subprocess.Popen:
+    import http.client
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "platform_site.asgi:application"],
+        cwd=ROOT, env={**os.environ, "DEBUG": "false"}, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the web server exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("the web server did not come up")
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_ours(folder: Path, split: str) -> dict:
-    raise NotImplementedError
+    """Live server, one worker, ten client processes over HTTP; the rounds' times from the ledgered rows."""
+    import socket
+
+    fresh_database()
+    from federation.models import Federation, Round
+    from ml.federated import local, tensors
+
+    federation_id, commands = enrol(folder, split)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs: list[subprocess.Popen] = []
+    clients: list[subprocess.Popen] = []
+    with TreeRss() as rss:
+        try:
+            procs.append(serve(port, folder / "web.log"))
+            rss.roots.append(procs[0].pid)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "platform_site", "worker", "-Q", "default,ml", "-c", "1",
+                 "-n", f"bench-{split}@localhost", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+                cwd=ROOT, env=os.environ, stdout=subprocess.DEVNULL, stderr=(folder / "worker.log").open("ab"),
+            )  # fmt: skip
+            procs.append(worker)
+            rss.roots.append(worker.pid)
+            client_env = {**os.environ, "PLATFORM_URL": f"http://127.0.0.1:{port}", "OMP_NUM_THREADS": "1"}
+            for k, cmd in enumerate(commands):
+                log = (folder / f"client-{k}.log").open("wb")
+                clients.append(
+                    subprocess.Popen(cmd, cwd=ROOT, env=client_env, stdout=log, stderr=subprocess.STDOUT)
+                )
+                rss.roots.append(clients[-1].pid)
+            for k, proc in enumerate(clients):
+                if proc.wait(3600) != 0:
+                    raise RuntimeError(f"client {k} exited {proc.returncode}:\n"
+                                       f"{(folder / f'client-{k}.log').read_text()[-2000:]}")  # fmt: skip
+        finally:
+            stop_all(clients + procs)
+    federation = Federation.objects.get(pk=federation_id)
+    if federation.status != Federation.Status.FINISHED:
+        raise RuntimeError(f"the federation is {federation.status}: {federation.error}")
+    rounds = list(Round.objects.filter(federation_id=federation_id).order_by("number"))
+    last = rounds[-1]
+    final = tensors.decode(last.result.read(), shapes={n: a.shape for n, a in local.initial_tensors(
+        federation.spec, 0).items()}, max_bytes=1 << 24)  # fmt: skip
+    _, data, _ = load(folder)
+    accuracy = local.evaluate(spec=federation.spec, tensors=final, X=data["X_test"], y=data["y_test"])[
+        "accuracy"
+    ]
+    start = rounds[0].created_at.timestamp()
+    ends = [r.created_at.timestamp() for r in rounds[1:]] + [last.closed_at.timestamp()]
+    out = figures(ends, start, accuracy, rss)
+    out["server_accuracy"] = round(float(last.metrics.get("accuracy", float("nan"))), 4)
+    out["updates_ledgered"] = federation_entries(federation_id)
+    return out
+
+
+def federation_entries(federation_id: int) -> int:
+    """How many federation.update.accepted entries the ledger holds for the federation."""
+    from ledger.models import Entry
+
+    return Entry.objects.filter(kind="federation.update.accepted", payload__federation=federation_id).count()
 
 
 def main() -> None:
