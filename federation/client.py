@@ -442,7 +442,8 @@ class Runner:
         if status == "finished":
             return Step("finished", f"federation {p.federation} finished")
         if status == "failed":
-            raise FederationEnded(f"federation {p.federation} failed; nothing more to train")
+            why = f": {fed['error']}" if fed.get("error") else ""
+            raise FederationEnded(f"federation {p.federation} failed{why}; nothing more to train")
         me = fed.get("me")
         if not me:
             raise ApiError(403, f"you are not a party of federation {p.federation}: run `join` first")
@@ -553,6 +554,7 @@ class Runner:
                 private=secagg_private(p.key, federation=p.federation, round_number=number),
                 peers=peers,
                 round_salt=round_salt(p.federation, number, published),
+                norm_bound=float(bound) if bound else None,
             )
             payload, sha = secagg.encode_masked(mask), secagg.masked_digest(mask)
         else:

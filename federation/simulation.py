@@ -107,7 +107,13 @@ def parties_dispatch(*, federation_id: int, parties: int, countdown: float = 0) 
         simulated_party_step.apply_async((federation_id, index, [], until), countdown=countdown, queue="ml")
 
 
-@shared_task(name="federation.simulated_party_step", ignore_result=True, acks_late=True, time_limit=900)
+@shared_task(
+    name="federation.simulated_party_step",
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def simulated_party_step(federation_id: int, index: int, done: list[int], until: float) -> str:
     """One step of a simulated party's run loop, then the next step queued (after POLL_SECONDS when it waits),
     until the federation ends, the party is refused for good, or its lifetime is over."""

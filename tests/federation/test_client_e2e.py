@@ -92,7 +92,7 @@ def test_three_parties_running_the_client_reach_the_target_accuracy_through_the_
         for proc in procs:
             out, _ = proc.communicate(timeout=280)
             outputs.append(out)
-            assert proc.returncode == 0, out
+            assert proc.returncode == 0, out + Federation.objects.get(pk=federation.pk).error
     finally:
         for proc in procs:
             stop(proc, grace=5)
