@@ -23,14 +23,13 @@ happened for --idle-timeout seconds.
 import argparse
 import base64
 import hashlib
+import http.client
 import json
 import os
 import secrets
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,15 +159,26 @@ def multipart_encode(fields: dict[str, Field]) -> tuple[bytes, str]:
 
 
 class HttpTransport:
-    """The API over HTTP(S) with the standard library, `Authorization: Bearer <token>`."""
+    """The API over HTTP(S) with the standard library, `Authorization: Bearer <token>`, on one kept-alive
+    connection (opened again when the server closed it)."""
 
     def __init__(self, server: str, token: str, *, timeout: float = 60.0) -> None:
         parsed = urllib.parse.urlsplit(server)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise UsageError(f"--server must be an http(s) URL, not {server!r}")
         self.server = server.rstrip("/")
+        self.prefix = parsed.path.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self._parsed = parsed
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            p = self._parsed
+            cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(p.hostname, p.port, timeout=self.timeout)
+        return self._conn
 
     def request(
         self, method: str, path: str, *, json_body: Any = None, multipart: dict[str, Field] | None = None
@@ -181,17 +191,26 @@ class HttpTransport:
             data, headers["Content-Type"] = multipart_encode(multipart)
         elif json_body is not None:
             data, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
-        req = urllib.request.Request(self.server + path, data=data, headers=headers, method=method)  # noqa: S310
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as answer:  # noqa: S310 (scheme checked)
-                return Response(
-                    answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+        for attempt in (1, 2):  # a kept-alive connection the server has closed fails once; then a new one
+            conn = self._connection()
+            try:
+                conn.request(method, self.prefix + path, body=data, headers=headers)
+                answer = conn.getresponse()
+                body = answer.read()
+            except (http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self._conn = None
+                retry_safe = isinstance(
+                    exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError
                 )
-        except urllib.error.HTTPError as exc:
-            return Response(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"cannot reach {self.server}: {reason}") from None
+                if attempt == 1 and retry_safe:
+                    continue
+                raise Unreachable(f"cannot reach {self.server}: {exc}") from None
+            if answer.will_close:
+                conn.close()
+                self._conn = None
+            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, body)
+        raise Unreachable(f"cannot reach {self.server}")  # not reached
 
 
 def detail_of(response: Response) -> str:

@@ -393,3 +393,43 @@ def test_the_client_never_imports_django():
 
     code = "import sys, federation.client; sys.exit(any(m.startswith('django') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_http_transport_sends_the_token_keeps_one_connection_and_survives_the_server_closing_it():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, int]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            seen.append((self.path, self.headers["Authorization"], self.client_address[1]))
+            body = json.dumps({"detail": "no such federation"}).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if len(seen) == 2:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = client.Api(client.HttpTransport(f"http://127.0.0.1:{server.server_port}", "secret"))
+        for _ in range(3):
+            with pytest.raises(client.ApiError) as refused:
+                api.federation(7)
+            assert (refused.value.status, refused.value.detail) == (404, "no such federation")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path for path, _, _ in seen] == ["/api/federations/7/"] * 3
+    assert {auth for _, auth, _ in seen} == {"Bearer secret"}
+    ports = [port for _, _, port in seen]
+    assert ports[0] == ports[1] != ports[2]  # kept alive, then a new connection after the server closed it
