@@ -425,7 +425,10 @@ class Runner:
         last_change = time.monotonic()
         failures = 0
         waiting_said = ""
+        submitted_at: float | None = None
+        cycle = 0.0  # last seen: from our submission to the next round's opening
         while True:
+            looked_at = time.monotonic()
             try:
                 step = self.step()
                 failures = 0
@@ -443,8 +446,13 @@ class Runner:
                 return EXIT_OK
             if step.state in ("submitted", "refused"):
                 self.say(step.message)
-                last_change = time.monotonic()
+                if submitted_at is not None:
+                    cycle = looked_at - submitted_at
+                last_change = submitted_at = time.monotonic()
                 waiting_said = ""
+                # The next round cannot open before the others submit and the server aggregates: half the
+                # last cycle is spent without asking, so that many parties polling do not slow the server.
+                time.sleep(min(cycle / 2, 60.0))
                 continue
             if step.message != waiting_said:
                 self.say(step.message)
