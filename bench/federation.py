@@ -17,7 +17,8 @@ and the same seeds and mini-batch order for every party in every system (party k
   processes over HTTP, each update signed by the party's Ed25519 key, checked and ledgered. PostgreSQL
   (BENCH_DATABASE_URL, default a scratch database `bench_federation`) and Redis (BENCH_REDIS_URL).
 
-Per system and split: seconds per round after the first (the first includes start-up), total seconds, the final
+Per system and split: seconds per round after the first (the first includes start-up; rounds 2..R-1, since our
+last round also finishes the federation: contributions, payouts, the minted model), total seconds, the final
 global model's test accuracy, and the peak RSS of its whole process tree (sampled every 50 ms; for "ours" the
 server, the worker and the ten clients together). Then ours / Flower's s/round and ours - plain in accuracy.
 Sizes: BENCH_FL_ROUNDS (20), BENCH_FL_PARTIES (10), BENCH_FL_SPLITS ("iid,dirichlet"), BENCH_FL_SYSTEMS
@@ -111,11 +112,14 @@ class TreeRss:
 
 
 def figures(round_ends: list[float], start: float, accuracy: float, rss: TreeRss) -> dict:
-    """s/round after the first (mean of rounds 2..), total seconds from `start`, accuracy, peak RSS."""
+    """s/round after the first (mean of rounds 2..R-1: the platform's last round also holds the federation's
+    end, contributions, payouts and the minted model), the first and the last round, total seconds from
+    `start`, accuracy, peak RSS."""
     durations = np.diff([start, *round_ends])
     return {
-        "s_per_round": round(float(np.mean(durations[1:])), 4) if len(durations) > 1 else None,
+        "s_per_round": round(float(np.mean(durations[1:-1])), 4) if len(durations) > 2 else None,
         "first_round_s": round(float(durations[0]), 3),
+        "last_round_s": round(float(durations[-1]), 3),
         "total_s": round(round_ends[-1] - start, 2),
         "accuracy": round(float(accuracy), 4),
         "peak_rss_mb": rss.peak_mb,

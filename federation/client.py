@@ -426,7 +426,7 @@ class Runner:
         failures = 0
         waiting_said = ""
         submitted_at: float | None = None
-        cycle = 0.0  # last seen: from our submission to the next round's opening
+        cycles: list[float] = []  # from our submission to the next round's opening, as seen
         while True:
             looked_at = time.monotonic()
             try:
@@ -447,12 +447,14 @@ class Runner:
             if step.state in ("submitted", "refused"):
                 self.say(step.message)
                 if submitted_at is not None:
-                    cycle = looked_at - submitted_at
+                    cycles.append(looked_at - submitted_at)
                 last_change = submitted_at = time.monotonic()
                 waiting_said = ""
                 # The next round cannot open before the others submit and the server aggregates: half the
-                # last cycle is spent without asking, so that many parties polling do not slow the server.
-                time.sleep(min(cycle / 2, 60.0))
+                # shortest recent cycle is spent without asking, so that many parties polling do not slow the
+                # server. The first cycle is left out: it holds the other parties' start-up.
+                if len(cycles) > 1:
+                    time.sleep(min(min(cycles[-3:]) / 2, 60.0))
                 continue
             if step.message != waiting_said:
                 self.say(step.message)
