@@ -389,3 +389,22 @@ CELERY_BEAT_SCHEDULE["models-expire-guarantees"] = {
     "schedule": 60.0,
     "options": {"queue": "default"},
 }
+
+# Federated learning (federation): the platform's fee on a reward pool; per-user limits (active federations a
+# user coordinates, pending join requests, refused updates ledgered an hour); the largest validation file
+# (bytes, rows) and update file; how often the beat task looks for rounds past their deadline, and how many
+# times a round short of parties is extended before the federation fails.
+FEDERATION_FEE_BP = int(os.environ.get("FEDERATION_FEE_BP", MARKETPLACE_FEE_BP))
+FEDERATION_MAX_ACTIVE_PER_USER = int(os.environ.get("FEDERATION_MAX_ACTIVE_PER_USER", 10))
+FEDERATION_MAX_PENDING_JOINS = int(os.environ.get("FEDERATION_MAX_PENDING_JOINS", 20))
+FEDERATION_MAX_REJECTIONS_PER_HOUR = int(os.environ.get("FEDERATION_MAX_REJECTIONS_PER_HOUR", 60))
+FEDERATION_VALIDATION_MAX_BYTES = int(os.environ.get("FEDERATION_VALIDATION_MAX_BYTES", 10 * 1024**2))
+FEDERATION_VALIDATION_MAX_ROWS = int(os.environ.get("FEDERATION_VALIDATION_MAX_ROWS", 100_000))
+FEDERATION_UPDATE_MAX_BYTES = int(os.environ.get("FEDERATION_UPDATE_MAX_BYTES", 200 * 1024**2))
+FEDERATION_ROUND_EXTENSIONS = int(os.environ.get("FEDERATION_ROUND_EXTENSIONS", 2))
+FEDERATION_DEADLINE_CHECK_SECONDS = float(os.environ.get("FEDERATION_DEADLINE_CHECK_SECONDS", 30))
+CELERY_BEAT_SCHEDULE["federation-rounds-due"] = {
+    "task": "federation.rounds_due",
+    "schedule": FEDERATION_DEADLINE_CHECK_SECONDS,
+    "options": {"queue": "default"},
+}

@@ -35,7 +35,7 @@ AREAS = (
         False,
     ),
     Area(
-        "federation:index", "Federated learning", "Train one model together without pooling your data.", False
+        "federation:index", "Federated learning", "Train one model together without pooling your data.", True
     ),
     Area("finance:index", "Finance", "Shared fraud and risk models, fine-tuned and reviewed.", False),
     Area("ledger:index", "Ledger", "Every transaction, signed, hash-chained and verifiable offline.", True),

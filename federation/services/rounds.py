@@ -1,0 +1,589 @@
+"""Rounds: opening one (the global model stored and its digest ledgered), aggregating it on the `ml` queue
+(the new global model, its metrics and the included and excluded updates ledgered in the transaction that
+records them), deadlines (aggregate, extend, restart without secure-aggregation dropouts, or fail) and the end:
+contribution scores, payouts from the escrowed pool, and the final model minted in the model marketplace.
+
+Aggregation is deterministic (updates sorted by digest, float64 sums, fixed seeds), so `round_recompute`
+reproduces a round's ledgered digest from the stored updates."""
+
+import logging
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from federation.jobkinds import AGGREGATE_KIND
+from federation.models import Federation, Party, Payout, Round, Update
+from federation.services.common import (
+    METRICS,
+    federation_changed,
+    figure,
+    file_bytes,
+    shapes,
+    state_dump,
+    state_load,
+    tensors_load,
+    tensors_save,
+)
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger
+from platform_site.errors import Conflict, DomainError, TooManyRequests
+from platform_site.jobs.models import Job
+from platform_site.jobs.services import job_submit, job_succeed
+
+logger = logging.getLogger(__name__)
+SYSTEM = "system"
+SECAGG_SUM_ID = "secagg-sum"
+WEIGHT_MAX = 10**9
+
+
+# ------------------------------------------------------------------------------------------------ opening
+
+
+def round_open(
+    *, federation: Federation, number: int, global_tensors: dict, actor: str, roster: list[int] | None = None
+) -> Round:
+    """Inside the caller's transaction: round `number` with the global model stored, its deadline, its
+    secure-aggregation roster (the admitted parties, unless given) and a `federation.round.opened` entry."""
+    from ml.federated import tensors
+
+    digest = tensors.digest(global_tensors)
+    if federation.secure_aggregation and roster is None:
+        roster = sorted(
+            Party.objects.filter(federation=federation, status=Party.Status.ADMITTED).values_list(
+                "pk", flat=True
+            )
+        )
+    deadline = timezone.now() + timedelta(seconds=federation.round_deadline)
+    rnd = Round.objects.create(
+        federation=federation, number=number, global_sha256=digest, weights=tensors_save("rounds", tensors.encode(global_tensors)),
+        deadline=deadline, secagg_roster=roster if federation.secure_aggregation else None,
+    )  # fmt: skip
+    entry = ledger.entry_append(
+        kind="federation.round.opened",
+        actor=actor,
+        payload={
+            "federation": federation.pk, "round": number, "global_sha256": digest,
+            "deadline": deadline.isoformat(), "secagg_roster": rnd.secagg_roster,
+        },
+    )  # fmt: skip
+    rnd.opened_seq = entry.seq
+    rnd.save(update_fields=["opened_seq"])
+    federation_changed(federation.pk)
+    federation.global_sha256 = digest
+    federation.save(update_fields=["global_sha256"])
+    return rnd
+
+
+def federation_start(*, federation: Federation, actor: str) -> Round:
+    """Inside the caller's transaction (the federation row locked): running, with round 1 opened on the initial
+    model the spec and seed give."""
+    from ml.federated import local
+
+    federation.status = Federation.Status.RUNNING
+    federation.save(update_fields=["status"])
+    return round_open(
+        federation=federation, number=1, global_tensors=local.initial_tensors(federation.spec, federation.seed),
+        actor=actor,
+    )  # fmt: skip
+
+
+def expected_parties(rnd: Round) -> set[int]:
+    """Whose updates complete the round: its roster under secure aggregation, else the admitted parties."""
+    if rnd.federation.secure_aggregation:
+        return set(rnd.secagg_roster or [])
+    return set(
+        Party.objects.filter(federation_id=rnd.federation_id, status=Party.Status.ADMITTED).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def round_start_aggregation(*, rnd: Round) -> Job | None:
+    """Inside the caller's transaction, the round row locked: the round goes to aggregating and its job is
+    queued; None (the round left open for the beat task to retry) when the coordinator's job slots are full."""
+    try:
+        with transaction.atomic():  # a savepoint: a refused job leaves the caller's writes alone
+            job = job_submit(owner=rnd.federation.coordinator, kind=AGGREGATE_KIND, params={"round": rnd.pk})
+            rnd.status = Round.Status.AGGREGATING
+            rnd.job = job
+            rnd.save(update_fields=["status", "job"])
+            federation_changed(rnd.federation_id)
+    except TooManyRequests:
+        logger.info("round %s: the coordinator's jobs are full; the beat task retries", rnd.pk)
+        return None
+    return job
+
+
+# ------------------------------------------------------------------------------------------------ aggregating
+
+
+def _previous_state(rnd: Round) -> Any:
+    """The server state (FedAdam's moments) left by the last round aggregated before this one."""
+    before = (
+        Round.objects.filter(
+            federation_id=rnd.federation_id, number__lt=rnd.number, status=Round.Status.CLOSED
+        )
+        .order_by("-number")
+        .first()
+    )
+    if before is None or not before.server_state:
+        return None
+    return state_load(file_bytes(before.server_state))
+
+
+def _aggregate(federation: Federation, rnd: Round, global_tensors: dict, updates: list[Update], state: Any):
+    """The strategy's aggregate of the round's updates (the unmasked sum under secure aggregation)."""
+    from ml.federated import aggregate
+
+    if federation.secure_aggregation:
+        from ml.federated import secagg
+
+        masked = [
+            secagg.decode_masked(file_bytes(u.file), shapes=shapes(federation.spec), max_bytes=2**40)
+            for u in updates
+        ]
+        total = sum(u.num_examples for u in updates)
+        mean_delta = secagg.unmask_sum(masked, total)
+        summed = [aggregate.Update(id=SECAGG_SUM_ID, tensors=mean_delta, num_examples=total)]
+        result = aggregate.aggregate(
+            strategy=federation.strategy, options=federation.options, global_tensors=global_tensors,
+            updates=summed, server_state=state,
+        )  # fmt: skip
+        result.included = sorted(u.sha256 for u in updates)
+        result.excluded = {}
+        return result
+    items = [
+        aggregate.Update(
+            id=u.sha256, tensors=tensors_load(u.file, federation.spec), num_examples=u.num_examples
+        )
+        for u in sorted(updates, key=lambda u: u.sha256)
+    ]
+    return aggregate.aggregate(
+        strategy=federation.strategy, options=federation.options, global_tensors=global_tensors, updates=items,
+        server_state=state,
+    )  # fmt: skip
+
+
+def round_recompute(*, round: Round) -> str:
+    """Re-run a closed round's aggregation from its stored global model and updates: the digest it gives,
+    which equals the ledgered one."""
+    from ml.federated import tensors
+
+    federation = round.federation
+    updates = list(round.updates.all())
+    result = _aggregate(
+        federation, round, tensors_load(round.weights, federation.spec), updates, _previous_state(round)
+    )
+    return tensors.digest(result.new_global)
+
+
+def _schema(federation: Federation):
+    from ml.features import FeatureSchema
+
+    return FeatureSchema.from_json(federation.schema)
+
+
+def validation_xy(federation: Federation):
+    import io
+
+    from ml.features import FeatureSchema
+    from ml.federated import local
+    from ml.tabular import read_table
+
+    table = read_table(io.BytesIO(file_bytes(federation.validation)), fmt="csv")
+    return local.task_xy(FeatureSchema.from_json(federation.schema), table)
+
+
+def _score(federation: Federation, metrics: dict) -> float:
+    """The target metric with higher always better."""
+    value = metrics.get(federation.target_metric)
+    if value is None:  # a diverged model
+        return -math.inf
+    return (
+        -float(value)
+        if METRICS[federation.spec["task"]].get(federation.target_metric) == "min"
+        else float(value)
+    )
+
+
+def target_reached(federation: Federation, metrics: dict) -> bool:
+    if federation.target_value is None or metrics.get(federation.target_metric) is None:
+        return False
+    value = float(metrics[federation.target_metric])
+    if METRICS[federation.spec["task"]][federation.target_metric] == "min":
+        return value <= federation.target_value
+    return value >= federation.target_value
+
+
+def _contributions(federation: Federation, current: Round, agg_excluded: dict, X, y) -> dict[int, float]:
+    """Each party's contribution score over every aggregated round (this one included): leave-one-out or
+    Monte-Carlo Shapley on the validation metric. Under secure aggregation the server never sees an update
+    alone, so a party's score is its share of the examples trained on."""
+    closed = Round.objects.filter(federation=federation, status=Round.Status.CLOSED).order_by("number")
+    rounds = [*closed, current]
+    if federation.secure_aggregation:
+        examples: dict[int, int] = {}
+        for u in Update.objects.filter(round__in=rounds):
+            examples[u.party_id] = examples.get(u.party_id, 0) + u.num_examples
+        total = sum(examples.values()) or 1
+        return {party: n / total for party, n in examples.items()}
+    from ml.federated import aggregate, contribution, local
+
+    history = []
+    for rnd in rounds:
+        updates = sorted(rnd.updates.all(), key=lambda u: u.sha256)
+        history.append(
+            (
+                tensors_load(rnd.weights, federation.spec),
+                [
+                    (u.party_id, aggregate.Update(id=u.sha256, tensors=tensors_load(u.file, federation.spec),
+                                                  num_examples=u.num_examples))
+                    for u in updates
+                ],
+            )
+        )  # fmt: skip
+
+    schema = _schema(federation)
+
+    def evaluate(candidate: dict) -> float:
+        return _score(
+            federation, local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema)
+        )
+
+    scores = contribution.contributions(
+        rounds=history, evaluate=evaluate, strategy=federation.strategy, options=federation.options,
+        method=federation.contribution_method, permutations=20, seed=federation.seed,
+    )  # fmt: skip
+    return {int(k): float(v) for k, v in scores.items()}
+
+
+def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
+    """The aggregation job: the strategy's new global model from the round's updates, measured on the
+    coordinator's validation data; one durable transaction records the round, its `federation.round.aggregated`
+    entry, then the next round (or the end: scores, payouts, the minted model) and the job's result."""
+    from ml.federated import local, tensors
+
+    rnd = Round.objects.select_related("federation", "federation__coordinator").get(pk=job.params["round"])
+    federation = rnd.federation
+    if rnd.status != Round.Status.AGGREGATING:
+        raise Conflict(f"round {rnd.number} is {rnd.status}, not waiting for aggregation")
+    reporter(0.05, message=f"loading round {rnd.number}'s updates")
+    global_tensors = tensors_load(rnd.weights, federation.spec)
+    updates = list(rnd.updates.select_related("party"))
+    state = _previous_state(rnd)
+    reporter(0.2, message=f"aggregating {len(updates)} updates with {federation.strategy}")
+    try:
+        result = _aggregate(federation, rnd, global_tensors, updates, state)
+    except ValueError as exc:
+        raise DomainError(f"the aggregation failed: {exc}") from exc
+    new_digest = tensors.digest(result.new_global)
+    reporter(0.5, message="measuring the new model on the validation data")
+    X, y = validation_xy(federation)
+    measured = local.evaluate(
+        spec=federation.spec, tensors=result.new_global, X=X, y=y, schema=_schema(federation)
+    )
+    # A diverged model's NaN loss is still a result: kept as null (JSON and the ledger hold no NaN).
+    metrics = {
+        k: (float(v) if math.isfinite(v) else None)
+        for k, v in measured.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    closed_before = Round.objects.filter(federation=federation, status=Round.Status.CLOSED).count()
+    reached = target_reached(federation, metrics)
+    finishing = reached or closed_before + 1 >= federation.rounds
+    scores = None
+    if finishing:
+        reporter(0.7, message="measuring each party's contribution")
+        scores = _contributions(federation, rnd, result.excluded, X, y)
+    reporter(0.9, message="recording the round")
+    result_name = tensors_save("rounds", tensors.encode(result.new_global))
+    # The minted model predicts in the target's units (regression's standardization folded in).
+    weights_bytes = tensors.encode(local.bake_target_scale(result.new_global, _schema(federation)))
+    state_name = ""
+    if result.server_state is not None:
+        from django.core.files.base import ContentFile
+        from django.core.files.storage import default_storage
+
+        state_name = default_storage.save(
+            "federation/rounds/state.json", ContentFile(state_dump(result.server_state))
+        )
+    with transaction.atomic(durable=True):  # the round's result, its entry, what follows, and the job
+        # Locked: a deadline sweep or a second delivery of this job must not record the round twice.
+        federation = Federation.objects.select_for_update().get(pk=federation.pk)
+        rnd = Round.objects.select_for_update().get(pk=rnd.pk)
+        if rnd.status != Round.Status.AGGREGATING or federation.status != Federation.Status.RUNNING:
+            raise Conflict(f"round {rnd.number} is {rnd.status}; the federation is {federation.status}")
+        included = list(result.included)
+        excluded = dict(result.excluded)
+        rnd.status, rnd.result_sha256, rnd.result, rnd.server_state = (
+            Round.Status.CLOSED, new_digest, result_name, state_name,
+        )  # fmt: skip
+        rnd.metrics, rnd.included, rnd.excluded, rnd.closed_at = metrics, included, excluded, timezone.now()
+        entry = ledger.entry_append(
+            kind="federation.round.aggregated",
+            actor=SYSTEM,
+            payload={
+                "federation": federation.pk, "round": rnd.number, "strategy": federation.strategy,
+                "global_sha256": rnd.global_sha256, "new_sha256": new_digest, "included": included,
+                "excluded": excluded, "metrics": figure(metrics), "job": job.pk,
+            },
+        )  # fmt: skip
+        rnd.aggregated_seq = entry.seq
+        rnd.save()
+        outcome = {
+            "federation": federation.pk, "round": rnd.number, "new_sha256": new_digest, "metrics": metrics,
+            "included": len(included), "excluded": len(excluded), "entry_seq": entry.seq,
+        }  # fmt: skip
+        if finishing:
+            outcome["finished"] = federation_finish(
+                federation=federation, last=rnd, weights_bytes=weights_bytes, metrics=metrics,
+                scores=scores or {}, reached=reached,
+            )  # fmt: skip
+        else:
+            nxt = round_open(federation=federation, number=rnd.number + 1, global_tensors=result.new_global,
+                             actor=SYSTEM)  # fmt: skip
+            outcome["next_round"] = nxt.number
+        job_succeed(job=job, result=outcome)
+    return outcome
+
+
+def round_aggregation_failed(*, round_id: int, error: str) -> None:
+    """The aggregation job failed for good: inside the job's failure transaction, the round and the federation
+    fail and the reward pool goes back to the coordinator."""
+    federation = Federation.objects.select_for_update().get(round_set__pk=round_id)
+    rnd = Round.objects.select_for_update().get(pk=round_id)
+    if rnd.status in (Round.Status.CLOSED, Round.Status.FAILED):
+        return
+    rnd.status, rnd.error, rnd.closed_at = Round.Status.FAILED, error[:2000], timezone.now()
+    rnd.save(update_fields=["status", "error", "closed_at"])
+    if federation.is_active:
+        federation_fail(
+            federation=federation, reason=f"round {rnd.number}'s aggregation failed: {error}"[:500]
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the end
+
+
+def federation_fail(*, federation: Federation, reason: str) -> None:
+    """Inside the caller's transaction, the federation row locked: failed, its open round failed, its pool
+    refunded to the coordinator, and a `federation.failed` entry."""
+    Round.objects.filter(federation=federation, status=Round.Status.OPEN).update(
+        status=Round.Status.FAILED, error=reason, closed_at=timezone.now()
+    )
+    if federation.escrow_id is not None:
+        escrow = ledger_selectors.escrow_get(escrow_id=federation.escrow_id)
+        if escrow.status == "open":
+            ledger.escrow_refund(escrow=escrow, actor=SYSTEM, reason=f"federation {federation.pk} failed")
+    entry = ledger.entry_append(
+        kind="federation.failed", actor=SYSTEM, payload={"federation": federation.pk, "reason": reason}
+    )
+    federation.status, federation.error = Federation.Status.FAILED, reason
+    federation_changed(federation.pk)
+    federation.finished_seq, federation.finished_at = entry.seq, timezone.now()
+    federation.save(update_fields=["status", "error", "finished_seq", "finished_at"])
+
+
+def reward_split(amount: int, weights: dict[int, int]) -> dict[int, int]:
+    """`amount` split by integer weights, each share rounded down, the remainder to the largest weight (the
+    lowest party id among equals): the parts add up to exactly `amount`. Parties of weight 0 get nothing."""
+    positive = {p: w for p, w in weights.items() if w > 0}
+    total = sum(positive.values())
+    if not total:
+        return {}
+    parts = {p: amount * w // total for p, w in positive.items()}
+    first = min(positive, key=lambda p: (-positive[p], p))
+    parts[first] += amount - sum(parts.values())
+    return parts
+
+
+def _payouts(
+    federation: Federation, parties: dict[int, Party], weights: dict[int, int], scores: dict
+) -> dict:
+    """Pay the escrowed pool: the platform's fee to the treasury, the rest to the parties by weight, one
+    `federation.payout` entry each naming its score; refunded to the coordinator when nobody earned."""
+    if not federation.reward_pool or federation.escrow_id is None:
+        return {"paid": 0, "fee": 0}
+    escrow = ledger_selectors.escrow_get(escrow_id=federation.escrow_id)
+    split = reward_split(
+        federation.reward_pool - federation.reward_pool * federation.fee_bp // 10_000, weights
+    )
+    if not any(split.values()):
+        ledger.escrow_refund(escrow=escrow, actor=SYSTEM, reason="no party contributed to the model")
+        return {"paid": 0, "fee": 0, "refunded": federation.reward_pool}
+    coordinator = ledger.account_name(user=federation.coordinator_id)
+    ledger.escrow_release(escrow=escrow, actor=SYSTEM, reason=f"federation {federation.pk} finished")
+    fee = federation.reward_pool * federation.fee_bp // 10_000
+    if fee:
+        ledger.transfer(
+            source=coordinator, destination=ledger.TREASURY, amount=fee, actor=SYSTEM, kind="federation.fee",
+            extra={"federation": federation.pk, "fee_bp": federation.fee_bp, "pool": federation.reward_pool},
+        )  # fmt: skip
+    for party_id, amount in sorted(split.items()):
+        if not amount:
+            continue
+        party = parties[party_id]
+        entry = ledger.transfer(
+            source=coordinator, destination=party.owner_label, amount=amount, actor=SYSTEM,
+            kind="federation.payout",
+            extra={"federation": federation.pk, "party": party_id, "score": figure(scores.get(party_id, 0.0)),
+                   "weight": weights[party_id]},
+        )  # fmt: skip
+        Payout.objects.create(
+            federation=federation, party=party, account=party.owner_label, amount=amount,
+            score=float(scores.get(party_id, 0.0)), weight=weights[party_id], entry_seq=entry.seq,
+        )  # fmt: skip
+    return {"paid": sum(split.values()), "fee": fee}
+
+
+def federation_finish(
+    *, federation: Federation, last: Round, weights_bytes: bytes, metrics: dict, scores: dict, reached: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Inside the aggregation's transaction: each party's score and integer weight (nothing for a party any of
+    whose updates was excluded as an outlier), the payouts, the final model minted to the coordinator with the
+    parties as contributors by weight, and `federation.finished`."""
+    from ml.federated import contribution
+
+    parties = {p.pk: p for p in Party.objects.filter(federation=federation)}
+    excluded_digests = set()
+    for rnd in Round.objects.filter(federation=federation, status=Round.Status.CLOSED):
+        excluded_digests |= set(rnd.excluded or {})
+    poisoned = set(
+        Update.objects.filter(round__federation=federation, sha256__in=excluded_digests).values_list(
+            "party_id", flat=True
+        )
+    )
+    scores = {p: s for p, s in scores.items() if p in parties}
+    weights = {int(k): int(v) for k, v in contribution.weights(scores, excluded=poisoned).items()}
+    weights = {p: (0 if p in poisoned else max(0, weights.get(p, 0))) for p in scores}
+    top = max(weights.values(), default=0)
+    if top > WEIGHT_MAX:  # the marketplace's lineage takes weights up to 10^9: scaled down, proportions kept
+        weights = {p: w * WEIGHT_MAX // top for p, w in weights.items()}
+    for party_id, party in parties.items():
+        if party_id in scores:
+            party.contribution, party.weight = float(scores[party_id]), weights[party_id]
+            party.save(update_fields=["contribution", "weight"])
+    paid = _payouts(federation, parties, weights, scores)
+    version_id = None
+    contributors = [
+        (parties[p].owner_label, w, float(scores[p])) for p, w in sorted(weights.items()) if w > 0
+    ]
+    if contributors:
+        from models_market import services as models_services
+
+        curve = [
+            {"step": r.number, **{k: v for k, v in (r.metrics or {}).items() if v is not None}}
+            for r in Round.objects.filter(federation=federation, status=Round.Status.CLOSED).order_by(
+                "number"
+            )
+        ]
+        version = models_services.federated_model_publish(
+            owner=federation.coordinator, name=federation.name, description=federation.description,
+            spec=federation.spec, weights=weights_bytes, schema=federation.schema, metrics=metrics, curve=curve,
+            contributors=contributors,
+            # Small: the marketplace makes its idempotency key (100 characters) from it.
+            source={"federation": federation.pk, "rounds": last.number},
+        )  # fmt: skip
+        version_id = version.pk
+    entry = ledger.entry_append(
+        kind="federation.finished",
+        actor=SYSTEM,
+        payload={
+            "federation": federation.pk, "rounds": last.number, "final_sha256": last.result_sha256,
+            "metrics": figure(metrics), "target_reached": reached,
+            "scores": {str(p): figure(s) for p, s in sorted(scores.items())},
+            "weights": {str(p): w for p, w in sorted(weights.items())}, "paid": paid["paid"], "fee": paid["fee"],
+            "model_version": version_id,
+        },
+    )  # fmt: skip
+    federation.status, federation.finished_seq, federation.finished_at = (
+        Federation.Status.FINISHED, entry.seq, timezone.now(),
+    )  # fmt: skip
+    federation.global_sha256 = last.result_sha256
+    federation.model_version_id = version_id
+    federation_changed(federation.pk)
+    federation.save(
+        update_fields=["status", "finished_seq", "finished_at", "global_sha256", "model_version_id"]
+    )
+    return {"scores": {str(p): s for p, s in scores.items()}, "paid": paid["paid"], "fee": paid["fee"],
+            "model_version": version_id, "entry_seq": entry.seq}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ deadlines
+
+
+def round_due(*, round_id: int) -> str:
+    """Settle one open round whose quorum is in or whose deadline passed; what was done."""
+    with transaction.atomic(durable=True):  # whatever this decides commits with its ledger entry
+        # Locked in the order submissions and aggregations take: the federation, then the round.
+        federation = Federation.objects.select_for_update().get(round_set__pk=round_id)
+        rnd = Round.objects.select_for_update().select_related("federation").get(pk=round_id)
+        if rnd.status != Round.Status.OPEN or federation.status != Federation.Status.RUNNING:
+            return "nothing"
+        rnd.federation = federation
+        submitted = set(rnd.updates.values_list("party_id", flat=True))
+        expected = expected_parties(rnd)
+        if expected and expected <= submitted:
+            return "aggregating" if round_start_aggregation(rnd=rnd) else "waiting"
+        if rnd.deadline > timezone.now():
+            return "nothing"
+        if not federation.secure_aggregation and len(submitted) >= federation.min_parties:
+            return "aggregating" if round_start_aggregation(rnd=rnd) else "waiting"
+        if federation.secure_aggregation and len(submitted) >= federation.min_parties:
+            # The masks of the parties that dropped out cannot be removed: the round restarts without them.
+            dropped = sorted(expected - submitted)
+            rnd.status, rnd.error, rnd.closed_at = (
+                Round.Status.FAILED, f"secure aggregation: parties {dropped} dropped out; restarted without them",
+                timezone.now(),
+            )  # fmt: skip
+            rnd.save(update_fields=["status", "error", "closed_at"])
+            ledger.entry_append(
+                kind="federation.round.failed", actor=SYSTEM,
+                payload={"federation": federation.pk, "round": rnd.number, "reason": "secure aggregation dropouts",
+                         "dropped": dropped},
+            )  # fmt: skip
+            round_open(
+                federation=federation, number=rnd.number + 1,
+                global_tensors=tensors_load(rnd.weights, federation.spec), actor=SYSTEM, roster=sorted(submitted),
+            )  # fmt: skip
+            return "restarted"
+        if rnd.extensions < settings.FEDERATION_ROUND_EXTENSIONS:
+            rnd.deadline = timezone.now() + timedelta(seconds=federation.round_deadline)
+            rnd.extensions += 1
+            rnd.save(update_fields=["deadline", "extensions"])
+            ledger.entry_append(
+                kind="federation.round.extended", actor=SYSTEM,
+                payload={"federation": federation.pk, "round": rnd.number, "deadline": rnd.deadline.isoformat(),
+                         "submitted": len(submitted), "min_parties": federation.min_parties},
+            )  # fmt: skip
+            return "extended"
+        federation_fail(
+            federation=federation,
+            reason=f"round {rnd.number} had {len(submitted)} of the {federation.min_parties} updates it needs "
+            f"after {rnd.extensions} extension(s) of its deadline",
+        )
+        return "failed"
+
+
+def rounds_due() -> dict[str, int]:
+    """The beat task's sweep: every open round past its deadline, or with all its updates in but no job."""
+    now = timezone.now()
+    candidates = Round.objects.filter(status=Round.Status.OPEN, federation__status=Federation.Status.RUNNING)
+    due = list(candidates.filter(deadline__lte=now).values_list("pk", flat=True))
+    for rnd in candidates.exclude(pk__in=due).annotate(n=Count("updates")).filter(n__gt=0):
+        if expected_parties(rnd) <= set(rnd.updates.values_list("party_id", flat=True)):
+            due.append(rnd.pk)
+    outcomes: dict[str, int] = {}
+    for round_id in due:
+        try:
+            outcome = round_due(round_id=round_id)
+        except Exception:  # one round's trouble must not stop the others
+            logger.exception("round %s: settling it failed", round_id)
+            outcome = "error"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
