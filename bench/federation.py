@@ -181,9 +181,12 @@ def load(folder: Path) -> tuple[dict, dict, list[np.ndarray]]:
 
 def plain_child(folder: Path) -> None:
     """The floor, in this process: FedAvg by examples over the parties' deltas, float64 sums."""
+    import torch
+
     from federation.client import seed_for
     from ml.federated import local, tensors
 
+    torch.set_num_threads(1)  # as each of the others' parties (Ray's actors, our client processes)
     cfg, data, parts = load(folder)
     start = time.perf_counter()
     weights = local.initial_tensors(cfg["spec"], 0)

@@ -10,6 +10,7 @@ tasks carry only ids."""
 import json
 import logging
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,24 @@ LIFETIME_SECONDS = 6 * 3600  # a simulated party gives up after this long
 BYZANTINE_SCALE = -10.0
 
 
+_local = threading.local()
+
+
+def _client():
+    """One request handler per thread: building one loads every middleware (whitenoise scans the static
+    files), which a step per task must not pay each time."""
+    if getattr(_local, "client", None) is None:
+        from django.test import Client
+
+        _local.client = Client(raise_request_exception=False)
+    return _local.client
+
+
 class DjangoTransport:
     """The client's transport through Django's request handler in this process, `Authorization: Bearer`."""
 
     def __init__(self, token: str) -> None:
-        from django.test import Client
-
-        self.client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", raise_request_exception=False)
+        self.token = token
 
     def request(
         self,
@@ -49,12 +61,16 @@ class DjangoTransport:
                 name: SimpleUploadedFile(v[0], v[1], content_type=v[2]) if isinstance(v, tuple) else v
                 for name, v in multipart.items()
             }
-            response = self.client.post(path, data=data)
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {self.token}", "HTTP_ACCEPT": "application/json"}
+        handler = _client()
+        handler.cookies.clear()  # parties share the handler, never a session
+        if multipart is not None:
+            response = handler.post(path, data=data, **auth)
         elif method == "GET":
-            response = self.client.get(path, HTTP_ACCEPT="application/json")
+            response = handler.get(path, **auth)
         else:
             body = json.dumps(json_body if json_body is not None else {})
-            response = self.client.generic(method, path, body, content_type="application/json")
+            response = handler.generic(method, path, body, content_type="application/json", **auth)
         body_bytes = b"".join(response.streaming_content) if response.streaming else response.content
         headers = {k.lower(): v for k, v in response.headers.items()}
         return client.Response(response.status_code, headers, body_bytes)
