@@ -125,4 +125,6 @@ def test_simulate_federation_runs_its_parties_as_celery_tasks_to_the_end_and_rob
     assert len(rounds) == 4
     assert rounds[-1].metrics["accuracy"] >= 0.75, out  # the poisoned third does not drag the median
     assert "(the first 1 byzantine)" in out
+    assert "round 4: closed; " in out and "accuracy" in out
+    assert f"federation {federation.pk} finished" in out
     assert time.monotonic() - started < 240
