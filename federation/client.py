@@ -417,6 +417,7 @@ class Runner:
         self.done: set[int] = set()  # rounds this party submitted to (or was refused in)
         self._xy: tuple[Any, Any] | None = party.xy
         self._reported: set[int] = set()
+        self.last_seen: dict = {}  # the federation as the last step read it
 
     # --------------------------------------------------------------------------------------------- loop
 
@@ -442,10 +443,13 @@ class Runner:
                 time.sleep(pause)
                 continue
             if step.state == "finished":
+                self._report_closed(self.last_seen)
                 self.say(step.message)
                 return EXIT_OK
             if step.state in ("submitted", "refused"):
                 self.say(step.message)
+                # The rounds aggregated since, asked for now that this party's update is in, not before.
+                self._report_closed(self.last_seen)
                 if submitted_at is not None:
                     cycles.append(looked_at - submitted_at)
                 last_change = submitted_at = time.monotonic()
@@ -466,7 +470,7 @@ class Runner:
     def step(self) -> Step:
         p = self.party
         fed = self.api.federation(p.federation)
-        self._report_closed(fed)
+        self.last_seen = fed
         status = fed.get("status")
         if status == "finished":
             return Step("finished", f"federation {p.federation} finished")

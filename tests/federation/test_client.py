@@ -272,6 +272,7 @@ def test_a_round_is_trained_signed_and_submitted_once_then_the_run_ends_with_the
     out = capsys.readouterr().out
     assert "round 1: trained on 20 examples (loss 0.5000, accuracy 0.7500)" in out
     assert "accepted (ledger entry #42)" in out
+    assert "round 1 aggregated: global model accuracy 0.5000" in out
     assert "federation 7 finished" in out
 
 
