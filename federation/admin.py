@@ -4,6 +4,7 @@ here (the ledger would no longer match them)."""
 from django.contrib import admin
 
 from federation.models import Federation, Party, Payout, Rejection, Round, SecaggKey, Update
+from ledger.services import format_amount
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,11 +28,15 @@ class FederationAdmin(ReadOnlyAdmin):
         "strategy",
         "secure_aggregation",
         "rounds",
-        "reward_pool",
+        "pool",
     ]
     list_filter = ["status", "strategy", "secure_aggregation"]
     search_fields = ["name", "coordinator__username"]
     list_select_related = ["coordinator"]
+
+    @admin.display(description="Reward pool", ordering="reward_pool")
+    def pool(self, obj: Federation) -> str:
+        return format_amount(obj.reward_pool)
 
 
 @admin.register(Party)
@@ -94,5 +99,9 @@ class SecaggKeyAdmin(ReadOnlyAdmin):
 
 @admin.register(Payout)
 class PayoutAdmin(ReadOnlyAdmin):
-    list_display = ["id", "federation", "party", "account", "amount", "score", "weight", "entry_seq"]
+    list_display = ["id", "federation", "party", "account", "paid", "score", "weight", "entry_seq"]
     list_select_related = ["federation", "party"]
+
+    @admin.display(description="Paid", ordering="amount")
+    def paid(self, obj: Payout) -> str:
+        return format_amount(obj.amount)

@@ -22,7 +22,7 @@ ID_MAX = 2**63 - 1
 # ---- shapes of the answers
 
 
-class CurrentRoundSerializer(serializers.Serializer):
+class FederationCurrentRoundSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Round.Status.choices)
     global_sha256 = serializers.CharField(
@@ -34,13 +34,13 @@ class CurrentRoundSerializer(serializers.Serializer):
     )
 
 
-class MeSerializer(serializers.Serializer):
+class FederationMeSerializer(serializers.Serializer):
     party = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Party.Status.choices)
     epsilon_spent = serializers.FloatField()
 
 
-class PrivacySerializer(serializers.Serializer):
+class FederationPrivacySerializer(serializers.Serializer):
     clip_norm = serializers.FloatField()
     noise_multiplier = serializers.FloatField()
     delta = serializers.FloatField()
@@ -71,7 +71,7 @@ class FederationDetailSerializer(serializers.Serializer):
     )
     strategy = serializers.ChoiceField(choices=STRATEGY_NAMES)
     options = serializers.JSONField()
-    privacy = PrivacySerializer(allow_null=True)
+    privacy = FederationPrivacySerializer(allow_null=True)
     secure_aggregation = serializers.BooleanField()
     update_norm_bound = serializers.FloatField()
     max_update_bytes = serializers.IntegerField()
@@ -87,8 +87,8 @@ class FederationDetailSerializer(serializers.Serializer):
     created_seq = serializers.IntegerField(allow_null=True)
     finished_seq = serializers.IntegerField(allow_null=True)
     error = serializers.CharField(allow_blank=True)
-    current_round = CurrentRoundSerializer(allow_null=True)
-    me = MeSerializer(allow_null=True)
+    current_round = FederationCurrentRoundSerializer(allow_null=True)
+    me = FederationMeSerializer(allow_null=True)
 
 
 def federation_view(federation: Federation, user) -> dict:
@@ -104,7 +104,7 @@ def federation_view(federation: Federation, user) -> dict:
     return data
 
 
-class RoundOutputSerializer(serializers.ModelSerializer):
+class FederationRoundSerializer(serializers.ModelSerializer):
     submitted = serializers.IntegerField(read_only=True, default=None, help_text="updates accepted")
 
     class Meta:
@@ -207,7 +207,7 @@ class FederationDetailApi(APIView):
         return Response(FederationDetailSerializer(federation_view(federation, request.user)).data)
 
 
-class PartyOutputSerializer(serializers.ModelSerializer):
+class FederationPartySerializer(serializers.ModelSerializer):
     party = serializers.IntegerField(source="pk")
     owner = serializers.CharField(source="owner_label")
 
@@ -228,7 +228,8 @@ class JoinApi(APIView):
         key_id = serializers.CharField(max_length=16)
 
     @extend_schema(
-        request=InputSerializer, responses={201: PartyOutputSerializer, **api_errors(400, 403, 404, 409, 429)}
+        request=InputSerializer,
+        responses={201: FederationPartySerializer, **api_errors(400, 403, 404, 409, 429)},
     )
     def post(self, request, federation_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
@@ -237,53 +238,59 @@ class JoinApi(APIView):
         party = services.party_join(
             federation=federation, user=request.user, key_id=data.validated_data["key_id"]
         )
-        return Response(PartyOutputSerializer(party).data, status=status.HTTP_201_CREATED)
+        return Response(FederationPartySerializer(party).data, status=status.HTTP_201_CREATED)
 
 
 class PartyListApi(APIView):
     """The federation's parties and their status, contribution and ε spent."""
 
-    @extend_schema(responses={200: PartyOutputSerializer(many=True), **api_errors(404)})
+    @extend_schema(responses={200: FederationPartySerializer(many=True), **api_errors(404)})
     def get(self, request, federation_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
-        return Response(PartyOutputSerializer(selectors.party_list(federation=federation), many=True).data)
+        return Response(
+            FederationPartySerializer(selectors.party_list(federation=federation), many=True).data
+        )
 
 
 class PartyAdmitApi(APIView):
     """The coordinator admits a pending party; reaching the minimum starts round 1."""
 
-    @extend_schema(request=None, responses={200: PartyOutputSerializer, **api_errors(403, 404, 409)})
+    @extend_schema(request=None, responses={200: FederationPartySerializer, **api_errors(403, 404, 409)})
     def post(self, request, federation_id: int, party_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
         party = services.party_admit(federation=federation, party_id=party_id, actor=request.user)
-        return Response(PartyOutputSerializer(party).data)
+        return Response(FederationPartySerializer(party).data)
 
 
 class PartyRemoveApi(APIView):
     """The coordinator removes a party."""
 
-    @extend_schema(request=None, responses={200: PartyOutputSerializer, **api_errors(403, 404, 409)})
+    @extend_schema(request=None, responses={200: FederationPartySerializer, **api_errors(403, 404, 409)})
     def post(self, request, federation_id: int, party_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
         party = services.party_remove(federation=federation, party_id=party_id, actor=request.user)
-        return Response(PartyOutputSerializer(party).data)
+        return Response(FederationPartySerializer(party).data)
 
 
 # ---- rounds
 
 
 class RoundListApi(APIView):
-    @extend_schema(responses={200: RoundOutputSerializer(many=True), **api_errors(404)})
+    @extend_schema(responses={200: FederationRoundSerializer(many=True), **api_errors(404)})
     def get(self, request, federation_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
-        return Response(RoundOutputSerializer(selectors.round_list(federation=federation), many=True).data)
+        return Response(
+            FederationRoundSerializer(selectors.round_list(federation=federation), many=True).data
+        )
 
 
 class RoundDetailApi(APIView):
-    @extend_schema(responses={200: RoundOutputSerializer, **api_errors(404)})
+    @extend_schema(responses={200: FederationRoundSerializer, **api_errors(404)})
     def get(self, request, federation_id: int, number: int):
         federation = selectors.federation_get(federation_id=federation_id)
-        return Response(RoundOutputSerializer(selectors.round_get(federation=federation, number=number)).data)
+        return Response(
+            FederationRoundSerializer(selectors.round_get(federation=federation, number=number)).data
+        )
 
 
 class RoundModelApi(APIView):
@@ -396,7 +403,7 @@ class SecaggApi(APIView):
         )
 
 
-class SubmissionUpdateSerializer(serializers.Serializer):
+class FederationSubmissionUpdateSerializer(serializers.Serializer):
     update = serializers.IntegerField(source="pk")
     round = serializers.IntegerField(source="round.number")
     party = serializers.IntegerField(source="party_id")
@@ -408,7 +415,7 @@ class SubmissionUpdateSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class SubmissionRejectionSerializer(serializers.Serializer):
+class FederationSubmissionRejectionSerializer(serializers.Serializer):
     round = serializers.IntegerField(source="round.number", allow_null=True, default=None)
     party = serializers.IntegerField(source="party_id", allow_null=True)
     key_id = serializers.CharField(allow_blank=True)
@@ -423,8 +430,8 @@ class MySubmissionsApi(APIView):
     """Your parties' accepted updates to this federation and the refusals of what you sent."""
 
     class OutputSerializer(serializers.Serializer):
-        updates = SubmissionUpdateSerializer(many=True)
-        rejections = SubmissionRejectionSerializer(many=True)
+        updates = FederationSubmissionUpdateSerializer(many=True)
+        rejections = FederationSubmissionRejectionSerializer(many=True)
 
     @extend_schema(responses={200: OutputSerializer, **api_errors(404)})
     def get(self, request, federation_id: int):

@@ -363,6 +363,9 @@ SPECTACULAR_SETTINGS = {
         "ModelTaskEnum": "models_market.models.ModelAsset.Task",
         "ModelFormatEnum": "models_market.models.ModelVersion.Format",
         "DataFormatEnum": ["csv", "jsonl"],  # uploads and holdouts
+        "FederationStatusEnum": "federation.models.Federation.Status",
+        "FederationPartyStatusEnum": "federation.models.Party.Status",
+        "FederationRoundStatusEnum": "federation.models.Round.Status",
     },
 }
 

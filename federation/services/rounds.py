@@ -182,6 +182,11 @@ def round_recompute(*, round: Round) -> str:
     return tensors.digest(result.new_global)
 
 
+def _ml_device() -> str:
+    """The worker's device for measuring models: ML_DEVICE, else CUDA when present (ml.device)."""
+    return settings.ML_DEVICE or "auto"
+
+
 def _schema(federation: Federation):
     from ml.features import FeatureSchema
 
@@ -248,11 +253,12 @@ def _contributions(federation: Federation, current: Round, agg_excluded: dict, X
             )
         )  # fmt: skip
 
-    schema = _schema(federation)
+    schema, device = _schema(federation), _ml_device()
 
     def evaluate(candidate: dict) -> float:
         return _score(
-            federation, local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema)
+            federation,
+            local.evaluate(spec=federation.spec, tensors=candidate, X=X, y=y, schema=schema, device=device),
         )
 
     scores = contribution.contributions(
@@ -285,7 +291,12 @@ def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
     reporter(0.5, message="measuring the new model on the validation data")
     X, y = validation_xy(federation)
     measured = local.evaluate(
-        spec=federation.spec, tensors=result.new_global, X=X, y=y, schema=_schema(federation)
+        spec=federation.spec,
+        tensors=result.new_global,
+        X=X,
+        y=y,
+        schema=_schema(federation),
+        device=_ml_device(),
     )
     # A diverged model's NaN loss is still a result: kept as null (JSON and the ledger hold no NaN).
     metrics = {
@@ -355,7 +366,10 @@ def round_aggregate_run(*, job: Job, reporter) -> dict[str, Any]:
 def round_aggregation_failed(*, round_id: int, error: str) -> None:
     """The aggregation job failed for good: inside the job's failure transaction, the round and the federation
     fail and the reward pool goes back to the coordinator."""
-    federation = Federation.objects.select_for_update().get(round_set__pk=round_id)
+    # The federation, then the round, each locked alone: a FOR UPDATE over a join would lock both rows at once,
+    # in an order that can deadlock against the other writers (they all take the federation first).
+    federation_id = Round.objects.values_list("federation_id", flat=True).get(pk=round_id)
+    federation = Federation.objects.select_for_update().get(pk=federation_id)
     rnd = Round.objects.select_for_update().get(pk=round_id)
     if rnd.status in (Round.Status.CLOSED, Round.Status.FAILED):
         return
@@ -521,8 +535,10 @@ def round_due(*, round_id: int) -> str:
     """Settle one open round whose quorum is in or whose deadline passed; what was done."""
     with transaction.atomic(durable=True):  # whatever this decides commits with its ledger entry
         # Locked in the order submissions and aggregations take: the federation, then the round.
-        federation = Federation.objects.select_for_update().get(round_set__pk=round_id)
-        rnd = Round.objects.select_for_update().select_related("federation").get(pk=round_id)
+        # Each row locked alone (a joined FOR UPDATE locks both at once, in no set order).
+        federation_id = Round.objects.values_list("federation_id", flat=True).get(pk=round_id)
+        federation = Federation.objects.select_for_update().get(pk=federation_id)
+        rnd = Round.objects.select_for_update().get(pk=round_id)
         if rnd.status != Round.Status.OPEN or federation.status != Federation.Status.RUNNING:
             return "nothing"
         rnd.federation = federation

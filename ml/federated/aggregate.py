@@ -4,8 +4,10 @@ the server step that turns one round's updates into the next global model.
 The functions on lists of layer lists reproduce `flwr.server.strategy.aggregate` (checked against Flower's own
 outputs in `tests/ml/federated/test_aggregate.py`). `aggregate(...)` applies them to weight deltas: every party
 starts from the same global weights, so the median (or trimmed mean, or Krum choice) of `global + delta_i` is
-`global + ` that of the deltas. Where we differ from Flower by design: updates are sorted by id and summed in
-float64 so that anyone re-running a round gets the same digest, and Krum's ties go to the lowest id (stable sort).
+`global + ` that of the deltas. As in Flower, FedAvg and Multi-Krum's average weigh updates by their examples;
+median, trimmed mean, Krum and Bulyan ignore them. Where we differ from Flower by design: updates are sorted by
+id and summed in float64 so that anyone re-running a round gets the same digest, Krum's exact ties (mutual
+nearest neighbours) go to the lowest id by a stable sort, and the new global weights are float32.
 """
 
 import math

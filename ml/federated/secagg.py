@@ -155,7 +155,8 @@ def decode_masked(data: bytes, *, shapes: dict[str, tuple[int, ...]], max_bytes:
 
 def unmask_sum(masked: list[Tensors], total_examples: int) -> Tensors:
     """The example-weighted mean delta from every roster party's masked update (the masks cancel only when all
-    are present): the mod-2^64 sum, read as fixed point, divided by the total examples."""
+    are present): the mod-2^64 sum, read as fixed point, divided by the total examples. Passed to `aggregate` as
+    one Update (fedavg, fedprox or fedadam), it gives the round's new global model."""
     if not masked:
         raise ValueError("no masked updates to sum")
     if total_examples < 1:

@@ -458,3 +458,44 @@ def test_the_signed_message_binds_federation_round_digest_and_examples():
     a = protocol.update_message(federation=1, round=2, sha256="ab", num_examples=3)
     assert a != protocol.update_message(federation=1, round=3, sha256="ab", num_examples=3)
     assert a != protocol.update_message(federation=2, round=2, sha256="ab", num_examples=3)
+
+
+def test_fedadam_keeps_its_server_state_between_rounds_and_re_aggregation_still_matches(alice, bob, carol):
+    federation = create(alice, strategy="fedadam", rounds=2, options={"server_lr": 0.05})
+    members = admitted(federation, [keyed(bob), keyed(carol)])
+    for number in (1, 2):
+        for i, m in enumerate(members):
+            delta, n, _ = trained_delta(federation, number, i, 2)
+            submit(federation, number, m, delta, num_examples=n)
+        run_jobs()
+    first, second = Round.objects.filter(federation=federation).order_by("number")
+    assert first.server_state and second.server_state  # the moments, stored after each round
+    for rnd in (first, second):
+        assert services.round_recompute(round=rnd) == rnd.result_sha256
+    assert Federation.objects.get(pk=federation.pk).status == "finished"
+
+
+def test_differential_privacy_charges_each_party_its_epsilon_per_round(alice, bob, carol):
+    privacy = {"clip_norm": 1.0, "noise_multiplier": 1.1, "delta": 1e-5}
+    federation = create(alice, privacy=privacy, update_norm_bound=1000.0)
+    b, _c = admitted(federation, [keyed(bob), keyed(carol)])
+    assert federation.privacy == privacy
+    submit(federation, 1, b, small_delta(federation))
+    from ml.federated import privacy as fl_privacy
+
+    spent = Party.objects.get(pk=b.party.pk).epsilon_spent
+    assert (
+        spent == pytest.approx(fl_privacy.epsilon_spent(noise_multiplier=1.1, rounds=1, delta=1e-5))
+        and spent > 0
+    )
+
+
+def test_an_unknown_or_revoked_key_is_refused_and_ledgered(running):
+    from platform_site.accounts.models import PublicKey
+
+    federation, (b, _c) = running
+    delta = small_delta(federation)
+    refused_with(400, "unknown or revoked", lambda: submit(federation, 1, b, delta, key_id="nosuchkey"))
+    PublicKey.objects.filter(key_id=b.key_id).update(revoked_at=timezone.now())
+    refused_with(400, "unknown or revoked", lambda: submit(federation, 1, b, delta))
+    assert not Update.objects.exists()

@@ -1,0 +1,26 @@
+import pytest
+
+from ml.federated.simulate import plain_fedavg_loop
+
+# The digits task, 10 IID parties; local SGD lr 0.1 for 3 epochs so that 20 rounds reach the plateau (~0.97).
+RUN = {"rounds": 20, "recipe": {"lr": 0.1, "batch_size": 32, "local_epochs": 3}, "seed": 0}
+POISONED = {"byzantine": 3, "attack_scale": 10.0}  # parties 8-10 send -10 x their honest delta
+
+
+@pytest.mark.slow
+def test_robust_strategies_hold_the_clean_accuracy_against_three_sign_flipping_parties_and_fedavg_does_not():
+    clean = plain_fedavg_loop(**RUN)["final_accuracy"]
+    fedavg = plain_fedavg_loop(**RUN, **POISONED)["final_accuracy"]
+    multi_krum = plain_fedavg_loop(**RUN, **POISONED, strategy="multi_krum", options={"num_malicious": 3})
+    median = plain_fedavg_loop(**RUN, **POISONED, strategy="median")["final_accuracy"]
+    # trim_beta must cut at least the attackers' share from each end (Flower's default 0.2 cuts 2 of the 3).
+    trimmed = plain_fedavg_loop(**RUN, **POISONED, strategy="trimmed_mean", options={"trim_beta": 0.3})
+    assert clean > 0.95
+    assert fedavg < clean - 0.5
+    assert abs(multi_krum["final_accuracy"] - clean) <= 0.02
+    assert multi_krum["excluded"][-1] == 3
+    # Coordinate-wise median and trimmed mean are biased against the gradient by the attackers, who all sit on
+    # one side of each coordinate, by a fraction of the spread of the honest updates; with only ~144 rows per
+    # party that spread is wide, and they end 2-4 points below clean FedAvg on this task (seeds 0-4).
+    assert abs(median - clean) <= 0.03
+    assert abs(trimmed["final_accuracy"] - clean) <= 0.03
