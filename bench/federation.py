@@ -7,7 +7,7 @@ rounds of FedAvg weighted by examples, the same initial weights (`ml.federated.l
 and the same seeds and mini-batch order for every party in every system (party k's seed in round r is
 `federation.client.seed_for(k, r)`; local training is `ml.federated.local.train_local` everywhere):
 
-- **plain**: the floor, an in-process torch FedAvg loop (no framework, no I/O);
+- **plain**: the floor, `ml.federated.simulate.plain_fedavg_loop`: in-process torch FedAvg, no framework, no I/O;
 - **flower**: Flower 1.42's simulation engine (`flwr.simulation.run_simulation`, Ray backend, the Message API's
   FedAvg strategy with server-side evaluation), from its own virtualenv (BENCH_FLWR_VENV, default
   var/bench-flwr-venv, made on first use with `pip install 'flwr[simulation]==1.42.*' torch==2.13.0
@@ -179,35 +179,18 @@ def load(folder: Path) -> tuple[dict, dict, list[np.ndarray]]:
 # ---------------------------------------------------------------------------------------------------- plain
 
 
-def plain_child(folder: Path) -> None:
-    """The floor, in this process: FedAvg by examples over the parties' deltas, float64 sums."""
-    import torch
+def plain_child(folder: Path, alpha: float | None) -> None:
+    """The floor, in this process: `ml.federated.simulate.plain_fedavg_loop` (the platform's train_local and
+    aggregate, torch on one thread), on the same shares, which the loop makes itself the same way."""
+    from ml.federated.simulate import plain_fedavg_loop
 
-    from federation.client import seed_for
-    from ml.federated import local, tensors
-
-    torch.set_num_threads(1)  # as each of the others' parties (Ray's actors, our client processes)
-    cfg, data, parts = load(folder)
+    cfg, _, parts = load(folder)
     start = time.perf_counter()
-    weights = local.initial_tensors(cfg["spec"], 0)
-    ends = []
-    for r in range(1, cfg["rounds"] + 1):
-        results = [
-            local.train_local(spec=cfg["spec"], global_tensors=weights, X=data["X_train"][rows],
-                              y=data["y_train"][rows], recipe=cfg["recipe"], seed=seed_for(k, r))
-            for k, rows in enumerate(parts)
-        ]  # fmt: skip
-        total = sum(res.num_examples for res in results)
-        mean = {
-            n: sum(res.delta[n].astype(np.float64) * res.num_examples for res in results) / total
-            for n in weights
-        }
-        weights = tensors.add(weights, mean)
-        ends.append(time.perf_counter())
-    accuracy = local.evaluate(spec=cfg["spec"], tensors=weights, X=data["X_test"], y=data["y_test"])[
-        "accuracy"
-    ]
-    print(json.dumps({"start": start, "ends": ends, "accuracy": accuracy}))
+    out = plain_fedavg_loop(rounds=cfg["rounds"], parties=cfg["parties"], alpha=alpha, seed=0, threads=1)
+    if out["sizes"] != [len(p) for p in parts]:
+        raise RuntimeError(f"the plain loop's shares {out['sizes']} are not the benchmark's")
+    ends = list(start + np.cumsum(out["seconds"]))
+    print(json.dumps({"start": start, "ends": ends, "accuracy": out["final_accuracy"]}))
 
 
 # ---------------------------------------------------------------------------------------------------- flower
@@ -301,9 +284,10 @@ def run_child(cmd: list[str], *, env: dict | None = None, log: Path) -> tuple[di
     return json.loads(out.decode().strip().splitlines()[-1]), rss
 
 
-def run_plain(folder: Path) -> dict:
+def run_plain(folder: Path, split: str) -> dict:
+    alpha = "none" if split == "iid" else str(ALPHA)
     result, rss = run_child(
-        [sys.executable, __file__, "--plain-child", str(folder)], log=folder / "plain.log"
+        [sys.executable, __file__, "--plain-child", str(folder), alpha], log=folder / "plain.log"
     )
     return figures(result["ends"], result["start"], result["accuracy"], rss)
 
@@ -489,7 +473,7 @@ def main() -> None:
         folder = prepare(split)
         one: dict = {}
         if "plain" in SYSTEMS:
-            one["plain"] = run_plain(folder)
+            one["plain"] = run_plain(folder, split)
         if "flower" in SYSTEMS:
             one["flower"] = run_flower(folder)
         if "ours" in SYSTEMS:
@@ -509,7 +493,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--plain-child":
-        plain_child(Path(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--plain-child":
+        plain_child(Path(sys.argv[2]), None if sys.argv[3] == "none" else float(sys.argv[3]))
     else:
         main()

@@ -51,9 +51,10 @@ def digits_task(*, test_size: float = 0.2, random_state: int = 0) -> Task:
 
 
 def iid_partitions(n: int, parties: int, *, seed: int = 0) -> list[np.ndarray]:
-    """Row indices 0..n-1 shuffled by `seed` and cut into `parties` near-equal parts."""
+    """Row indices 0..n-1 shuffled by `seed` and cut into `parties` near-equal parts (in shuffled order, as
+    `ml.federated.simulate.digits_split` shares them)."""
     order = np.random.default_rng(seed).permutation(n)
-    return [np.sort(part) for part in np.array_split(order, parties)]
+    return list(np.array_split(order, parties))
 
 
 def dirichlet_partitions(
