@@ -1,0 +1,101 @@
+"""Simulated parties (federation/simulation.py) one step at a time, in this process: the client's run loop
+through the REST API by Django's handler (DjangoTransport), its refusals, the byzantine update, and the
+command's argument checks."""
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from federation.client import seed_for
+from federation.models import Federation, Round, Update
+from federation.simulation import (
+    DjangoTransport,
+    digits_federation_create,
+    parties_enrol,
+    party_runner,
+)
+from ledger.models import Entry
+from ml.architecture import parameter_shapes
+from ml.federated import local, tensors
+from ml.federated.splits import digits_task, iid_partitions
+from ml.tabular import read_table
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def federation(alice):
+    return digits_federation_create(coordinator=alice, name="Digits", rounds=2, min_parties=2)
+
+
+def test_enrolled_parties_are_joined_and_admitted_and_the_last_admission_opens_round_1(federation, alice):
+    parties = parties_enrol(federation=federation, parties=2, admit_as=alice)
+    federation.refresh_from_db()
+    assert federation.status == Federation.Status.RUNNING
+    assert sorted(federation.parties.values_list("pk", flat=True)) == sorted(parties)
+    assert Round.objects.get(federation=federation).number == 1
+
+
+def test_a_simulated_party_step_submits_a_signed_update_through_the_api_and_it_is_ledgered(federation, alice):
+    parties_enrol(federation=federation, parties=2, admit_as=alice)
+    step = party_runner(federation.pk, 0, []).step()
+    assert step.state == "submitted", step.message
+    assert "accepted (ledger entry #" in step.message
+    update = Update.objects.get()
+    entry = Entry.objects.get(kind="federation.update.accepted")
+    assert entry.payload["sha256"] == update.sha256
+    again = party_runner(federation.pk, 0, []).step()  # a restarted party that forgot it submitted
+    assert again.state == "refused"
+    assert "(409)" in again.message
+    assert Update.objects.count() == 1
+
+
+def test_a_byzantine_party_sends_its_honest_update_flipped_and_scaled_by_ten(federation, alice):
+    parties_enrol(federation=federation, parties=2, byzantine=1, admit_as=alice)
+    runner = party_runner(federation.pk, 0, [])
+    assert runner.step().state == "submitted"
+    sent = tensors.decode(
+        Update.objects.get().file.read(), shapes=parameter_shapes(federation.spec), max_bytes=1 << 24
+    )
+    rnd = Round.objects.get(federation=federation, number=1)
+    X, y = local.task_xy(_schema(federation), read_table(str(runner.party.data), fmt="csv"))
+    honest = local.train_local(
+        spec=federation.spec, global_tensors=tensors.decode(rnd.weights.read(),
+        shapes=parameter_shapes(federation.spec), max_bytes=1 << 24), X=X, y=y, recipe=federation.recipe, seed=seed_for(0, 1),
+    ).delta  # fmt: skip
+    for name in honest:
+        assert np.allclose(sent[name], -10 * honest[name], atol=1e-5)
+
+
+def _schema(federation):
+    from ml.features import FeatureSchema
+
+    return FeatureSchema.from_json(federation.schema)
+
+
+def test_the_parties_hold_disjoint_shares_of_the_training_rows(federation, alice):
+    parties_enrol(federation=federation, parties=2, admit_as=alice)
+    sizes = [read_table(str(party_runner(federation.pk, k, []).party.data), fmt="csv").n_rows for k in (0, 1)]
+    task = digits_task()
+    assert sizes == [len(p) for p in iid_partitions(len(task.y_train), 2, seed=0)]
+    assert sum(sizes) == len(task.y_train)
+
+
+def test_the_in_process_transport_returns_the_apis_refusal(federation, mallory):
+    from platform_site.accounts.services import api_token_create
+
+    _, token = api_token_create(user=mallory, name="t")
+    answer = DjangoTransport(token).request("POST", f"/api/federations/{federation.pk}/join/", json_body={})
+    assert answer.status == 400
+    assert "key_id" in answer.body.decode()
+
+
+def test_simulate_federation_refuses_more_byzantine_parties_than_parties(db):
+    with pytest.raises(CommandError, match="--byzantine"):
+        call_command("simulate_federation", parties=2, byzantine=3)
+    assert not Federation.objects.exists()
+
+
+def test_simulate_federation_refuses_a_non_positive_alpha(db):
+    with pytest.raises(CommandError, match="ALPHA"):
+        call_command("simulate_federation", parties=2, non_iid=0.0)
