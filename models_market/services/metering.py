@@ -9,7 +9,13 @@ other spending can ever make a settlement fail. Every change to a deposit happen
 and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
 """
 
+import functools
+import json
 import logging
+import threading
+import time
+from collections import deque
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -20,13 +26,21 @@ from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
-from ml.features import FeatureError
+from ml.features import FeatureError, FeatureSchema
 from models_market import runtime
-from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
-from models_market.services.receipts import receipt_issue, sha256_hex
+from models_market.models import CallMeter, ModelLicense, ModelToken, ModelVersion, Receipt
+from models_market.selectors import version_get_for_call
+from models_market.services.receipts import receipt_issue, receipt_sign, sha256_hex
 from models_market.verify_receipt import canonical_json
-from platform_site.accounts.models import User
-from platform_site.errors import Conflict, DomainError, NotFound, PaymentRequired, PermissionDenied
+from platform_site.accounts.models import ApiToken, User
+from platform_site.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 logger = logging.getLogger(__name__)
 _SAFE_INT = 2**53 - 1
@@ -78,20 +92,56 @@ def _license_for_call(user: User, version: ModelVersion, now: datetime) -> Model
     raise PermissionDenied("calling this model needs a licence: buy one on its token's page")
 
 
-def predict_call(*, user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+def predict_call(
+    *, user: User, version: ModelVersion, rows: Any, api_token_id: int | None = None
+) -> tuple[list[dict], Receipt | None]:
     """Run the model on `rows` for `user`: the rows are checked against the version's schema first (a 400 naming
     wrong and missing columns), then the caller's right: the token's owner calls for free, without a receipt;
     anyone else needs a valid licence (403). A metered call is counted and its price reserved in one durable
     transaction that writes its signed receipt (402 when the caller cannot pay). With MODELS_METERING off
-    licences are still checked but nothing is counted, reserved or signed."""
+    licences are still checked but nothing is counted, reserved or signed.
+
+    On PostgreSQL the common call is one statement that checks again everything `version` (perhaps read a few
+    seconds ago), the licence and `api_token_id` (the API token the caller came with, if any) said, and writes
+    the call; when any of it changed, the call is made again from rows read afresh. Unauthenticated when the
+    token or the user is no longer valid."""
+    if connection.vendor == "postgresql":
+        try:
+            called = _call_in_one_statement(user, version, rows, api_token_id)
+        except (NotFound, PermissionDenied):  # judged on rows read earlier: judged again below
+            called = None
+        if called is not None:
+            return called
+        _license_hints.pop((user.pk, version.pk), None)
+        version = version_get_for_call(version_id=version.pk)
+    return _call(user, version, rows)
+
+
+def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, Any]:
     if version.status != ModelVersion.Status.READY:
         raise NotFound("no such model version ready to call")
     schema = runtime.schema_for(version)
     _check_rows(rows)
     try:
-        X = schema.rows_matrix(rows)
+        return schema, schema.rows_matrix(rows)
     except FeatureError as exc:
         raise DomainError(str(exc)) from None
+
+
+def _hashes(schema: FeatureSchema, rows: Any, outputs: list[dict]) -> tuple[str, str]:
+    # The rows' keys are the schema's column names and their integers exact (_checked_matrix accepted them);
+    # the outputs' keys are ours, their integers the classes'.
+    exact = all(type(c) is not int or -_SAFE_INT <= c <= _SAFE_INT for c in schema.classes)
+    try:
+        return sha256_hex(canonical_json(rows, checked=True)), sha256_hex(
+            canonical_json(outputs, checked=exact)
+        )
+    except ValueError as exc:
+        raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
+
+
+def _call(user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+    schema, X = _checked_matrix(version, rows)
     token = getattr(version, "token", None)
     if token is None:
         raise NotFound("this model version has no token yet")
@@ -100,11 +150,150 @@ def predict_call(*, user: User, version: ModelVersion, rows: Any) -> tuple[list[
     outputs = runtime.predict(runtime.model_for(version), schema, X)
     if license is None or not settings.MODELS_METERING:
         return outputs, None
-    try:
-        input_sha256, output_sha256 = sha256_hex(canonical_json(rows)), sha256_hex(canonical_json(outputs))
-    except ValueError as exc:
-        raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
+    input_sha256, output_sha256 = _hashes(schema, rows, outputs)
     return outputs, _meter(user, version, license, len(rows), input_sha256, output_sha256, now)
+
+
+# The licence each (caller, version) was last called under in this process, and until when (time.monotonic())
+# it is taken without a query: the call's statement checks it is still the one _license_for_call would pick.
+LICENSE_HINT_SECONDS = 5.0
+_LICENSE_HINTS_MAX = 10_000
+_license_hints: dict[tuple[int, int], tuple[float, ModelLicense]] = {}
+
+
+def _license_hint(user: User, version: ModelVersion, now: datetime) -> ModelLicense:
+    key = (user.pk, version.pk)
+    hit = _license_hints.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    license = _license_for_call(user, version, now)
+    if len(_license_hints) >= _LICENSE_HINTS_MAX:
+        _license_hints.clear()
+    _license_hints[key] = (time.monotonic() + LICENSE_HINT_SECONDS, license)
+    return license
+
+
+def license_hints_forget(*, user: User) -> None:
+    """Forget which licence the user calls under (they bought one): the next call picks again."""
+    for key in [k for k in _license_hints if k[0] == user.pk]:
+        _license_hints.pop(key, None)
+
+
+def _call_in_one_statement(
+    user: User, version: ModelVersion, rows: Any, api_token_id: int | None
+) -> tuple[list[dict], Receipt | None] | None:
+    """The call, admitted and written by one statement (_ADMIT) that checks again the token, the user, the
+    version, its owner and the licence; None when any of them changed (nothing was written)."""
+    schema, X = _checked_matrix(version, rows)
+    token = getattr(version, "token", None)
+    if token is None:
+        raise NotFound("this model version has no token yet")
+    now = timezone.now()
+    license = None if token.owner_id == user.pk else _license_hint(user, version, now)
+    outputs = runtime.predict(runtime.model_for(version), schema, X)
+    receipt = None
+    if license is not None and settings.MODELS_METERING:
+        input_sha256, output_sha256 = _hashes(schema, rows, outputs)
+        quota = license.kind == ModelLicense.Kind.QUOTA
+        receipt = Receipt(
+            pk=_receipt_number(), license=license, version=version, caller=user,
+            price=0 if quota else license.price_per_call, model_sha256=version.artifact_sha256,
+            input_sha256=input_sha256, output_sha256=output_sha256, rows=len(rows), issued_at=now,
+        )  # fmt: skip
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    params = {
+        "user": user.pk, "api_token": api_token_id, "version": version.pk, "sha256": version.artifact_sha256,
+        "license": license.pk if license is not None else None, "now": now,
+        "quota": receipt is not None and license.kind == ModelLicense.Kind.QUOTA,
+        "price": receipt.price if receipt is not None else 0, "receipt": receipt.pk if receipt else None,
+        "model_sha256": version.artifact_sha256, "input_sha256": receipt and receipt.input_sha256,
+        "output_sha256": receipt and receipt.output_sha256, "rows": len(rows),
+        "body": json.dumps(receipt.body) if receipt else None, "key_id": receipt and receipt.key_id,
+        "signature": receipt and receipt.signature,
+    }  # fmt: skip
+    # One statement is one transaction of its own: durable when it returns. Inside another transaction it is
+    # refused as every durable transaction is (a test's own transaction excepted).
+    with transaction.atomic(durable=True) if connection.in_atomic_block else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(_admit_sql(), params)
+            caller_ok, admitted, receipted = cursor.fetchone()
+        if not caller_ok:
+            raise Unauthenticated("invalid, revoked or expired token")
+        if not admitted or (receipt is not None and not receipted):
+            return None
+        if receipt is not None:
+            _settle_when_due(receipt.pk)
+    return outputs, receipt
+
+
+@functools.cache
+def _admit_sql() -> str:
+    return _ADMIT.format(
+        user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
+        token=ModelToken._meta.db_table, license=ModelLicense._meta.db_table, meter=CallMeter._meta.db_table,
+        receipt=Receipt._meta.db_table,
+    )  # fmt: skip
+
+
+# A call in one statement (PostgreSQL), from what the process read before: the caller is active and their API
+# token (if any) neither revoked nor expired; the version is ready, unchanged, and owned by the caller for a free
+# call or by someone else for a licensed one; the licence is the one _license_for_call picks now. Then a quota
+# licence spends one call, or the price is reserved of the caller's deposit when it covers it (the meter row's
+# own columns decide, so a parallel call's reservation is seen), and the signed receipt is written. Returns
+# (caller valid, call admitted, receipt written); nothing is written unless all of it holds.
+_ADMIT = """
+WITH caller AS (
+    SELECT 1 FROM {user} u WHERE u.id = %(user)s AND u.is_active AND (
+        %(api_token)s::bigint IS NULL OR EXISTS (
+            SELECT 1 FROM {api_token} t WHERE t.id = %(api_token)s AND t.user_id = u.id
+            AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %(now)s)))
+), best AS (
+    SELECT l.id FROM {license} l WHERE l.holder_id = %(user)s AND l.version_id = %(version)s
+    AND (l.kind = 'perpetual' OR (l.kind = 'timed' AND l.expires_at > %(now)s)
+         OR (l.kind = 'quota' AND l.calls_left > 0))
+    ORDER BY CASE WHEN l.kind = 'quota' THEN 0 ELSE 1 END, l.price_per_call, l.id LIMIT 1
+), admitted AS (
+    SELECT 1 FROM caller, {version} v JOIN {token} k ON k.version_id = v.id
+    WHERE v.id = %(version)s AND v.status = 'ready' AND v.artifact_sha256 = %(sha256)s AND CASE
+        WHEN %(license)s::bigint IS NULL THEN k.owner_id = %(user)s
+        ELSE k.owner_id <> %(user)s AND (SELECT id FROM best) = %(license)s END
+), spent AS (
+    UPDATE {license} SET calls_left = calls_left - 1, calls_made = calls_made + 1
+    WHERE id = %(license)s AND %(quota)s AND calls_left > 0 AND EXISTS (SELECT 1 FROM admitted) RETURNING 1
+), reserved AS (
+    UPDATE {meter} SET reserved = reserved + %(price)s
+    WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s
+    AND EXISTS (SELECT 1 FROM admitted) RETURNING 1
+), receipt AS (
+    INSERT INTO {receipt} (id, license_id, version_id, caller_id, price, model_sha256, input_sha256,
+                           output_sha256, rows, issued_at, body, key_id, signature)
+    SELECT %(receipt)s::bigint, %(license)s::bigint, %(version)s::bigint, %(user)s::bigint, %(price)s::bigint,
+           %(model_sha256)s::text, %(input_sha256)s::text, %(output_sha256)s::text, %(rows)s::integer,
+           %(now)s::timestamptz, %(body)s::jsonb, %(key_id)s::text, %(signature)s::text
+    WHERE %(receipt)s::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM admitted)
+    AND (NOT %(quota)s OR EXISTS (SELECT 1 FROM spent)) AND (%(price)s = 0 OR EXISTS (SELECT 1 FROM reserved))
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM caller), EXISTS (SELECT 1 FROM admitted), EXISTS (SELECT 1 FROM receipt)
+"""
+
+# Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
+# number before it is signed: they rise call after call within a process; processes draw blocks of their own.
+RECEIPT_NUMBERS_AHEAD = 32
+_receipt_numbers: deque[int] = deque()
+_receipt_numbers_lock = threading.Lock()
+
+
+def _receipt_number() -> int:
+    with _receipt_numbers_lock:
+        if not _receipt_numbers:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                    [Receipt._meta.db_table, RECEIPT_NUMBERS_AHEAD],
+                )
+                _receipt_numbers.extend(sorted(n for (n,) in cursor.fetchall()))
+        return _receipt_numbers.popleft()
 
 
 def _meter(
@@ -132,10 +321,14 @@ def _meter(
             license=license, version=version, caller_id=user.pk, price=price, rows=rows,
             input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now, receipt_id=receipt_id,
         )  # fmt: skip
-        batch = settings.MODELS_SETTLE_BATCH
-        if batch and receipt.pk % batch == 0:  # about every `batch` calls, across all processes
-            transaction.on_commit(_kick_settlement)
+        _settle_when_due(receipt.pk)
     return receipt
+
+
+def _settle_when_due(receipt_id: int) -> None:
+    batch = settings.MODELS_SETTLE_BATCH
+    if batch and receipt_id % batch == 0:  # about every `batch` calls, across all processes
+        transaction.on_commit(_kick_settlement)
 
 
 def _kick_settlement() -> None:
@@ -162,30 +355,15 @@ def _meter_locked(user: User) -> CallMeter:
     return meter
 
 
-# The common case of a call in one statement on PostgreSQL: its receipt's number, and its price reserved when
-# the deposit covers it (the meter row's own columns decide, so a parallel call's reservation is seen).
-_NUMBER_AND_RESERVE = """
-    WITH reserved AS (
-        UPDATE models_market_callmeter SET reserved = reserved + %(price)s
-        WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s RETURNING 1
-    )
-    SELECT nextval(pg_get_serial_sequence('models_market_receipt', 'id')), EXISTS (SELECT 1 FROM reserved)
-"""
-
-
 def _number_and_reserve(user: User, price: int) -> tuple[int | None, bool]:
-    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_NUMBER_AND_RESERVE, {"price": price, "user": user.pk})
-            number, reserved = cursor.fetchone()
-        return number, reserved
+    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved when
+    the deposit covers it: the meter row's own columns decide, so a parallel call's reservation is seen)."""
     reserved = price > 0 and bool(
         CallMeter.objects.filter(user=user, deposit__gte=F("reserved") + price).update(
             reserved=F("reserved") + price
         )
     )
-    return None, reserved
+    return (_receipt_number() if connection.vendor == "postgresql" else None), reserved
 
 
 def _reserve(user: User, price: int) -> None:
