@@ -45,7 +45,9 @@ class PredictFastPath:
         self.enabled = settings.MODELS_FAST_PREDICT and settings.DATABASES["default"]["ENGINE"].endswith(
             "postgresql"
         )
-        self._threads = max(1, settings.MODELS_PREDICT_THREADS)
+        # Each thread holds a connection of the process's pool: some are left for Django's own requests.
+        pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool") or {}
+        self._threads = max(1, min(settings.MODELS_PREDICT_THREADS, pool.get("max_size", 10**6) - 2))
         self._executor: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope, receive, send) -> None:

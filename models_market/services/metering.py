@@ -9,13 +9,10 @@ other spending can ever make a settlement fail. Every change to a deposit happen
 and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
 """
 
-import functools
-import json
 import logging
 import threading
 import time
 from collections import deque
-from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -28,11 +25,12 @@ from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ml.features import FeatureError, FeatureSchema
 from models_market import runtime
-from models_market.models import CallMeter, ModelLicense, ModelToken, ModelVersion, Receipt
+from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
 from models_market.selectors import version_get_for_call
+from models_market.services.admission import Call, call_admit
 from models_market.services.receipts import receipt_issue, receipt_sign, sha256_hex
 from models_market.verify_receipt import canonical_json
-from platform_site.accounts.models import ApiToken, User
+from platform_site.accounts.models import User
 from platform_site.errors import (
     Conflict,
     DomainError,
@@ -101,7 +99,7 @@ def predict_call(
     transaction that writes its signed receipt (402 when the caller cannot pay). With MODELS_METERING off
     licences are still checked but nothing is counted, reserved or signed.
 
-    On PostgreSQL the common call is one statement that checks again everything `version` (perhaps read a few
+    On PostgreSQL the common call is one statement (shared with parallel calls) that checks again everything `version` (perhaps read a few
     seconds ago), the licence and `api_token_id` (the API token the caller came with, if any) said, and writes
     the call; when any of it changed, the call is made again from rows read afresh. Unauthenticated when the
     token or the user is no longer valid."""
@@ -182,8 +180,9 @@ def license_hints_forget(*, user: User) -> None:
 def _call_in_one_statement(
     user: User, version: ModelVersion, rows: Any, api_token_id: int | None
 ) -> tuple[list[dict], Receipt | None] | None:
-    """The call, admitted and written by one statement (_ADMIT) that checks again the token, the user, the
-    version, its owner and the licence; None when any of them changed (nothing was written)."""
+    """The call, admitted and written by one statement (admission.call_admit, with the calls that other threads
+    have ready at the same moment) that checks again the token, the user, the version, its owner and the
+    licence; None when any of them changed or the call did not fit in its group (nothing of it was written)."""
     schema, X = _checked_matrix(version, rows)
     token = getattr(version, "token", None)
     if token is None:
@@ -201,81 +200,20 @@ def _call_in_one_statement(
             input_sha256=input_sha256, output_sha256=output_sha256, rows=len(rows), issued_at=now,
         )  # fmt: skip
         receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
-    params = {
-        "user": user.pk, "api_token": api_token_id, "version": version.pk, "sha256": version.artifact_sha256,
-        "license": license.pk if license is not None else None, "now": now,
-        "quota": receipt is not None and license.kind == ModelLicense.Kind.QUOTA,
-        "price": receipt.price if receipt is not None else 0, "receipt": receipt.pk if receipt else None,
-        "model_sha256": version.artifact_sha256, "input_sha256": receipt and receipt.input_sha256,
-        "output_sha256": receipt and receipt.output_sha256, "rows": len(rows),
-        "body": json.dumps(receipt.body) if receipt else None, "key_id": receipt and receipt.key_id,
-        "signature": receipt and receipt.signature,
-    }  # fmt: skip
-    # One statement is one transaction of its own: durable when it returns. Inside another transaction it is
-    # refused as every durable transaction is (a test's own transaction excepted).
-    with transaction.atomic(durable=True) if connection.in_atomic_block else nullcontext():
-        with connection.cursor() as cursor:
-            cursor.execute(_admit_sql(), params)
-            caller_ok, admitted, receipted = cursor.fetchone()
-        if not caller_ok:
-            raise Unauthenticated("invalid, revoked or expired token")
-        if not admitted or (receipt is not None and not receipted):
-            return None
-        if receipt is not None:
-            _settle_when_due(receipt.pk)
+    call = Call(
+        user_id=user.pk, api_token_id=api_token_id, version_id=version.pk, sha256=version.artifact_sha256,
+        license_id=license.pk if license is not None else None, now=now, receipt=receipt,
+        quota=receipt is not None and license.kind == ModelLicense.Kind.QUOTA,
+    )  # fmt: skip
+    call_admit(call)
+    if not call.caller_ok:
+        raise Unauthenticated("invalid, revoked or expired token")
+    if not call.admitted or (receipt is not None and not call.written):
+        return None
+    if receipt is not None:
+        _settle_when_due(receipt.pk)
     return outputs, receipt
 
-
-@functools.cache
-def _admit_sql() -> str:
-    return _ADMIT.format(
-        user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
-        token=ModelToken._meta.db_table, license=ModelLicense._meta.db_table, meter=CallMeter._meta.db_table,
-        receipt=Receipt._meta.db_table,
-    )  # fmt: skip
-
-
-# A call in one statement (PostgreSQL), from what the process read before: the caller is active and their API
-# token (if any) neither revoked nor expired; the version is ready, unchanged, and owned by the caller for a free
-# call or by someone else for a licensed one; the licence is the one _license_for_call picks now. Then a quota
-# licence spends one call, or the price is reserved of the caller's deposit when it covers it (the meter row's
-# own columns decide, so a parallel call's reservation is seen), and the signed receipt is written. Returns
-# (caller valid, call admitted, receipt written); nothing is written unless all of it holds.
-_ADMIT = """
-WITH caller AS (
-    SELECT 1 FROM {user} u WHERE u.id = %(user)s AND u.is_active AND (
-        %(api_token)s::bigint IS NULL OR EXISTS (
-            SELECT 1 FROM {api_token} t WHERE t.id = %(api_token)s AND t.user_id = u.id
-            AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %(now)s)))
-), best AS (
-    SELECT l.id FROM {license} l WHERE l.holder_id = %(user)s AND l.version_id = %(version)s
-    AND (l.kind = 'perpetual' OR (l.kind = 'timed' AND l.expires_at > %(now)s)
-         OR (l.kind = 'quota' AND l.calls_left > 0))
-    ORDER BY CASE WHEN l.kind = 'quota' THEN 0 ELSE 1 END, l.price_per_call, l.id LIMIT 1
-), admitted AS (
-    SELECT 1 FROM caller, {version} v JOIN {token} k ON k.version_id = v.id
-    WHERE v.id = %(version)s AND v.status = 'ready' AND v.artifact_sha256 = %(sha256)s AND CASE
-        WHEN %(license)s::bigint IS NULL THEN k.owner_id = %(user)s
-        ELSE k.owner_id <> %(user)s AND (SELECT id FROM best) = %(license)s END
-), spent AS (
-    UPDATE {license} SET calls_left = calls_left - 1, calls_made = calls_made + 1
-    WHERE id = %(license)s AND %(quota)s AND calls_left > 0 AND EXISTS (SELECT 1 FROM admitted) RETURNING 1
-), reserved AS (
-    UPDATE {meter} SET reserved = reserved + %(price)s
-    WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s
-    AND EXISTS (SELECT 1 FROM admitted) RETURNING 1
-), receipt AS (
-    INSERT INTO {receipt} (id, license_id, version_id, caller_id, price, model_sha256, input_sha256,
-                           output_sha256, rows, issued_at, body, key_id, signature)
-    SELECT %(receipt)s::bigint, %(license)s::bigint, %(version)s::bigint, %(user)s::bigint, %(price)s::bigint,
-           %(model_sha256)s::text, %(input_sha256)s::text, %(output_sha256)s::text, %(rows)s::integer,
-           %(now)s::timestamptz, %(body)s::jsonb, %(key_id)s::text, %(signature)s::text
-    WHERE %(receipt)s::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM admitted)
-    AND (NOT %(quota)s OR EXISTS (SELECT 1 FROM spent)) AND (%(price)s = 0 OR EXISTS (SELECT 1 FROM reserved))
-    RETURNING 1
-)
-SELECT EXISTS (SELECT 1 FROM caller), EXISTS (SELECT 1 FROM admitted), EXISTS (SELECT 1 FROM receipt)
-"""
 
 # Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
 # number before it is signed: they rise call after call within a process; processes draw blocks of their own.

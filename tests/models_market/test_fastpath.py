@@ -9,16 +9,18 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from ledger import chain
+from ledger import services as ledger_services
 from ledger.models import Account, SigningKey
 from models_market import selectors, services
 from models_market.fastpath import PredictFastPath
 from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
-from models_market.services import metering
+from models_market.services import admission, metering
+from models_market.services.receipts import receipt_sign
 from platform_site.accounts import services as accounts
 from platform_site.accounts.models import ApiToken
 from platform_site.streaming import StreamingASGIHandler
@@ -292,3 +294,76 @@ def test_parallel_calls_with_funds_for_some_never_overdraw_and_settle_as_receipt
         pass
     assert sum(Settlement.objects.values_list("calls", flat=True)) == 10 == Receipt.objects.count()
     assert balance(bob) + balance(f"deposit:{bob.pk}") == 0
+
+
+def _call(user, token, license=None, *, price=0, api_token=None) -> admission.Call:
+    """A call as a thread makes it ready for its group: numbered, signed."""
+    version, now = token.version, timezone.now()
+    receipt = None
+    if license is not None:
+        receipt = Receipt(pk=metering._receipt_number(), license=license, version=version, caller=user,
+                          price=price, model_sha256=version.artifact_sha256, input_sha256="0" * 64,
+                          output_sha256="1" * 64, rows=1, issued_at=now)  # fmt: skip
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    return admission.Call(
+        user_id=user.pk, api_token_id=api_token, version_id=version.pk, sha256=version.artifact_sha256,
+        license_id=license.pk if license else None, now=now, receipt=receipt,
+        quota=license is not None and license.kind == "quota",
+    )  # fmt: skip
+
+
+def outcome(call) -> tuple[bool, bool, bool]:
+    return call.caller_ok, call.admitted, call.written
+
+
+def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alice, bob, carol, mallory):
+    for user in (bob, carol):
+        fund(f"user:{user.pk}", 1_000 + 2 * PRICE)
+        services.license_purchase(buyer=user, token=token, kind="perpetual")
+    # Deposits as a top-up leaves them: bob's holds two calls' prices, carol's one.
+    for user, amount in ((bob, 2 * PRICE), (carol, PRICE)):
+        with transaction.atomic():
+            ledger_services.postings_post(
+                kind="models_market.deposit.topped_up", actor=f"user:{user.pk}", payload={"amount": amount},
+                postings=[{"account": f"user:{user.pk}", "amount": -amount},
+                          {"account": f"deposit:{user.pk}", "amount": amount}],
+            )  # fmt: skip
+            CallMeter.objects.create(user=user, deposit=amount)
+    bob_licence, carol_licence = (ModelLicense.objects.get(holder=u) for u in (bob, carol))
+    revoked, _ = accounts.api_token_create(user=bob, name="old")
+    ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    group = [
+        _call(bob, token, bob_licence, price=PRICE), _call(alice, token), _call(bob, token, bob_licence, price=PRICE),
+        _call(carol, token, carol_licence, price=PRICE), _call(carol, token, carol_licence, price=PRICE),
+        _call(mallory, token, bob_licence, price=PRICE), _call(bob, token, api_token=revoked.pk),
+    ]  # fmt: skip
+    admission._write(group)
+    assert [outcome(c) for c in group] == [
+        (True, True, True),
+        (True, True, False),
+        (True, True, True),  # bob's two fit; alice's is free
+        (True, True, False),
+        (True, True, False),  # carol's deposit covers one of her two: neither is written
+        (True, False, False),  # not mallory's licence
+        (False, False, False),  # a revoked token
+    ]
+    assert sorted(Receipt.objects.values_list("pk", flat=True)) == sorted(
+        [group[0].receipt.pk, group[2].receipt.pk]
+    )
+    assert (CallMeter.objects.get(user=bob).reserved, CallMeter.objects.get(user=carol).reserved) == (
+        2 * PRICE,
+        0,
+    )
+
+
+def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
+    fund(f"user:{bob.pk}", 300)
+    quota = services.license_purchase(buyer=bob, token=token, kind="quota")  # two calls
+    group = [_call(bob, token, quota) for _ in range(3)]
+    admission._write(group)
+    assert [c.written for c in group] == [False] * 3
+    group = group[:2]
+    admission._write(group)
+    assert [c.written for c in group] == [True, True]
+    quota.refresh_from_db()
+    assert (quota.calls_left, quota.calls_made, Receipt.objects.count()) == (0, 2, 2)
