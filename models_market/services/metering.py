@@ -99,10 +99,10 @@ def predict_call(
     transaction that writes its signed receipt (402 when the caller cannot pay). With MODELS_METERING off
     licences are still checked but nothing is counted, reserved or signed.
 
-    On PostgreSQL the common call is one statement (shared with parallel calls) that checks again everything `version` (perhaps read a few
-    seconds ago), the licence and `api_token_id` (the API token the caller came with, if any) said, and writes
-    the call; when any of it changed, the call is made again from rows read afresh. Unauthenticated when the
-    token or the user is no longer valid."""
+    On PostgreSQL the common call is one statement (shared with parallel calls) that checks again everything
+    `version` (perhaps read a few seconds ago), the licence and `api_token_id` (the API token the caller came
+    with, if any) said, and writes the call; when any of it changed, the call is made again from rows read
+    afresh. Unauthenticated when the token or the user is no longer valid."""
     if connection.vendor == "postgresql":
         try:
             called = _call_in_one_statement(user, version, rows, api_token_id)
