@@ -129,7 +129,9 @@ def federation_detail(*, federation_id: int) -> Federation:
     rounds = (
         Round.objects.annotate(submitted=Count("updates"))
         .order_by("number")
-        .prefetch_related(Prefetch("updates", queryset=Update.objects.select_related("party__user", "party__organization")))
+        .prefetch_related(
+            Prefetch("updates", queryset=Update.objects.select_related("party__user", "party__organization"))
+        )
     )
     return (
         Federation.objects.select_related("coordinator")
