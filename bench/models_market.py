@@ -4,7 +4,8 @@ One small model (a logistic regression on 20 features), called with batches of 1
 clients (keep-alive HTTP/1.1, one connection each), through five servers measured in the same run:
 
 - **ours, metered**: `POST /api/models/versions/<id>/predict/` on the live server (uvicorn, as `make run`
-  serves), licence checked, reservation, signed receipt per call;
+  serves; an API-token call, so answered by models_market/fastpath.py ahead of Django's middleware), licence
+  checked, reservation, signed receipt per call;
 - **ours, metering off**: the same endpoint with MODELS_METERING=false (licence still checked);
 - **MLflow**: `mlflow models serve --env-manager local -w 1` on the same coefficients, the `inputs` payload;
 - **a minimal FastAPI endpoint** calling the same model, one uvicorn worker: the floor of an HTTP model server;

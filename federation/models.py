@@ -133,6 +133,11 @@ class Party(models.Model):
         return f"party {self.pk} of {self.federation_id} ({self.owner_label})"
 
     @property
+    def name(self) -> str:
+        """Who the party is, as pages show it: the organization's name or the user's."""
+        return self.organization.name if self.organization_id else self.user.username
+
+    @property
     def owner_label(self) -> str:
         """The party's ledger account (and actor) name."""
         return (

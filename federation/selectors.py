@@ -129,14 +129,16 @@ def federation_detail(*, federation_id: int) -> Federation:
     rounds = (
         Round.objects.annotate(submitted=Count("updates"))
         .order_by("number")
-        .prefetch_related(Prefetch("updates", queryset=Update.objects.select_related("party")))
+        .prefetch_related(
+            Prefetch("updates", queryset=Update.objects.select_related("party__user", "party__organization"))
+        )
     )
     return (
         Federation.objects.select_related("coordinator")
         .prefetch_related(
             Prefetch("parties", queryset=Party.objects.select_related("user", "organization")),
             Prefetch("round_set", queryset=rounds),
-            Prefetch("payouts", queryset=Payout.objects.select_related("party")),
+            Prefetch("payouts", queryset=Payout.objects.select_related("party__user", "party__organization")),
         )
         .get(pk=federation.pk)
     )

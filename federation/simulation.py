@@ -175,6 +175,7 @@ def digits_federation_create(
     *, coordinator, name: str, rounds: int, min_parties: int, strategy: str = "fedavg", options: dict | None = None,
     secure_aggregation: bool = False, privacy: dict | None = None, target_value: float | None = None,
     update_norm_bound: float = 1000.0, round_deadline: int = 600, folder: Path | None = None,
+    description: str = "", reward_pool: int = 0,
 ):  # fmt: skip
     """A federation on the digits task (MLP 64-128-10, SGD lr 0.05, batch 32, 1 epoch), validated on the
     held-out 20%."""
@@ -190,7 +191,8 @@ def digits_federation_create(
         validation = write_csv(Path(scratch) / "validation.csv", task, test=True)
         with open(validation, "rb") as fh:
             return federation_create(
-                coordinator=coordinator, name=name, schema=task.schema.to_json(), spec=task.spec(),
+                coordinator=coordinator, name=name, description=description, reward_pool=reward_pool,
+                schema=task.schema.to_json(), spec=task.spec(),
                 recipe={"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "local_epochs": 1, "proximal_mu": 0.0},
                 strategy=strategy, options=options or {}, privacy=privacy, secure_aggregation=secure_aggregation,
                 update_norm_bound=update_norm_bound, rounds=rounds, min_parties=min_parties,

@@ -86,6 +86,12 @@ def detail(request: HttpRequest, federation_id: int) -> HttpResponse:
         for r in rounds
         for digest, reason in (r.excluded or {}).items()
     ]
+    outliers: dict[int, int] = {}
+    for e in excluded:
+        if e["party"] is not None:
+            outliers[e["party"].pk] = outliers.get(e["party"].pk, 0) + 1
+    for party in parties:
+        party.excluded_rounds = outliers.get(party.pk, 0)
     mine = selectors.party_for_user(federation=federation, user=user) if user.is_authenticated else None
     is_coordinator = selectors.is_coordinator(federation=federation, user=user)
     join_form = None

@@ -308,6 +308,7 @@ class ModelDownloadApi(APIView):
 
 # ---- money (tokens, licences, metered calls)
 
+ROWS_EXPECTED = 'send {"rows": [{column: value}, ...]} as JSON, or the rows as CSV'
 # The largest predict body read: 10,000 rows of a few dozen columns fit well within it.
 PREDICT_MAX_BYTES = 16 * 1024 * 1024
 
@@ -378,7 +379,7 @@ class ModelReceiptOutputSerializer(serializers.ModelSerializer):
         return services.receipt_proof(receipt=receipt) if self.context.get("proof") else None
 
 
-def _fresh_receipt(receipt: Receipt | None) -> dict | None:
+def fresh_receipt(receipt: Receipt | None) -> dict | None:
     """A receipt just issued, as ModelReceiptOutputSerializer writes it (built by hand: this is every call)."""
     if receipt is None:
         return None
@@ -411,11 +412,11 @@ class PredictApi(APIView):
     def post(self, request, version_id: int):
         version = selectors.version_get_for_call(version_id=version_id)
         if not isinstance(request.data, dict) or "rows" not in request.data:
-            raise DomainError('send {"rows": [{column: value}, ...]} as JSON, or the rows as CSV')
+            raise DomainError(ROWS_EXPECTED)
         outputs, receipt = services.predict_call(
             user=request.user, version=version, rows=request.data["rows"]
         )
-        return Response({"predictions": outputs, "receipt": _fresh_receipt(receipt)})
+        return Response({"predictions": outputs, "receipt": fresh_receipt(receipt)})
 
 
 class ReceiptDetailApi(APIView):

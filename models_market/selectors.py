@@ -1,6 +1,7 @@
 """Reads of the models market that pages and the API share: browsing, one model's lineage and usage, tokens,
 licences and receipts, and a user's models."""
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,25 @@ def version_get_for_call(*, version_id: int) -> ModelVersion:
     )
     if version is None:
         raise NotFound("no such model version ready to call")
+    return version
+
+
+# Versions read for calls lately, by id: (until when, time.monotonic(); the version with its token).
+RECENT_VERSION_SECONDS = 5.0
+_RECENT_VERSIONS_MAX = 4096
+_recent_versions: dict[int, tuple[float, ModelVersion]] = {}
+
+
+def version_get_for_call_recent(*, version_id: int) -> ModelVersion:
+    """version_get_for_call, without a query when this process read the version within RECENT_VERSION_SECONDS:
+    for callers that check its status, artifact and owner again where they write (services.predict_call)."""
+    hit = _recent_versions.get(version_id)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    version = version_get_for_call(version_id=version_id)
+    if len(_recent_versions) >= _RECENT_VERSIONS_MAX:
+        _recent_versions.clear()
+    _recent_versions[version_id] = (time.monotonic() + RECENT_VERSION_SECONDS, version)
     return version
 
 

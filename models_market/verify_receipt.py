@@ -109,10 +109,31 @@ def _prepared(value: Any, spelled: list[str]) -> Any:
     return value
 
 
-def canonical_json(value: Any) -> bytes:
+# In the standard encoder's compact text, a number that RFC 8785 spells otherwise: an exponent (1e-05, 1.5e+16)
+# or an integral float (5.0, -0.0). Also matches such text inside strings, which only costs the slower way.
+_RESPELL = re.compile(r"e[+-]|\.0(?:[,\]}]|$)")
+
+
+def canonical_json(value: Any, *, checked: bool = False) -> bytes:
     """RFC 8785 bytes of a JSON value that may hold floats (rows, predictions), written by the standard
     library's encoder (fast) with ECMAScript's spelling of numbers; the rfc8785 package writes the rare values
-    that encoder cannot (keys beyond U+FFFF sort differently). ValueError for what JSON cannot say."""
+    that encoder cannot (keys beyond U+FFFF sort differently). ValueError for what JSON cannot say.
+
+    `checked=True`: the caller knows that every object key is text and every integer within ±2**53-1 (rows
+    that the feature schema accepted, predictions); the value is then encoded as it is, and walked only when a
+    number needs respelling."""
+    if checked:
+        try:
+            text = _encode(value)
+        except (ValueError, TypeError):
+            text = None  # NaN, infinity or not JSON: the walk below says which
+        if text is not None and not _RESPELL.search(text):
+            try:
+                raw = text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text contains a lone surrogate (not valid Unicode)") from None
+            if len(raw) == len(text) or len(text.encode("utf-16-le")) == 2 * len(text):
+                return raw
     spelled: list[str] = []
     try:
         text = _encode(_prepared(value, spelled))

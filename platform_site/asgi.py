@@ -10,6 +10,11 @@ from platform_site.streaming import StreamingASGIHandler  # noqa: E402
 
 django_asgi_app = StreamingASGIHandler()
 
+# Predict calls by API token are answered ahead of Django's middleware (models_market/fastpath.py).
+from models_market.fastpath import PredictFastPath  # noqa: E402
+
+http_app = PredictFastPath(django_asgi_app)
+
 # Imported after Django is set up: the routing modules import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -19,7 +24,7 @@ from platform_site.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -17,6 +17,13 @@ class DomainError(Exception):
         self.message = message
 
 
+class Unauthenticated(DomainError):
+    """The credentials a request came with are no longer valid (401): a token revoked or expired since."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+
 class NotFound(DomainError, Http404):
     status_code = 404
     code = "not_found"

@@ -303,6 +303,10 @@ CELERY_BEAT_SCHEDULE["models-settle-calls"] = {
     "options": {"queue": "default"},
 }
 # Loaded models kept per process (least recently used first out), by artifact size: 256 MiB by default.
+# Predict calls by API token answered ahead of Django's middleware and DRF, on this many threads of their own
+# (each holds a connection of the pool, at most DB_POOL_MAX - 2); PostgreSQL only. See models_market/fastpath.py.
+MODELS_FAST_PREDICT = env_bool("MODELS_FAST_PREDICT", True)
+MODELS_PREDICT_THREADS = int(os.environ.get("MODELS_PREDICT_THREADS", 8))
 MODELS_CACHE_BYTES = int(os.environ.get("MODELS_CACHE_BYTES", 256 * 1024 * 1024))
 
 # ML: "cuda" or "cpu" forces a device; empty picks CUDA when available.

@@ -1,5 +1,6 @@
 """Access licences: perpetual, timed (until an expiry, like ERC-4907's `expires`) or a prepaid quota of calls."""
 
+import functools
 from datetime import timedelta
 
 from django.db import transaction
@@ -8,6 +9,7 @@ from django.utils import timezone
 from ledger import services as ledger
 from models_market.models import ModelLicense, ModelToken
 from models_market.services.lineage import payment_postings, payment_shares
+from models_market.services.metering import license_hints_forget
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError
 
@@ -54,6 +56,8 @@ def license_purchase(*, buyer: User, token: ModelToken, kind: str) -> ModelLicen
             )  # fmt: skip
         except ledger.InsufficientFunds as exc:  # only the buyer pays: say it to them, without account names
             raise exc.to_owner(what="the licence costs") from exc
+        # This process's calls pick their licence again (the statement of a call in another checks it).
+        transaction.on_commit(functools.partial(license_hints_forget, user=buyer))
         return ModelLicense.objects.create(
             version=token.version, holder=buyer, kind=kind, price=price,
             price_per_call=0 if kind == ModelLicense.Kind.QUOTA else token.price_per_call,

@@ -10,6 +10,9 @@ and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls a
 """
 
 import logging
+import threading
+import time
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -20,13 +23,22 @@ from django.utils import timezone
 
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
-from ml.features import FeatureError
+from ml.features import FeatureError, FeatureSchema
 from models_market import runtime
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
-from models_market.services.receipts import receipt_issue, sha256_hex
+from models_market.selectors import version_get_for_call
+from models_market.services.admission import Call, call_admit
+from models_market.services.receipts import receipt_issue, receipt_sign, sha256_hex
 from models_market.verify_receipt import canonical_json
 from platform_site.accounts.models import User
-from platform_site.errors import Conflict, DomainError, NotFound, PaymentRequired, PermissionDenied
+from platform_site.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PaymentRequired,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 logger = logging.getLogger(__name__)
 _SAFE_INT = 2**53 - 1
@@ -78,20 +90,56 @@ def _license_for_call(user: User, version: ModelVersion, now: datetime) -> Model
     raise PermissionDenied("calling this model needs a licence: buy one on its token's page")
 
 
-def predict_call(*, user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+def predict_call(
+    *, user: User, version: ModelVersion, rows: Any, api_token_id: int | None = None
+) -> tuple[list[dict], Receipt | None]:
     """Run the model on `rows` for `user`: the rows are checked against the version's schema first (a 400 naming
     wrong and missing columns), then the caller's right: the token's owner calls for free, without a receipt;
     anyone else needs a valid licence (403). A metered call is counted and its price reserved in one durable
     transaction that writes its signed receipt (402 when the caller cannot pay). With MODELS_METERING off
-    licences are still checked but nothing is counted, reserved or signed."""
+    licences are still checked but nothing is counted, reserved or signed.
+
+    On PostgreSQL the common call is one statement (shared with parallel calls) that checks again everything
+    `version` (perhaps read a few seconds ago), the licence and `api_token_id` (the API token the caller came
+    with, if any) said, and writes the call; when any of it changed, the call is made again from rows read
+    afresh. Unauthenticated when the token or the user is no longer valid."""
+    if connection.vendor == "postgresql":
+        try:
+            called = _call_in_one_statement(user, version, rows, api_token_id)
+        except (NotFound, PermissionDenied):  # judged on rows read earlier: judged again below
+            called = None
+        if called is not None:
+            return called
+        _license_hints.pop((user.pk, version.pk), None)
+        version = version_get_for_call(version_id=version.pk)
+    return _call(user, version, rows)
+
+
+def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, Any]:
     if version.status != ModelVersion.Status.READY:
         raise NotFound("no such model version ready to call")
     schema = runtime.schema_for(version)
     _check_rows(rows)
     try:
-        X = schema.rows_matrix(rows)
+        return schema, schema.rows_matrix(rows)
     except FeatureError as exc:
         raise DomainError(str(exc)) from None
+
+
+def _hashes(schema: FeatureSchema, rows: Any, outputs: list[dict]) -> tuple[str, str]:
+    # The rows' keys are the schema's column names and their integers exact (_checked_matrix accepted them);
+    # the outputs' keys are ours, their integers the classes'.
+    exact = all(type(c) is not int or -_SAFE_INT <= c <= _SAFE_INT for c in schema.classes)
+    try:
+        return sha256_hex(canonical_json(rows, checked=True)), sha256_hex(
+            canonical_json(outputs, checked=exact)
+        )
+    except ValueError as exc:
+        raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
+
+
+def _call(user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+    schema, X = _checked_matrix(version, rows)
     token = getattr(version, "token", None)
     if token is None:
         raise NotFound("this model version has no token yet")
@@ -100,11 +148,90 @@ def predict_call(*, user: User, version: ModelVersion, rows: Any) -> tuple[list[
     outputs = runtime.predict(runtime.model_for(version), schema, X)
     if license is None or not settings.MODELS_METERING:
         return outputs, None
-    try:
-        input_sha256, output_sha256 = sha256_hex(canonical_json(rows)), sha256_hex(canonical_json(outputs))
-    except ValueError as exc:
-        raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
+    input_sha256, output_sha256 = _hashes(schema, rows, outputs)
     return outputs, _meter(user, version, license, len(rows), input_sha256, output_sha256, now)
+
+
+# The licence each (caller, version) was last called under in this process, and until when (time.monotonic())
+# it is taken without a query: the call's statement checks it is still the one _license_for_call would pick.
+LICENSE_HINT_SECONDS = 5.0
+_LICENSE_HINTS_MAX = 10_000
+_license_hints: dict[tuple[int, int], tuple[float, ModelLicense]] = {}
+
+
+def _license_hint(user: User, version: ModelVersion, now: datetime) -> ModelLicense:
+    key = (user.pk, version.pk)
+    hit = _license_hints.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    license = _license_for_call(user, version, now)
+    if len(_license_hints) >= _LICENSE_HINTS_MAX:
+        _license_hints.clear()
+    _license_hints[key] = (time.monotonic() + LICENSE_HINT_SECONDS, license)
+    return license
+
+
+def license_hints_forget(*, user: User) -> None:
+    """Forget which licence the user calls under (they bought one): the next call picks again."""
+    for key in [k for k in _license_hints if k[0] == user.pk]:
+        _license_hints.pop(key, None)
+
+
+def _call_in_one_statement(
+    user: User, version: ModelVersion, rows: Any, api_token_id: int | None
+) -> tuple[list[dict], Receipt | None] | None:
+    """The call, admitted and written by one statement (admission.call_admit, with the calls that other threads
+    have ready at the same moment) that checks again the token, the user, the version, its owner and the
+    licence; None when any of them changed or the call did not fit in its group (nothing of it was written)."""
+    schema, X = _checked_matrix(version, rows)
+    token = getattr(version, "token", None)
+    if token is None:
+        raise NotFound("this model version has no token yet")
+    now = timezone.now()
+    license = None if token.owner_id == user.pk else _license_hint(user, version, now)
+    outputs = runtime.predict(runtime.model_for(version), schema, X)
+    receipt = None
+    if license is not None and settings.MODELS_METERING:
+        input_sha256, output_sha256 = _hashes(schema, rows, outputs)
+        quota = license.kind == ModelLicense.Kind.QUOTA
+        receipt = Receipt(
+            pk=_receipt_number(), license=license, version=version, caller=user,
+            price=0 if quota else license.price_per_call, model_sha256=version.artifact_sha256,
+            input_sha256=input_sha256, output_sha256=output_sha256, rows=len(rows), issued_at=now,
+        )  # fmt: skip
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    call = Call(
+        user_id=user.pk, api_token_id=api_token_id, version_id=version.pk, sha256=version.artifact_sha256,
+        license_id=license.pk if license is not None else None, now=now, receipt=receipt,
+        quota=receipt is not None and license.kind == ModelLicense.Kind.QUOTA,
+    )  # fmt: skip
+    call_admit(call)
+    if not call.caller_ok:
+        raise Unauthenticated("invalid, revoked or expired token")
+    if not call.admitted or (receipt is not None and not call.written):
+        return None
+    if receipt is not None:
+        _settle_when_due(receipt.pk)
+    return outputs, receipt
+
+
+# Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
+# number before it is signed: they rise call after call within a process; processes draw blocks of their own.
+RECEIPT_NUMBERS_AHEAD = 32
+_receipt_numbers: deque[int] = deque()
+_receipt_numbers_lock = threading.Lock()
+
+
+def _receipt_number() -> int:
+    with _receipt_numbers_lock:
+        if not _receipt_numbers:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                    [Receipt._meta.db_table, RECEIPT_NUMBERS_AHEAD],
+                )
+                _receipt_numbers.extend(sorted(n for (n,) in cursor.fetchall()))
+        return _receipt_numbers.popleft()
 
 
 def _meter(
@@ -132,10 +259,14 @@ def _meter(
             license=license, version=version, caller_id=user.pk, price=price, rows=rows,
             input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now, receipt_id=receipt_id,
         )  # fmt: skip
-        batch = settings.MODELS_SETTLE_BATCH
-        if batch and receipt.pk % batch == 0:  # about every `batch` calls, across all processes
-            transaction.on_commit(_kick_settlement)
+        _settle_when_due(receipt.pk)
     return receipt
+
+
+def _settle_when_due(receipt_id: int) -> None:
+    batch = settings.MODELS_SETTLE_BATCH
+    if batch and receipt_id % batch == 0:  # about every `batch` calls, across all processes
+        transaction.on_commit(_kick_settlement)
 
 
 def _kick_settlement() -> None:
@@ -162,30 +293,15 @@ def _meter_locked(user: User) -> CallMeter:
     return meter
 
 
-# The common case of a call in one statement on PostgreSQL: its receipt's number, and its price reserved when
-# the deposit covers it (the meter row's own columns decide, so a parallel call's reservation is seen).
-_NUMBER_AND_RESERVE = """
-    WITH reserved AS (
-        UPDATE models_market_callmeter SET reserved = reserved + %(price)s
-        WHERE user_id = %(user)s AND %(price)s > 0 AND deposit >= reserved + %(price)s RETURNING 1
-    )
-    SELECT nextval(pg_get_serial_sequence('models_market_receipt', 'id')), EXISTS (SELECT 1 FROM reserved)
-"""
-
-
 def _number_and_reserve(user: User, price: int) -> tuple[int | None, bool]:
-    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_NUMBER_AND_RESERVE, {"price": price, "user": user.pk})
-            number, reserved = cursor.fetchone()
-        return number, reserved
+    """(the receipt's number, or None where the database numbers it on insert; whether `price` is reserved when
+    the deposit covers it: the meter row's own columns decide, so a parallel call's reservation is seen)."""
     reserved = price > 0 and bool(
         CallMeter.objects.filter(user=user, deposit__gte=F("reserved") + price).update(
             reserved=F("reserved") + price
         )
     )
-    return None, reserved
+    return (_receipt_number() if connection.vendor == "postgresql" else None), reserved
 
 
 def _reserve(user: User, price: int) -> None:

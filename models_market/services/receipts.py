@@ -42,24 +42,31 @@ def receipt_issue(
     if receipt_id is None:  # numbered by the insert: signed once the row has its number
         receipt.body, receipt.key_id, receipt.signature = {}, "", ""
         receipt.save(force_insert=True)
-    body = {
-        "seq": receipt.pk,
-        "version": version.pk,
-        "model_sha256": version.artifact_sha256,
-        "input_sha256": input_sha256,
-        "output_sha256": output_sha256,
-        "price": price,
-        "caller": ledger.account_name(user=caller_id),
-        "issued_at": chain.format_timestamp(issued_at),
-        "rows": rows,
-    }
-    key_id, signature = ledger.active_key_sign(chain.jcs(body))
-    receipt.body, receipt.key_id, receipt.signature = body, key_id, signature.hex()
+    receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
     if receipt_id is None:
-        Receipt.objects.filter(pk=receipt.pk).update(body=body, key_id=key_id, signature=receipt.signature)
+        Receipt.objects.filter(pk=receipt.pk).update(
+            body=receipt.body, key_id=receipt.key_id, signature=receipt.signature
+        )
     else:
         receipt.save(force_insert=True)
     return receipt
+
+
+def receipt_sign(receipt: Receipt) -> tuple[dict[str, Any], str, str]:
+    """A numbered receipt's body, as signed, the signing key's id and the signature (hex)."""
+    body = {
+        "seq": receipt.pk,
+        "version": receipt.version_id,
+        "model_sha256": receipt.model_sha256,
+        "input_sha256": receipt.input_sha256,
+        "output_sha256": receipt.output_sha256,
+        "price": receipt.price,
+        "caller": ledger.account_name(user=receipt.caller_id),
+        "issued_at": chain.format_timestamp(receipt.issued_at),
+        "rows": receipt.rows,
+    }
+    key_id, signature = ledger.active_key_sign(chain.jcs(body))
+    return body, key_id, signature.hex()
 
 
 def leaf_bytes(receipt: Receipt) -> bytes:

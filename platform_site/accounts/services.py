@@ -3,6 +3,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import datetime
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -120,11 +121,17 @@ def api_token_revoke(*, token: ApiToken, actor: User) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    _recent_forget(token_id=token.pk)
     return token
 
 
 def api_token_authenticate(*, key: str) -> User | None:
     """The active user a token key belongs to, or None for an unknown, revoked or expired key."""
+    token = _token_authenticate(key)
+    return token.user if token is not None else None
+
+
+def _token_authenticate(key: str) -> ApiToken | None:
     prefix, _, _secret = key.partition(".")
     if len(prefix) != TOKEN_PREFIX_LEN:
         return None
@@ -139,7 +146,41 @@ def api_token_authenticate(*, key: str) -> User | None:
     # A plain UPDATE, at most once a minute per token, so that busy scripts do not write on every call.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    return token
+
+
+# Keys accepted lately, by their hash: (until when, time.monotonic(); the token with its user). Only for callers
+# that check the token again in the statement that writes the call (models_market's metered predict does), so
+# that a token revoked in another process meanwhile is still refused there.
+RECENT_TOKEN_SECONDS = 10.0
+_RECENT_TOKENS_MAX = 10_000
+_recent_tokens: dict[str, tuple[float, ApiToken]] = {}
+
+
+def api_token_authenticate_recent(*, key: str) -> ApiToken | None:
+    """The token of `key`, with its user, as api_token_authenticate finds it, but without a query when this
+    process accepted the key within RECENT_TOKEN_SECONDS (its expiry is checked every time). The caller must
+    check revocation again where it writes."""
+    digest = _hash_token(key)
+    hit = _recent_tokens.get(digest)
+    if hit is not None and hit[0] > time.monotonic():
+        token = hit[1]
+        if token.expires_at is None or token.expires_at > timezone.now():
+            return token
+    token = _token_authenticate(key)
+    if token is None:
+        _recent_tokens.pop(digest, None)
+        return None
+    if len(_recent_tokens) >= _RECENT_TOKENS_MAX:
+        _recent_tokens.clear()
+    _recent_tokens[digest] = (time.monotonic() + RECENT_TOKEN_SECONDS, token)
+    return token
+
+
+def _recent_forget(*, token_id: int) -> None:
+    for digest, (_, token) in list(_recent_tokens.items()):
+        if token.pk == token_id:
+            _recent_tokens.pop(digest, None)
 
 
 def parse_ed25519_public_key(text: str) -> bytes:

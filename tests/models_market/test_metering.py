@@ -249,6 +249,8 @@ def test_a_changed_artifact_is_never_served(token, alice):
 )  # fmt: skip
 def test_canonical_json_is_rfc_8785(value):
     assert services.canonical_json(value) == rfc8785.dumps(value)
+    # Keys here are all text and integers exact: the encoder's own text, respelled where it must be, agrees.
+    assert services.canonical_json(value, checked=True) == rfc8785.dumps(value)
 
 
 @pytest.mark.parametrize(
@@ -273,14 +275,18 @@ def test_canonical_json_is_rfc_8785(value):
     ],
 )
 def test_canonical_json_spells_numbers_as_ecmascript_does(x):
-    for value in (x, -x, [x, "\ue000"], {"k": x}):
+    for value in (x, -x, [x, "\ue000"], {"k": x}, [{"k": x, "e+": "a:5.0,"}]):
         assert services.canonical_json(value) == rfc8785.dumps(value)
+        assert services.canonical_json(value, checked=True) == rfc8785.dumps(value)
 
 
 def test_canonical_json_refuses_what_json_cannot_say():
     for bad in (math.nan, [math.inf], {"a": 2**60}, {"\ud800": 1}, {1: 2}, object()):
         with pytest.raises(ValueError):
             services.canonical_json(bad)
+    for bad in (math.nan, [math.inf], {"\ud800": 1}, [{"a": object()}]):
+        with pytest.raises(ValueError):
+            services.canonical_json(bad, checked=True)
 
 
 def test_one_durable_transaction_per_call(licensed, bob):

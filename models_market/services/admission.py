@@ -1,0 +1,186 @@
+"""Calls admitted and written in groups (PostgreSQL): the calls that a process's threads have ready at the same
+moment are judged and written by one statement, one transaction, so that they share one commit and one update
+of each caller's meter row. One at a time, every metered call of a caller would wait for the previous one's
+commit to reach the disk, since each holds that caller's meter row until then.
+
+The statement checks again, for each call, what its thread read before (perhaps a few seconds ago): the caller
+is active and their API token, if any, neither revoked nor expired; the version is ready and unchanged, owned
+by the caller for a free call and by someone else for a licensed one; the licence is the one the caller would
+be given now. Then, for the calls that hold, each caller's prices are reserved together when their deposit
+covers all of them, each quota licence spends its calls together when it has them all left, and the signed
+receipts are written. A call that does not fit as part of its group is not written, and its thread makes it
+again alone (services.metering), which tops the deposit up, says 402, or picks another licence.
+"""
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from models_market.models import CallMeter, ModelLicense, ModelToken, ModelVersion, Receipt
+from platform_site.accounts.models import ApiToken, User
+
+GROUP_MAX = 64  # calls in one statement
+
+
+@dataclass
+class Call:
+    """One call as its thread read it, and what the statement found: `caller_ok` (the caller and their token
+    are valid), `admitted` (the version and the licence are as read) and `written` (its receipt, if it has one,
+    is stored and its price reserved or its quota call spent)."""
+
+    user_id: int
+    api_token_id: int | None
+    version_id: int
+    sha256: str
+    license_id: int | None  # None: the owner's free call
+    now: datetime
+    receipt: Receipt | None = None  # None: not metered
+    quota: bool = False
+    caller_ok: bool = False
+    admitted: bool = False
+    written: bool = False
+
+
+def call_admit(call: Call) -> None:
+    """Judge and write `call` with whatever other calls of this process are ready with it (the first thread to
+    come leads and writes the group on its connection; the others wait for it)."""
+    if connection.in_atomic_block:
+        # Inside a transaction (a test's): refused as any durable transaction would be, else written alone.
+        with transaction.atomic(durable=True):
+            _write([call])
+        return
+    _group.join(call)
+
+
+class _Group:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Call, threading.Event, list]] = []
+        self._leading = False
+
+    def join(self, call: Call) -> None:
+        done, outcome = threading.Event(), []  # outcome: [None] when written, [exception] when it failed
+        with self._lock:
+            self._pending.append((call, done, outcome))
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            done.wait()
+            lead = outcome[0] == "lead"  # the leader left this thread the next group
+        if lead:
+            self._lead()
+        if outcome[-1] is not None:
+            raise outcome[-1]
+
+    def _lead(self) -> None:
+        """Write one group that holds this thread's own call, then hand the lead to a waiting thread, if any."""
+        with self._lock:
+            group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+        error: BaseException | None = None
+        try:
+            _write([call for call, _, _ in group])
+        except BaseException as exc:
+            error = exc
+        with self._lock:
+            if self._pending:
+                _, next_done, next_outcome = self._pending[0]
+                next_outcome.append("lead")
+                next_done.set()
+            else:
+                self._leading = False
+        for _, done, outcome in group:
+            outcome[:] = [error]
+            done.set()
+
+
+_group = _Group()
+
+
+def _write(calls: list[Call]) -> None:
+    receipts = [c.receipt for c in calls]
+    params = {
+        "user": [c.user_id for c in calls],
+        "api_token": [c.api_token_id for c in calls],
+        "version": [c.version_id for c in calls],
+        "sha256": [c.sha256 for c in calls],
+        "license": [c.license_id for c in calls],
+        "now": [c.now for c in calls],
+        "quota": [c.quota for c in calls],
+        "price": [r.price if r else 0 for r in receipts],
+        "receipt": [r.pk if r else None for r in receipts],
+        "input_sha256": [r.input_sha256 if r else None for r in receipts],
+        "output_sha256": [r.output_sha256 if r else None for r in receipts],
+        "rows": [r.rows if r else 0 for r in receipts],
+        "body": [json.dumps(r.body) if r else None for r in receipts],
+        "key_id": [r.key_id if r else None for r in receipts],
+        "signature": [r.signature if r else None for r in receipts],
+    }
+    connection.ensure_connection()
+    # psycopg's own cursor: bound by the server and, on the connections of Django's pool, prepared once per
+    # connection, since planning the statement costs more than running it (an external pooler may not keep
+    # prepared statements).
+    prepare = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+    with connection.connection.cursor() as cursor:
+        cursor.execute(_sql(), params, prepare=prepare)
+        for i, caller_ok, admitted, written in cursor.fetchall():
+            calls[i - 1].caller_ok, calls[i - 1].admitted, calls[i - 1].written = caller_ok, admitted, written
+
+
+@functools.cache
+def _sql() -> str:
+    return _ADMIT.format(
+        user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
+        token=ModelToken._meta.db_table, license=ModelLicense._meta.db_table, meter=CallMeter._meta.db_table,
+        receipt=Receipt._meta.db_table,
+    )  # fmt: skip
+
+
+_ADMIT = """
+WITH calls AS (
+    SELECT * FROM unnest(%(user)s::bigint[], %(api_token)s::bigint[], %(version)s::bigint[], %(sha256)s::text[],
+                         %(license)s::bigint[], %(now)s::timestamptz[], %(quota)s::bool[], %(price)s::bigint[],
+                         %(receipt)s::bigint[], %(input_sha256)s::text[], %(output_sha256)s::text[],
+                         %(rows)s::integer[], %(body)s::text[], %(key_id)s::text[], %(signature)s::text[])
+        WITH ORDINALITY AS c(user_id, api_token, version_id, sha256, license_id, now, quota, price, receipt_id,
+                             input_sha256, output_sha256, rows, body, key_id, signature, i)
+), judged AS (
+    SELECT c.*, EXISTS (
+        SELECT 1 FROM {user} u WHERE u.id = c.user_id AND u.is_active AND (c.api_token IS NULL OR EXISTS (
+            SELECT 1 FROM {api_token} t WHERE t.id = c.api_token AND t.user_id = u.id AND t.revoked_at IS NULL
+            AND (t.expires_at IS NULL OR t.expires_at > c.now)))
+    ) AS caller_ok, EXISTS (
+        SELECT 1 FROM {version} v JOIN {token} k ON k.version_id = v.id
+        WHERE v.id = c.version_id AND v.status = 'ready' AND v.artifact_sha256 = c.sha256 AND CASE
+            WHEN c.license_id IS NULL THEN k.owner_id = c.user_id
+            ELSE k.owner_id <> c.user_id AND c.license_id = (
+                SELECT l.id FROM {license} l WHERE l.holder_id = c.user_id AND l.version_id = c.version_id
+                AND (l.kind = 'perpetual' OR (l.kind = 'timed' AND l.expires_at > c.now)
+                     OR (l.kind = 'quota' AND l.calls_left > 0))
+                ORDER BY CASE WHEN l.kind = 'quota' THEN 0 ELSE 1 END, l.price_per_call, l.id LIMIT 1) END
+    ) AS admitted FROM calls c
+), due AS (
+    SELECT * FROM judged WHERE caller_ok AND admitted AND receipt_id IS NOT NULL
+), reserved AS (
+    UPDATE {meter} m SET reserved = m.reserved + d.total
+    FROM (SELECT user_id, sum(price) AS total FROM due WHERE price > 0 GROUP BY user_id) d
+    WHERE m.user_id = d.user_id AND m.deposit >= m.reserved + d.total RETURNING m.user_id
+), spent AS (
+    UPDATE {license} l SET calls_left = l.calls_left - d.n, calls_made = l.calls_made + d.n
+    FROM (SELECT license_id, count(*) AS n FROM due WHERE quota GROUP BY license_id) d
+    WHERE l.id = d.license_id AND l.calls_left >= d.n RETURNING l.id
+), written AS (
+    INSERT INTO {receipt} (id, license_id, version_id, caller_id, price, model_sha256, input_sha256,
+                           output_sha256, rows, issued_at, body, key_id, signature)
+    SELECT receipt_id, license_id, version_id, user_id, price, sha256, input_sha256, output_sha256, rows, now,
+           body::jsonb, key_id, signature
+    FROM due WHERE (price = 0 OR user_id IN (SELECT user_id FROM reserved))
+    AND (NOT quota OR license_id IN (SELECT id FROM spent))
+    RETURNING id
+)
+SELECT i, caller_ok, caller_ok AND admitted, COALESCE(receipt_id IN (SELECT id FROM written), false)
+FROM judged
+"""

@@ -1,0 +1,369 @@
+"""Predict calls by API token answered ahead of Django (models_market/fastpath.py), on PostgreSQL: the API's own
+answers, every right checked again on every call even when this process read the rows a moment ago (a token
+revoked, a licence expired, a model transferred, a better licence bought, all elsewhere), and parallel calls
+that never overdraw."""
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from ledger import chain
+from ledger import services as ledger_services
+from ledger.models import Account, SigningKey
+from models_market import selectors, services
+from models_market.fastpath import PredictFastPath
+from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
+from models_market.services import admission, metering
+from models_market.services.receipts import receipt_sign
+from platform_site.accounts import services as accounts
+from platform_site.accounts.models import ApiToken
+from platform_site.streaming import StreamingASGIHandler
+from tests.factories import UserFactory
+from tests.ledger.helpers import fund
+from tests.models_market.helpers import ROW, balance, listed, meter_mirrors_the_ledger
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path serves PostgreSQL only"),
+]
+PRICE = 40
+
+
+@pytest.fixture(autouse=True)
+def _cold_caches():
+    selectors._recent_versions.clear()
+    metering._license_hints.clear()
+    accounts._recent_tokens.clear()
+    cache.clear()  # the throttles' history
+    yield
+    selectors._recent_versions.clear()
+    metering._license_hints.clear()
+    accounts._recent_tokens.clear()
+
+
+class Spy:
+    """Django's ASGI handler, counting the requests that reach it."""
+
+    def __init__(self) -> None:
+        self.django, self.calls = StreamingASGIHandler(), 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        return await self.django(scope, receive, send)
+
+
+@pytest.fixture
+def app(settings):
+    settings.MODELS_PREDICT_THREADS = 4
+    fast = PredictFastPath(Spy())
+    assert fast.enabled
+    yield fast
+    fast.close()
+
+
+async def _request(app, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-length", str(len(body)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+    answered, sent_body, messages = asyncio.Event(), False, []
+
+    async def receive():
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    headers_out = {k.decode().lower(): v.decode() for k, v in messages[0]["headers"]}
+    return messages[0]["status"], headers_out, b"".join(m.get("body", b"") for m in messages[1:])
+
+
+def post(app, version_id: int, key: str | None, body, content_type: str = "application/json", **headers):
+    """POST a predict call through `app`: (status, answer as JSON, headers)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": content_type, **headers}
+    if key:
+        headers["Authorization"] = f"Token {key}"
+    status, headers_out, content = asyncio.run(
+        _request(app, f"/api/models/versions/{version_id}/predict/", raw, headers)
+    )
+    return status, json.loads(content or b"{}"), headers_out
+
+
+def key_for(user) -> str:
+    return accounts.api_token_create(user=user, name="script")[1]
+
+
+@pytest.fixture
+def token(alice):
+    return listed(alice, price_perpetual=1_000, price_timed=500, timed_days=1, price_quota=300, quota_calls=2,
+                  price_per_call=PRICE)  # fmt: skip
+
+
+@pytest.fixture
+def licensed(token, bob):
+    fund(f"user:{bob.pk}", 1_000 + 2_000)
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    return token
+
+
+def test_a_licensed_call_is_answered_ahead_of_django_with_a_stored_signed_receipt(app, licensed, bob):
+    key = key_for(bob)
+    status, answer, headers = post(app, licensed.version_id, key, {"rows": [ROW, ROW]})
+    assert status == 200 and app.app.calls == 0
+    receipt = Receipt.objects.get()
+    assert answer["receipt"] == {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id,
+                                 "signature": receipt.signature, "settled": False, "proof": None}  # fmt: skip
+    assert (receipt.price, receipt.rows, receipt.caller_id) == (PRICE, 2, bob.pk)
+    key_row = SigningKey.objects.get(key_id=receipt.key_id)
+    assert chain.verify_signature(
+        bytes(key_row.public_key), bytes.fromhex(receipt.signature), chain.jcs(receipt.body)
+    )
+    # The same predictions, and the same headers, as the API through Django answers with.
+    status, through_django, django_headers = post(app.app, licensed.version_id, key, {"rows": [ROW, ROW]})
+    assert status == 200 and through_django["predictions"] == answer["predictions"], through_django
+    assert set(through_django["receipt"]) == set(answer["receipt"])
+    assert {k: v for k, v in headers.items() if k != "content-length"} == {
+        k: v for k, v in django_headers.items() if k != "content-length"
+    }
+    assert CallMeter.objects.get(user=bob).reserved == 2 * PRICE
+    assert meter_mirrors_the_ledger(bob)
+
+
+def test_refusals_are_the_apis_own_answers(app, token, bob, mallory, settings):
+    fund(f"user:{bob.pk}", 1_000)  # the licence, and nothing for calls
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    bob_key, mallory_key = key_for(bob), key_for(mallory)
+    cases = [
+        (token.version_id, bob_key, {"rows": [{"age": 1, "income": 2, "height": 3}]}, 400, "missing column"),
+        (token.version_id, bob_key, {"rows": [{**ROW, "age": 2**60}]}, 400, "2**53"),
+        (token.version_id, bob_key, {"row": [ROW]}, 400, 'send {"rows"'),
+        (token.version_id, mallory_key, {"rows": [ROW]}, 403, "needs a licence"),
+        (token.version_id, bob_key, {"rows": [ROW]}, 402, "your balance is 0.00 tokens"),
+        (token.version_id + 1000, bob_key, {"rows": [ROW]}, 404, "no such model version"),
+    ]
+    for version_id, key, body, status, words in cases:
+        fast = post(app, version_id, key, body)
+        assert fast[:2] == post(app.app, version_id, key, body)[:2], body
+        assert fast[0] == status and words in fast[1]["detail"], fast
+    assert app.app.calls == len(cases)  # only the comparisons reached Django
+    assert not Receipt.objects.exists()
+
+
+def test_what_it_does_not_answer_goes_to_django_unchanged(app, licensed, bob, settings):
+    key = key_for(bob)
+    # A CSV body, a bad key, JSON that does not parse: Django's answers.
+    csv_body = ("age,income,visits\n" + ",".join(str(ROW[c]) for c in ("age", "income", "visits"))).encode()
+    assert post(app, licensed.version_id, key, csv_body, content_type="text/csv")[0] == 200
+    assert post(app, licensed.version_id, "0123456789ab.wrong", {"rows": [ROW]})[:2] == (
+        401, {"detail": "invalid, revoked or expired token"},
+    )  # fmt: skip
+    assert post(app, licensed.version_id, key, b'{"rows": [NaN]}')[0] == 400
+    assert app.app.calls == 3
+    # A session's POST still needs its CSRF token.
+    browser = Client()
+    browser.force_login(bob)
+    status, answer, _ = post(app, licensed.version_id, None, {"rows": [ROW]},
+                             Cookie=f"sessionid={browser.cookies['sessionid'].value}")  # fmt: skip
+    assert status == 403 and "CSRF" in answer["detail"]
+    # Over the predict limit: Django says 429, as before.
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "models_predict": "2/minute"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    cache.clear()
+    answers = [post(app, licensed.version_id, key, {"rows": [ROW]}) for _ in range(3)]
+    assert [a[0] for a in answers] == [200, 200, 429]
+    assert "throttled" in answers[2][1]["detail"] and answers[2][2]["retry-after"]
+    assert Receipt.objects.count() == 1 + 2  # the CSV call's and the two admitted
+
+
+def test_a_token_revoked_elsewhere_is_refused_at_once(app, licensed, bob):
+    key = key_for(bob)
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[0] == 200
+    # Revoked by another process: this one accepted the key a moment ago and was not told.
+    ApiToken.objects.filter(user=bob).update(revoked_at=timezone.now())
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[:2] == (
+        401, {"detail": "invalid, revoked or expired token"},
+    )  # fmt: skip
+    assert Receipt.objects.count() == 1
+    # Revoked here: forgotten at once too.
+    other, other_key = accounts.api_token_create(user=bob, name="other")
+    assert post(app, licensed.version_id, other_key, {"rows": [ROW]})[0] == 200
+    accounts.api_token_revoke(token=other, actor=bob)
+    assert post(app, licensed.version_id, other_key, {"rows": [ROW]})[0] == 401
+    assert Receipt.objects.count() == 2
+
+
+def test_a_deactivated_caller_is_refused_at_once(app, licensed, bob):
+    key = key_for(bob)
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[0] == 200
+    type(bob).objects.filter(pk=bob.pk).update(is_active=False)
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[0] == 401
+    assert Receipt.objects.count() == 1
+
+
+def test_a_licence_expired_since_is_refused_at_once(app, token, bob):
+    fund(f"user:{bob.pk}", 500 + 1_000)
+    services.license_purchase(buyer=bob, token=token, kind="timed")
+    key = key_for(bob)
+    assert post(app, token.version_id, key, {"rows": [ROW]})[0] == 200
+    ModelLicense.objects.filter(holder=bob).update(expires_at=timezone.now() - timedelta(seconds=1))
+    status, answer, _ = post(app, token.version_id, key, {"rows": [ROW]})
+    assert (status, answer["code"]) == (403, "permission_denied") and "expired" in answer["detail"]
+    assert Receipt.objects.count() == 1
+
+
+def test_a_model_transferred_elsewhere_is_no_longer_free_for_its_former_owner(app, token, alice):
+    frank = UserFactory(username="frank")
+    alice_key, frank_key = key_for(alice), key_for(frank)
+    status, answer, _ = post(app, token.version_id, alice_key, {"rows": [ROW]})
+    assert (status, answer["receipt"]) == (200, None)
+    ModelToken.objects.filter(pk=token.pk).update(owner=frank)  # by another process
+    status, answer, _ = post(app, token.version_id, alice_key, {"rows": [ROW]})
+    assert status == 403 and "needs a licence" in answer["detail"]
+    status, answer, _ = post(app, token.version_id, frank_key, {"rows": [ROW]})
+    assert (status, answer["receipt"]) == (200, None)
+    assert not Receipt.objects.exists()
+
+
+def test_a_quota_licence_bought_elsewhere_is_spent_first_and_then_the_perpetual_one_again(app, licensed, bob):
+    key = key_for(bob)
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[1]["receipt"]["body"]["price"] == PRICE
+    # A quota licence written by another process: this one's memory of bob's licence is not told.
+    quota = ModelLicense.objects.create(version=licensed.version, holder=bob, kind="quota", price=300,
+                                        calls_left=1, entry_seq=0)  # fmt: skip
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[1]["receipt"]["body"]["price"] == 0
+    quota.refresh_from_db()
+    assert (quota.calls_left, quota.calls_made) == (0, 1)
+    assert post(app, licensed.version_id, key, {"rows": [ROW]})[1]["receipt"]["body"]["price"] == PRICE
+    assert list(Receipt.objects.order_by("pk").values_list("license_id", flat=True)) == [
+        quota.pk - 1, quota.pk, quota.pk - 1,
+    ]  # fmt: skip
+
+
+def test_metering_off_checks_the_licence_and_writes_nothing(app, licensed, bob, mallory, settings):
+    settings.MODELS_METERING = False
+    status, answer, _ = post(app, licensed.version_id, key_for(bob), {"rows": [ROW]})
+    assert (status, answer["receipt"]) == (200, None)
+    assert post(app, licensed.version_id, key_for(mallory), {"rows": [ROW]})[0] == 403
+    assert not Receipt.objects.exists() and not CallMeter.objects.filter(reserved__gt=0).exists()
+
+
+@pytest.mark.parametrize("chunk", [1, 250])
+def test_parallel_calls_with_funds_for_some_never_overdraw_and_settle_as_receipted(
+    app, token, bob, settings, chunk
+):
+    settings.MODELS_DEPOSIT_CHUNK = chunk
+    services.token_offer_set(token=token, actor=token.owner, price_per_call=100)
+    fund(f"user:{bob.pk}", 1_000 + 1_000)  # the licence, then ten calls' worth
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    key = key_for(bob)
+    body = json.dumps({"rows": [ROW]}).encode()
+    path = f"/api/models/versions/{token.version_id}/predict/"
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {key}"}
+
+    async def together():
+        return await asyncio.gather(*(_request(app, path, body, headers) for _ in range(24)))
+
+    results = asyncio.run(together())
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {200, 402} and statuses.count(200) == 10, statuses
+    assert app.app.calls == 0
+    ids = sorted(json.loads(content)["receipt"]["id"] for status, _, content in results if status == 200)
+    assert ids == sorted(Receipt.objects.values_list("pk", flat=True))
+    assert not Account.objects.filter(balance__lt=0).exclude(name="issuance").exists()
+    assert CallMeter.objects.get(user=bob).reserved == 1_000
+    assert meter_mirrors_the_ledger(bob)
+    while services.settle_pending(limit=4) is not None:
+        pass
+    assert sum(Settlement.objects.values_list("calls", flat=True)) == 10 == Receipt.objects.count()
+    assert balance(bob) + balance(f"deposit:{bob.pk}") == 0
+
+
+def _call(user, token, license=None, *, price=0, api_token=None) -> admission.Call:
+    """A call as a thread makes it ready for its group: numbered, signed."""
+    version, now = token.version, timezone.now()
+    receipt = None
+    if license is not None:
+        receipt = Receipt(pk=metering._receipt_number(), license=license, version=version, caller=user,
+                          price=price, model_sha256=version.artifact_sha256, input_sha256="0" * 64,
+                          output_sha256="1" * 64, rows=1, issued_at=now)  # fmt: skip
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    return admission.Call(
+        user_id=user.pk, api_token_id=api_token, version_id=version.pk, sha256=version.artifact_sha256,
+        license_id=license.pk if license else None, now=now, receipt=receipt,
+        quota=license is not None and license.kind == "quota",
+    )  # fmt: skip
+
+
+def outcome(call) -> tuple[bool, bool, bool]:
+    return call.caller_ok, call.admitted, call.written
+
+
+def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alice, bob, carol, mallory):
+    for user in (bob, carol):
+        fund(f"user:{user.pk}", 1_000 + 2 * PRICE)
+        services.license_purchase(buyer=user, token=token, kind="perpetual")
+    # Deposits as a top-up leaves them: bob's holds two calls' prices, carol's one.
+    for user, amount in ((bob, 2 * PRICE), (carol, PRICE)):
+        with transaction.atomic():
+            ledger_services.postings_post(
+                kind="models_market.deposit.topped_up", actor=f"user:{user.pk}", payload={"amount": amount},
+                postings=[{"account": f"user:{user.pk}", "amount": -amount},
+                          {"account": f"deposit:{user.pk}", "amount": amount}],
+            )  # fmt: skip
+            CallMeter.objects.create(user=user, deposit=amount)
+    bob_licence, carol_licence = (ModelLicense.objects.get(holder=u) for u in (bob, carol))
+    revoked, _ = accounts.api_token_create(user=bob, name="old")
+    ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    group = [
+        _call(bob, token, bob_licence, price=PRICE), _call(alice, token), _call(bob, token, bob_licence, price=PRICE),
+        _call(carol, token, carol_licence, price=PRICE), _call(carol, token, carol_licence, price=PRICE),
+        _call(mallory, token, bob_licence, price=PRICE), _call(bob, token, api_token=revoked.pk),
+    ]  # fmt: skip
+    admission._write(group)
+    assert [outcome(c) for c in group] == [
+        (True, True, True),
+        (True, True, False),
+        (True, True, True),  # bob's two fit; alice's is free
+        (True, True, False),
+        (True, True, False),  # carol's deposit covers one of her two: neither is written
+        (True, False, False),  # not mallory's licence
+        (False, False, False),  # a revoked token
+    ]
+    assert sorted(Receipt.objects.values_list("pk", flat=True)) == sorted(
+        [group[0].receipt.pk, group[2].receipt.pk]
+    )
+    assert (CallMeter.objects.get(user=bob).reserved, CallMeter.objects.get(user=carol).reserved) == (
+        2 * PRICE,
+        0,
+    )
+
+
+def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
+    fund(f"user:{bob.pk}", 300)
+    quota = services.license_purchase(buyer=bob, token=token, kind="quota")  # two calls
+    group = [_call(bob, token, quota) for _ in range(3)]
+    admission._write(group)
+    assert [c.written for c in group] == [False] * 3
+    group = group[:2]
+    admission._write(group)
+    assert [c.written for c in group] == [True, True]
+    quota.refresh_from_db()
+    assert (quota.calls_left, quota.calls_made, Receipt.objects.count()) == (0, 2, 2)
