@@ -151,3 +151,20 @@ def test_with_differential_privacy_the_update_is_clipped_and_noised_before_it_is
     )
     # Clipped to 0.5, then noise of std 0.5 on each of its 9,610 numbers: the norm is about 0.5 * sqrt(9610).
     assert 40 < tensors.l2_norm(sent) < 60
+
+
+def test_simulate_federation_joins_an_existing_federation_and_queues_one_task_per_party(
+    alice, monkeypatch, capsys
+):
+    existing = digits_federation_create(coordinator=alice, name="Existing", rounds=2, min_parties=3)
+    queued = []
+    monkeypatch.setattr(
+        "federation.simulation.simulated_party_step.apply_async",
+        lambda args, countdown=0, queue=None: queued.append((args[:3], queue)),
+    )
+    call_command("simulate_federation", parties=3, byzantine=1, federation=existing.pk)
+    existing.refresh_from_db()
+    assert existing.status == Federation.Status.RUNNING  # admitted by its coordinator: round 1 is open
+    assert existing.parties.count() == 3
+    assert queued == [((existing.pk, k, []), "ml") for k in range(3)]
+    assert "(the first 1 byzantine)" in capsys.readouterr().out
