@@ -15,7 +15,8 @@ and the same seeds and mini-batch order for every party in every system (party k
 - **ours**: the platform in deployment shape: the live server (uvicorn, as `make run` serves), one real Celery
   worker aggregating on the `ml` queue, and the 10 parties as separate `python -m federation.client run`
   processes over HTTP, each update signed by the party's Ed25519 key, checked and ledgered. PostgreSQL
-  (BENCH_DATABASE_URL, default a scratch database `bench_federation`) and Redis (BENCH_REDIS_URL).
+  (BENCH_DATABASE_URL, default a scratch database `bench_federation`, dropped and made again) and Redis
+  (BENCH_REDIS_URL, default index 13, emptied first).
 
 Per system and split: seconds per round after the first (the first includes start-up; rounds 2..R-1, since our
 last round also finishes the federation: contributions, payouts, the minted model), total seconds, the final
@@ -475,16 +476,19 @@ def main() -> None:
         if "plain" in SYSTEMS:
             one["plain"] = run_plain(folder, split)
         if "flower" in SYSTEMS:
-            one["flower"] = run_flower(folder)
+            try:
+                one["flower"] = run_flower(folder)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # no venv to be had here
+                one["flower"] = {"error": str(exc)[-500:]}
         if "ours" in SYSTEMS:
             one["ours"] = run_ours(folder, split)
-        if "ours" in one and "flower" in one and one["flower"]["s_per_round"]:
+        if "ours" in one and one.get("flower", {}).get("s_per_round"):
             one["ours_over_flower_s_per_round"] = round(
                 one["ours"]["s_per_round"] / one["flower"]["s_per_round"], 3
             )
         if "ours" in one and "plain" in one:
             one["ours_minus_plain_accuracy"] = round(one["ours"]["accuracy"] - one["plain"]["accuracy"], 4)
-        if "flower" in one and "plain" in one:
+        if "accuracy" in one.get("flower", {}) and "plain" in one:
             one["flower_minus_plain_accuracy"] = round(
                 one["flower"]["accuracy"] - one["plain"]["accuracy"], 4
             )

@@ -434,3 +434,16 @@ def test_the_http_transport_sends_the_token_keeps_one_connection_and_survives_th
     assert {auth for _, auth, _ in seen} == {"Bearer secret"}
     ports = [port for _, _, port in seen]
     assert ports[0] == ports[1] != ports[2]  # kept alive, then a new connection after the server closed it
+
+
+def test_status_prints_the_federation_its_round_and_the_callers_submissions(tmp_path, capsys):
+    class WithSubmissions(FakeTransport):
+        def request(self, method, path, **kwargs):
+            if path.endswith("/me/submissions/"):
+                return answer(200, {"updates": [{"round": 1, "sha256": "ab"}], "rejections": []})
+            return super().request(method, path, **kwargs)
+
+    assert client.main(["status", "7"], transport=WithSubmissions([federation()])) == 0
+    out = capsys.readouterr().out
+    assert "federation 7 'Hospitals': running, 3 rounds" in out
+    assert "round 1: open" in out and "you: party 3 (admitted)" in out and '"sha256": "ab"' in out
