@@ -1,7 +1,6 @@
 """A model trained together by a federation's parties, published as a model version with its token: the parties
 become its lineage by contribution, so each keeps earning its share of every paid call."""
 
-import json
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -86,7 +85,7 @@ def federated_model_publish(
             "algorithm": "mlp", "lineage_bp": lineage_bp, "source": source,
             "contributors": [{"account": a, "weight": w} for a, w, _ in parties],
         },
-        idempotency_key=f"models_market.version.created:federated:{json.dumps(source, sort_keys=True)}",
+        idempotency_key=f"models_market.version.created:federated:{ledger.content_hash(source)[:40]}",
     )  # fmt: skip
     version.entry_seq = entry.seq
     version.save(update_fields=["entry_seq"])
