@@ -6,19 +6,10 @@ from typing import Any
 
 from django import forms
 
+from federation.models import STRATEGY_LABELS
 from federation.services.common import STRATEGY_NAMES
 
 ACTIVATIONS = ("relu", "gelu", "elu", "leaky_relu", "silu", "sigmoid", "tanh")
-STRATEGY_LABELS = {
-    "fedavg": "FedAvg (weighted by examples)",
-    "fedprox": "FedProx (proximal term on the parties' side)",
-    "fedadam": "FedAdam (server optimizer)",
-    "median": "Coordinate-wise median",
-    "trimmed_mean": "Trimmed mean",
-    "krum": "Krum",
-    "multi_krum": "Multi-Krum",
-    "bulyan": "Bulyan",
-}
 
 
 class FederationForm(forms.Form):

@@ -7,6 +7,18 @@ from django.db.models import Q
 
 from ledger.names import account_name
 
+# How pages name each aggregation strategy.
+STRATEGY_LABELS = {
+    "fedavg": "FedAvg (weighted by examples)",
+    "fedprox": "FedProx (proximal term on the parties' side)",
+    "fedadam": "FedAdam (server optimizer)",
+    "median": "Coordinate-wise median",
+    "trimmed_mean": "Trimmed mean",
+    "krum": "Krum",
+    "multi_krum": "Multi-Krum",
+    "bulyan": "Bulyan",
+}
+
 
 class Federation(models.Model):
     """One federated training: the task, the model, the recipe every party trains with, how updates are
@@ -70,6 +82,10 @@ class Federation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def strategy_label(self) -> str:
+        return STRATEGY_LABELS.get(self.strategy, self.strategy)
 
 
 class Party(models.Model):
