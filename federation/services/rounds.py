@@ -499,9 +499,7 @@ def federation_finish(
         version = models_services.federated_model_publish(
             owner=federation.coordinator, name=federation.name, description=federation.description,
             spec=federation.spec, weights=weights_bytes, schema=federation.schema, metrics=metrics, curve=curve,
-            contributors=contributors,
-            # Small: the marketplace makes its idempotency key (100 characters) from it.
-            source={"federation": federation.pk, "rounds": last.number},
+            contributors=contributors, source={"federation": federation.pk, "rounds": last.number},
         )  # fmt: skip
         version_id = version.pk
     entry = ledger.entry_append(
