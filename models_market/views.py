@@ -97,7 +97,11 @@ def detail(request: HttpRequest, version_id: int) -> HttpResponse:
     chart_list = [
         c
         for c in (
-            charts.learning_curve(version.curve, x_title="Epoch") if version.curve else None,
+            charts.learning_curve(
+                version.curve, x_title="Round" if version.origin == "federated" else "Epoch"
+            )
+            if version.curve
+            else None,
             charts.confusion_matrix(
                 evaluation.get("confusion_matrix") or [], evaluation.get("classes") or []
             ),

@@ -100,6 +100,11 @@ def _privacy(version: ModelVersion) -> dict[str, Any]:
         }  # fmt: skip
     if version.origin == ModelVersion.Origin.TRAINED:
         statement = "Trained on the platform by a holder of its data (the owner or a download licensee)."
+    elif version.origin == ModelVersion.Origin.FEDERATED:
+        statement = (
+            "Trained together by federated learning: each party trained on its own rows at its own site and sent "
+            "only signed weight updates; the platform never held their data."
+        )
     else:
         statement = "Uploaded by its maker in a safe format and validated by the platform."
     return {"private": False, "epsilon": None, "delta": None, "epsilon_spent": None, "statement": statement}
@@ -113,7 +118,12 @@ def _licence(version: ModelVersion) -> str:
     ]
     if version.lineage_bp:
         parts.append(
-            f"{version.lineage_bp / 100:g}% of every call's payment flows up its lineage (training data, parents)."
+            f"{version.lineage_bp / 100:g}% of every call's payment flows up its lineage "
+            + (
+                "(the parties that trained it, by contribution)."
+                if version.origin == ModelVersion.Origin.FEDERATED
+                else "(training data, parents)."
+            )
         )
     if token is not None and token.royalty_bp:
         parts.append(f"Its creator receives {token.royalty_bp / 100:g}% of every resale of the token.")
@@ -179,6 +189,11 @@ def version_card(version: ModelVersion, *, viewer: User | None = None) -> dict[s
             "sha256": version.trained_on_sha256, "published_seq": data.published_seq,
             "url": reverse("marketplace:detail", args=[data.dataset_id]),
         }  # fmt: skip
+    federation = None
+    source = (version.card or {}).get("federation") or {}
+    if version.origin == ModelVersion.Origin.FEDERATED and isinstance(source.get("federation"), int):
+        federation = {"id": source["federation"], "rounds": source.get("rounds"),
+                      "url": reverse("federation:detail", args=[source["federation"]])}  # fmt: skip
     token = getattr(version, "token", None)
     target = schema.get("target") or {}
     return {
@@ -210,6 +225,7 @@ def version_card(version: ModelVersion, *, viewer: User | None = None) -> dict[s
         "evaluation": evaluation,
         "learning_curve": version.curve or [],
         "training_data": training_data,
+        "federation": federation,
         "parents": [_parent(link) for link in version.parent_links.all()],
         # A federated model's parties, paid its lineage share by their measured contribution.
         "contributors": _contributors(version),

@@ -57,6 +57,8 @@ def test_the_model_page_names_the_parties_and_their_shares(client, alice, carol)
     page = client.get(reverse("models_market:detail", args=[version.pk])).content.decode()
     assert "Trained together by" in page
     assert "carol (75% of the lineage share)" in page and "Bank of Mallow (25% of the lineage share)" in page
+    assert "its parties' own rows, never pooled" in page and 'href="/federated/7/"' in page
+    assert "uploaded by its maker" not in page.lower()
 
 
 def test_a_paid_call_to_a_federated_model_settles_to_its_parties(alice, bob, carol, settings):
