@@ -91,16 +91,32 @@ class FederationDetailSerializer(serializers.Serializer):
     me = FederationMeSerializer(allow_null=True)
 
 
+class FederationStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Federation.Status.choices)
+    rounds = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+    current_round = FederationCurrentRoundSerializer(allow_null=True)
+    me = FederationMeSerializer(allow_null=True)
+
+
+def federation_state(federation: Federation, user) -> dict:
+    """What changes while a federation runs, as the caller sees it: its status, the current round and their
+    party (None unless the caller or one of their organizations is a party)."""
+    party = selectors.party_for_user(federation=federation, user=user)
+    return {
+        "id": federation.pk, "status": federation.status, "rounds": federation.rounds, "error": federation.error,
+        "current_round": selectors.round_current_state(federation=federation),
+        "me": {"party": party.pk, "status": party.status, "epsilon_spent": party.epsilon_spent} if party else None,
+    }  # fmt: skip
+
+
 def federation_view(federation: Federation, user) -> dict:
     """The detail of a federation as the caller sees it: the settings, the current round and their party."""
-    party = selectors.party_for_user(federation=federation, user=user)
     data = {f: getattr(federation, f) for f in FederationDetailSerializer().fields if hasattr(federation, f)}
     data["coordinator"] = federation.coordinator.username
     data["model_version_id"] = federation.model_version_id
-    data["current_round"] = selectors.round_current(federation=federation)
-    data["me"] = (
-        {"party": party.pk, "status": party.status, "epsilon_spent": party.epsilon_spent} if party else None
-    )
+    data.update(federation_state(federation, user))
     return data
 
 
@@ -205,6 +221,16 @@ class FederationDetailApi(APIView):
     def get(self, request, federation_id: int):
         federation = selectors.federation_get(federation_id=federation_id)
         return Response(FederationDetailSerializer(federation_view(federation, request.user)).data)
+
+
+class FederationStateApi(APIView):
+    """The lean look a party's client polls: the status, the current round and your party, without the settings
+    (which do not change once the federation is created: read them once from the detail)."""
+
+    @extend_schema(responses={200: FederationStateSerializer, **api_errors(404)})
+    def get(self, request, federation_id: int):
+        federation = selectors.federation_state_get(federation_id=federation_id)
+        return Response(FederationStateSerializer(federation_state(federation, request.user)).data)
 
 
 class FederationPartySerializer(serializers.ModelSerializer):

@@ -252,6 +252,10 @@ class Api:
     def federation(self, fid: int) -> dict:
         return self.json("GET", f"/api/federations/{fid}/")
 
+    def federation_state(self, fid: int) -> dict:
+        """The lean look: status, error, current round and `me`, without the settings."""
+        return self.json("GET", f"/api/federations/{fid}/state/")
+
     def round(self, fid: int, number: int) -> dict:
         return self.json("GET", f"/api/federations/{fid}/rounds/{number}/")
 
@@ -418,7 +422,8 @@ class Runner:
         self.done: set[int] = set()  # rounds this party submitted to (or was refused in)
         self._xy: tuple[Any, Any] | None = party.xy
         self._reported: set[int] = set()
-        self.last_seen: dict = {}  # the federation as the last step read it
+        self.last_seen: dict = {}  # the federation's state as the last step read it
+        self._settings: dict | None = None  # the federation's detail, read once: its settings never change
 
     # --------------------------------------------------------------------------------------------- loop
 
@@ -470,7 +475,7 @@ class Runner:
 
     def step(self) -> Step:
         p = self.party
-        fed = self.api.federation(p.federation)
+        fed = self.api.federation_state(p.federation)
         self.last_seen = fed
         status = fed.get("status")
         if status == "finished":
@@ -491,6 +496,9 @@ class Runner:
         number = int(current["number"])
         if number in self.done:
             return Step("waiting", f"round {number}: submitted; waiting for the next round", round=number)
+        if self._settings is None:
+            self._settings = self.api.federation(p.federation)
+        fed = {**self._settings, **fed}  # the settings, with the state just read
         peers: dict[int, str] | None = None
         if fed.get("secure_aggregation"):
             peers = self._secagg_peers(fed, number, int(me["party"]))

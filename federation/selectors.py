@@ -34,7 +34,7 @@ def federation_get(*, federation_id: int) -> Federation:
 
 
 def _owner_q(user: User) -> Q:
-    return Q(user=user) | Q(organization_id__in=accounts_selectors.organization_ids_for_user(user=user))
+    return Q(user=user) | Q(organization_id__in=accounts_selectors.organization_ids_query(user=user))
 
 
 def party_federation_ids(*, user: User) -> QuerySet:
@@ -77,8 +77,22 @@ def may_download(*, federation: Federation, user: User) -> bool:
     return party is not None and party.status == Party.Status.ADMITTED
 
 
-def round_current(*, federation: Federation) -> Round | None:
-    return federation.round_set.order_by("-number").first()
+def federation_state_get(*, federation_id: int) -> Federation:
+    """The federation with only what changes while it runs (status, error), for the look a party's client polls."""
+    federation = (
+        Federation.objects.only("id", "status", "rounds", "error").filter(pk=federation_id).first()
+        if 0 < federation_id <= ID_MAX
+        else None
+    )
+    if federation is None:
+        raise NotFound(f"no federation {federation_id}")
+    return federation
+
+
+def round_current_state(*, federation: Federation) -> Round | None:
+    """The current round with only what a party's look shows (number, status, digest, deadline, roster)."""
+    fields = ("id", "federation_id", "number", "status", "global_sha256", "deadline", "secagg_roster")
+    return federation.round_set.only(*fields).order_by("-number").first()
 
 
 def round_list(*, federation: Federation) -> QuerySet[Round]:

@@ -26,6 +26,7 @@ urlpatterns = [
 api_urlpatterns: list = [
     path("", apis.FederationListApi.as_view(), name="api-federations"),
     path("<int:federation_id>/", apis.FederationDetailApi.as_view(), name="api-federation"),
+    path("<int:federation_id>/state/", apis.FederationStateApi.as_view(), name="api-federation-state"),
     path("<int:federation_id>/join/", apis.JoinApi.as_view(), name="api-federation-join"),
     path("<int:federation_id>/parties/", apis.PartyListApi.as_view(), name="api-federation-parties"),
     path(

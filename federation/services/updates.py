@@ -102,8 +102,8 @@ def _open_round(federation: Federation, number: Any, party: Party) -> Round:
     if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= 2**31 - 1:
         raise _refuse(DomainError("the round is a positive whole number"), party=party)
     rnd = Round.objects.filter(federation=federation, number=number).first()
-    current = Round.objects.filter(federation=federation).order_by("-number").first()
     if rnd is None or rnd.status != Round.Status.OPEN or federation.status != Federation.Status.RUNNING:
+        current = Round.objects.filter(federation=federation).order_by("-number").first()
         where = f"round {number} is {rnd.status}" if rnd else f"there is no round {number}"
         now = (
             f"; the open round is {current.number}"
@@ -163,8 +163,6 @@ def _update_accept(
     key, party = _party_of_key(federation, user, key_id)
     rnd = _open_round(federation, number, party)
     where: dict[str, Any] = {"round": rnd, "party": party}
-    if Update.objects.filter(round=rnd, party=party).exists():
-        raise _refuse(Conflict(f"this party has already submitted its update to round {rnd.number}"), **where)
     try:
         num_examples = int_check(num_examples, "num_examples", 1, MAX_EXAMPLES)
         metrics = finite_metrics(metrics)
@@ -232,10 +230,6 @@ def _update_accept(
                 raise _refuse(
                     Conflict(f"this party has already submitted its update to round {rnd.number}"), **where
                 )
-            update = Update.objects.create(
-                round=rnd, party=party, sha256=digest, num_examples=num_examples, metrics=metrics, masked=masked,
-                norm_bound=attested, file=stored, size=len(data), key_id=key.key_id, signature=signature,
-            )  # fmt: skip
             entry = ledger.entry_append(
                 kind="federation.update.accepted",
                 actor=party.owner_label,
@@ -245,8 +239,12 @@ def _update_accept(
                     "metrics": figure(metrics), "key_id": key.key_id, "signature": signature,
                 },
             )  # fmt: skip
-            update.entry_seq = entry.seq
-            update.save(update_fields=["entry_seq"])
+            # The entry first, so that the update is written once, with its entry's seq (one transaction).
+            update = Update.objects.create(
+                round=rnd, party=party, sha256=digest, num_examples=num_examples, metrics=metrics, masked=masked,
+                norm_bound=attested, file=stored, size=len(data), key_id=key.key_id, signature=signature,
+                entry_seq=entry.seq,
+            )  # fmt: skip
             federation_changed(federation.pk)
             _charge_privacy(federation, party)
             submitted = set(rnd.updates.values_list("party_id", flat=True))

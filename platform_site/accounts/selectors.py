@@ -128,7 +128,12 @@ def organization_exists(*, organization_id: int) -> bool:
 
 
 def organization_ids_for_user(*, user: User) -> list[int]:
-    return list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+    return list(organization_ids_query(user=user))
+
+
+def organization_ids_query(*, user: User) -> QuerySet:
+    """The ids of the user's organizations as a query, for a filter to use as its subquery (no query of its own)."""
+    return Membership.objects.filter(user=user).values_list("organization_id", flat=True)
 
 
 def organization_is_owned_by(*, organization: Organization, user: User) -> bool:

@@ -157,3 +157,39 @@ def test_secagg_keys_are_refused_when_the_federation_does_not_mask(running):
     body = {"key_id": b.key_id, "public_key": "A" * 44, "signature": "x"}
     assert api_as(b.user).post(url, body, format="json").status_code == 409
     assert api_as(b.user).get(url).json() == {"roster": [], "keys": {}, "ready": False}
+
+
+def test_the_state_is_the_lean_look_a_party_polls_and_shows_me_only_to_a_party(running, alice, mallory):
+    federation, (b, _c) = running
+    url = f"/api/federations/{federation.pk}/state/"
+    state = api_as(b.user).get(url).json()
+    assert set(state) == {"id", "status", "rounds", "error", "current_round", "me"}
+    assert state["status"] == "running" and state["me"] == {
+        "party": b.party.pk,
+        "status": "admitted",
+        "epsilon_spent": 0.0,
+    }
+    detail = api_as(b.user).get(f"/api/federations/{federation.pk}/").json()
+    assert state["current_round"] == detail["current_round"]
+    assert state["current_round"]["number"] == 1 and state["current_round"]["status"] == "open"
+    assert state["current_round"]["global_sha256"] == federation.global_sha256
+    for outsider in (alice, mallory):  # the coordinator and a stranger have no party here
+        seen = api_as(outsider).get(url)
+        assert seen.status_code == 200 and seen.json()["me"] is None
+    assert api_as(b.user).get("/api/federations/999999/state/").status_code == 404
+    assert api_as(b.user).get(f"/api/federations/{2**63}/state/").status_code == 404
+
+
+def test_a_look_and_a_submission_take_a_bounded_number_of_queries(running, django_assert_max_num_queries):
+    federation, (b, _c) = running
+    with django_assert_max_num_queries(3):
+        assert api_as(b.user).get(f"/api/federations/{federation.pk}/state/").status_code == 200
+    with django_assert_max_num_queries(3):
+        assert api_as(b.user).get(f"/api/federations/{federation.pk}/").status_code == 200
+    delta = small_delta(federation)
+    body = multipart(b, tensors.encode(delta), 50, signed(federation, 1, b, delta, 50))
+    with django_assert_max_num_queries(15):
+        response = api_as(b.user).post(
+            f"/api/federations/{federation.pk}/rounds/1/updates/", body, format="multipart"
+        )
+    assert response.status_code == 201, response.content

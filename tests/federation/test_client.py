@@ -74,6 +74,7 @@ class FakeTransport:
     def __init__(self, states: list[dict], *, model_digest: str | None = None, submit=None, join=None):
         self.states = states
         self.looks = 0
+        self.detail = None  # the detail is the state of the latest look (the first before any)
         self.model_digest = model_digest
         self.submit = submit or (lambda fields: answer(201, {"update": 1, "sha256": "x", "entry_seq": 42}))
         self.join_answer = join
@@ -81,10 +82,12 @@ class FakeTransport:
 
     def request(self, method, path, *, json_body=None, multipart=None):
         self.requests.append((method, path, multipart or json_body or {}))
-        if path == "/api/federations/7/":
-            state = self.states[min(self.looks, len(self.states) - 1)]
+        if path == "/api/federations/7/state/":
+            state = self.detail = self.states[min(self.looks, len(self.states) - 1)]
             self.looks += 1
             return answer(200, state)
+        if path == "/api/federations/7/":
+            return answer(200, self.detail or self.states[0])
         if path.endswith("/model/"):
             t = global_tensors()
             digest = self.model_digest if self.model_digest is not None else tensors.digest(t)
