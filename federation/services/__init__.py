@@ -1,6 +1,8 @@
 """Every write of federated learning. Views, APIs, tasks and other apps import this package
 (`from federation import services`); the modules behind it may move."""
 
+from federation.services.deadlines import round_due, rounds_due
+from federation.services.endings import federation_fail, federation_finish, reward_split
 from federation.services.federations import (
     federation_create,
     party_admit,
@@ -9,16 +11,11 @@ from federation.services.federations import (
     schema_from_rows,
 )
 from federation.services.rounds import (
-    federation_fail,
-    federation_finish,
     federation_start,
-    reward_split,
     round_aggregate_run,
     round_aggregation_failed,
-    round_due,
     round_open,
     round_recompute,
-    rounds_due,
     target_reached,
 )
 from federation.services.updates import secagg_key_submit, update_submit

@@ -25,6 +25,8 @@ SUM_BASED = ("fedavg", "fedprox", "fedadam")
 # Safetensors header room beyond the raw numbers of an update.
 HEADER_SLACK = 64 * 1024
 
+SYSTEM = "system"  # the ledger actor of the platform's own steps (deadlines, aggregation, payouts)
+
 
 def int_check(value: Any, what: str, low: int, high: int) -> int:
     """`value` when it is a whole number from low to high; a DomainError (400) naming `what` otherwise."""
