@@ -14,8 +14,6 @@ no recovery by secret shares; the round restarts with a new roster (and new keys
 
 import base64
 import binascii
-import hashlib
-import json
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -23,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ml.artifacts import _safetensors_header
 from ml.federated import tensors as T
 from ml.federated.tensors import Tensors, UpdateError
 
@@ -107,50 +104,20 @@ def mask(
     return out
 
 
-def _canonical_masked(masked: Tensors) -> Tensors:
-    return {n: np.ascontiguousarray(masked[n], dtype="<u8") for n in sorted(masked)}
-
-
 def masked_digest(masked: Tensors) -> str:
     """SHA-256 (hex) of masked tensors: names, shapes and uint64 bytes in name order (what the party signs)."""
-    h = hashlib.sha256(MASKED_CONTEXT)
-    for name, array in _canonical_masked(masked).items():
-        h.update(json.dumps([name, list(array.shape)], separators=(",", ":")).encode() + b"\n")
-        h.update(array.tobytes())
-    return h.hexdigest()
+    return T.digest(masked, dtype="U64", context=MASKED_CONTEXT)
 
 
 def encode_masked(masked: Tensors) -> bytes:
     """Safetensors bytes (dtype U64) of masked tensors."""
-    from safetensors.numpy import save
-
-    return save(_canonical_masked(masked))
+    return T.encode(masked, "U64")
 
 
 def decode_masked(data: bytes, *, shapes: dict[str, tuple[int, ...]], max_bytes: int) -> Tensors:
     """Masked tensors from safetensors bytes, or UpdateError: too big, not safetensors, names or shapes other
     than `shapes`, or a dtype other than U64. The header is checked before any tensor is read."""
-    if len(data) > max_bytes:
-        raise UpdateError(f"the update is {len(data):,} bytes; the limit is {max_bytes:,}")
-    header = _safetensors_header(data)
-    if header is None:
-        raise UpdateError("the update is not a safetensors file")
-    found = {n: info for n, info in header.items() if n != "__metadata__"}
-    if set(found) != set(shapes):
-        raise UpdateError("the masked update's tensors do not match the model's names")
-    for name, shape in shapes.items():
-        if tuple(found[name]["shape"]) != tuple(shape):
-            raise UpdateError(f"tensor {name} has shape {found[name]['shape']}; the model's is {list(shape)}")
-        if found[name]["dtype"] != "U64":
-            raise UpdateError(
-                f"tensor {name} has dtype {found[name]['dtype']}; masked updates are uint64 (U64)"
-            )
-    from safetensors.numpy import load
-
-    try:
-        return _canonical_masked(load(data))
-    except Exception as exc:  # the library's own checks (offsets, sizes) failed
-        raise UpdateError(f"the safetensors file is broken: {exc}") from None
+    return T.decode(data, shapes=shapes, max_bytes=max_bytes, dtype="U64")
 
 
 def unmask_sum(masked: list[Tensors], total_examples: int) -> Tensors:

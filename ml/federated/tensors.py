@@ -18,26 +18,31 @@ class UpdateError(ValueError):
     """An update that cannot be accepted; the message says which tensor and why."""
 
 
-def canonical(tensors: Tensors) -> Tensors:
-    """The same tensors as contiguous little-endian float32 arrays, in name order."""
-    return {name: np.ascontiguousarray(tensors[name], dtype="<f4") for name in sorted(tensors)}
+# The safetensors dtypes an update may travel in: float32 weights and deltas, and uint64 for the fixed-point
+# masked updates of secure aggregation (ml.federated.secagg); each with its numpy dtype and how errors name it.
+DTYPES = {"F32": ("<f4", "updates are float32"), "U64": ("<u8", "masked updates are uint64")}
 
 
-def digest(tensors: Tensors) -> str:
-    """SHA-256 (hex) over each tensor's name, shape and float32 bytes in name order: the same numbers give the
-    same digest whatever file carried them."""
-    h = hashlib.sha256(DIGEST_CONTEXT)
-    for name, array in canonical(tensors).items():
+def canonical(tensors: Tensors, dtype: str = "F32") -> Tensors:
+    """The same tensors as contiguous little-endian arrays of `dtype` (float32 unless told), in name order."""
+    return {name: np.ascontiguousarray(tensors[name], dtype=DTYPES[dtype][0]) for name in sorted(tensors)}
+
+
+def digest(tensors: Tensors, *, dtype: str = "F32", context: bytes = DIGEST_CONTEXT) -> str:
+    """SHA-256 (hex) over `context` then each tensor's name, shape and bytes in name order: the same numbers give
+    the same digest whatever file carried them."""
+    h = hashlib.sha256(context)
+    for name, array in canonical(tensors, dtype).items():
         h.update(json.dumps([name, list(array.shape)], separators=(",", ":")).encode() + b"\n")
         h.update(array.tobytes())
     return h.hexdigest()
 
 
-def encode(tensors: Tensors) -> bytes:
-    """Safetensors bytes of the tensors (float32, no metadata): deterministic for the same numbers."""
+def encode(tensors: Tensors, dtype: str = "F32") -> bytes:
+    """Safetensors bytes of the tensors (float32 unless told, no metadata): deterministic for the same numbers."""
     from safetensors.numpy import save
 
-    return save(canonical(tensors))
+    return save(canonical(tensors, dtype))
 
 
 def l2_norm(tensors: Tensors) -> float:
@@ -46,11 +51,12 @@ def l2_norm(tensors: Tensors) -> float:
 
 
 def decode(
-    data: bytes, *, shapes: dict[str, tuple[int, ...]], max_bytes: int, norm_bound: float | None = None
-) -> Tensors:
+    data: bytes, *, shapes: dict[str, tuple[int, ...]], max_bytes: int, norm_bound: float | None = None,
+    dtype: str = "F32",
+) -> Tensors:  # fmt: skip
     """The tensors of an update file, or UpdateError: not safetensors, too big, names or shapes other than
-    `shapes`, a dtype other than float32, NaN or infinite values, or an L2 norm above `norm_bound`. The header is
-    checked before any tensor is read."""
+    `shapes`, a dtype other than `dtype` (float32 unless told), NaN or infinite values, or an L2 norm above
+    `norm_bound`. The header is checked before any tensor is read."""
     if len(data) > max_bytes:
         raise UpdateError(f"the update is {len(data):,} bytes; the limit is {max_bytes:,}")
     header = _safetensors_header(data)
@@ -62,12 +68,12 @@ def decode(
         parts = ([f"missing {', '.join(missing[:10])}"] if missing else []) + (
             [f"unexpected {', '.join(extra[:10])}"] if extra else []
         )
-        raise UpdateError(f"the update's tensors do not match the model: {'; '.join(parts)}")
+        raise UpdateError(f"the update's tensor names do not match the model's: {'; '.join(parts)}")
     for name, shape in shapes.items():
         if tuple(found[name]["shape"]) != tuple(shape):
             raise UpdateError(f"tensor {name} has shape {found[name]['shape']}; the model's is {list(shape)}")
-        if found[name]["dtype"] != "F32":
-            raise UpdateError(f"tensor {name} has dtype {found[name]['dtype']}; updates are float32 (F32)")
+        if found[name]["dtype"] != dtype:
+            raise UpdateError(f"tensor {name} has dtype {found[name]['dtype']}; {DTYPES[dtype][1]} ({dtype})")
     from safetensors.numpy import load
 
     try:
@@ -81,7 +87,7 @@ def decode(
         norm = l2_norm(tensors)
         if norm > norm_bound:
             raise UpdateError(f"the update's L2 norm is {norm:.4g}; the federation's bound is {norm_bound:g}")
-    return canonical(tensors)
+    return canonical(tensors, dtype)
 
 
 def from_module(module: torch.nn.Module) -> Tensors:
