@@ -145,6 +145,11 @@ def content_hash(value: Any) -> str:
     return ledger.content_hash(value)
 
 
+def federation_group(federation_id: int) -> str:
+    """The channel-layer group of a federation's live page."""
+    return f"federation.{federation_id}"
+
+
 def federation_changed(federation_id: int) -> None:
     """Once the caller's transaction commits, tell the federation's live page (best effort, never fails)."""
     from functools import partial
@@ -154,5 +159,5 @@ def federation_changed(federation_id: int) -> None:
     from platform_site import realtime
 
     transaction.on_commit(
-        partial(realtime.group_send, f"federation.{federation_id}", {"type": "federation.changed"})
+        partial(realtime.group_send, federation_group(federation_id), {"type": "federation.changed"})
     )
