@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -138,14 +139,22 @@ def _hashes(schema: FeatureSchema, rows: Any, outputs: list[dict]) -> tuple[str,
         raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
 
 
-def _call(user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+def _predicted(
+    user: User, version: ModelVersion, rows: Any, pick: Callable[[User, ModelVersion, datetime], ModelLicense]
+) -> tuple[FeatureSchema, list[dict], ModelLicense | None, datetime]:
+    """The rows checked, the licence `pick` finds the caller calling under (None for the token's owner, who
+    calls free) and the model's outputs: what either way of making a call starts with."""
     schema, X = _checked_matrix(version, rows)
     token = getattr(version, "token", None)
     if token is None:
         raise NotFound("this model version has no token yet")
     now = timezone.now()
-    license = None if token.owner_id == user.pk else _license_for_call(user, version, now)
-    outputs = runtime.predict(runtime.model_for(version), schema, X)
+    license = None if token.owner_id == user.pk else pick(user, version, now)
+    return schema, runtime.predict(runtime.model_for(version), schema, X), license, now
+
+
+def _call(user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+    schema, outputs, license, now = _predicted(user, version, rows, _license_for_call)
     if license is None or not settings.MODELS_METERING:
         return outputs, None
     input_sha256, output_sha256 = _hashes(schema, rows, outputs)
@@ -183,13 +192,7 @@ def _call_in_one_statement(
     """The call, admitted and written by one statement (admission.call_admit, with the calls that other threads
     have ready at the same moment) that checks again the token, the user, the version, its owner and the
     licence; None when any of them changed or the call did not fit in its group (nothing of it was written)."""
-    schema, X = _checked_matrix(version, rows)
-    token = getattr(version, "token", None)
-    if token is None:
-        raise NotFound("this model version has no token yet")
-    now = timezone.now()
-    license = None if token.owner_id == user.pk else _license_hint(user, version, now)
-    outputs = runtime.predict(runtime.model_for(version), schema, X)
+    schema, outputs, license, now = _predicted(user, version, rows, _license_hint)
     receipt = None
     if license is not None and settings.MODELS_METERING:
         input_sha256, output_sha256 = _hashes(schema, rows, outputs)
