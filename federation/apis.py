@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from federation import selectors, services
 from federation.models import Federation, Party, Round
 from federation.services.common import STRATEGY_NAMES
+from federation.waiting import STATE_WAIT_MAX
 from ledger.services import AMOUNT_MAX
 from platform_site.api import api_errors, paginated_response
 
@@ -32,6 +33,11 @@ class FederationCurrentRoundSerializer(serializers.Serializer):
     secagg_roster = serializers.ListField(
         child=serializers.IntegerField(), allow_null=True, help_text="party ids that mask together"
     )
+
+
+class FederationClosedRoundSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    metrics = serializers.JSONField(help_text="the aggregated model's metrics on the validation data")
 
 
 class FederationMeSerializer(serializers.Serializer):
@@ -88,6 +94,7 @@ class FederationDetailSerializer(serializers.Serializer):
     finished_seq = serializers.IntegerField(allow_null=True)
     error = serializers.CharField(allow_blank=True)
     current_round = FederationCurrentRoundSerializer(allow_null=True)
+    closed_round = FederationClosedRoundSerializer(allow_null=True, help_text="the last round aggregated")
     me = FederationMeSerializer(allow_null=True)
 
 
@@ -97,6 +104,7 @@ class FederationStateSerializer(serializers.Serializer):
     rounds = serializers.IntegerField()
     error = serializers.CharField(allow_blank=True)
     current_round = FederationCurrentRoundSerializer(allow_null=True)
+    closed_round = FederationClosedRoundSerializer(allow_null=True, help_text="the last round aggregated")
     me = FederationMeSerializer(allow_null=True)
 
 
@@ -104,9 +112,10 @@ def federation_state(federation: Federation, user) -> dict:
     """What changes while a federation runs, as the caller sees it: its status, the current round and their
     party (None unless the caller or one of their organizations is a party)."""
     party = selectors.party_for_user(federation=federation, user=user)
+    current, closed = selectors.rounds_latest_state(federation=federation)
     return {
         "id": federation.pk, "status": federation.status, "rounds": federation.rounds, "error": federation.error,
-        "current_round": selectors.round_current_state(federation=federation),
+        "current_round": current, "closed_round": closed,
         "me": {"party": party.pk, "status": party.status, "epsilon_spent": party.epsilon_spent} if party else None,
     }  # fmt: skip
 
@@ -227,8 +236,25 @@ class FederationStateApi(APIView):
     """The lean look a party's client polls: the status, the current round and your party, without the settings
     (which do not change once the federation is created: read them once from the detail)."""
 
-    @extend_schema(responses={200: FederationStateSerializer, **api_errors(404)})
+    class WaitSerializer(serializers.Serializer):
+        after = serializers.IntegerField(
+            min_value=0,
+            max_value=2**31 - 1,
+            required=False,
+            help_text="with `wait`: the round you are done with",
+        )
+        wait = serializers.FloatField(
+            min_value=0, max_value=STATE_WAIT_MAX, required=False,
+            help_text="with `after`: hold the answer up to this many seconds until a later round opens, the "
+            "federation ends or your party changes",
+        )  # fmt: skip
+
+    @extend_schema(
+        parameters=[WaitSerializer], responses={200: FederationStateSerializer, **api_errors(400, 404)}
+    )
     def get(self, request, federation_id: int):
+        # A held look (after and wait) is held by federation.waiting, which asks this view until there is news.
+        self.WaitSerializer(data=request.query_params).is_valid(raise_exception=True)
         federation = selectors.federation_state_get(federation_id=federation_id)
         return Response(FederationStateSerializer(federation_state(federation, request.user)).data)
 
@@ -332,7 +358,7 @@ class RoundModelApi(APIView):
     def get(self, request, federation_id: int, number: int):
         federation = selectors.federation_get(federation_id=federation_id)
         selectors.round_require_download(federation=federation, user=request.user)
-        rnd = selectors.round_get(federation=federation, number=number)
+        rnd = selectors.round_get(federation=federation, number=number, submitted=False)
         response = FileResponse(
             rnd.weights.open("rb"), as_attachment=True, content_type="application/octet-stream",
             filename=f"federation-{federation.pk}-round-{rnd.number}.safetensors",

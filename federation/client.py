@@ -252,9 +252,12 @@ class Api:
     def federation(self, fid: int) -> dict:
         return self.json("GET", f"/api/federations/{fid}/")
 
-    def federation_state(self, fid: int) -> dict:
-        """The lean look: status, error, current round and `me`, without the settings."""
-        return self.json("GET", f"/api/federations/{fid}/state/")
+    def federation_state(self, fid: int, *, after: int | None = None, wait: float = 0) -> dict:
+        """The lean look: status, error, the current and the last aggregated round and `me`, without the settings;
+        held by the server up to `wait` seconds until a round after `after` opens (or the federation ends, or
+        the party changes)."""
+        held = f"?after={after}&wait={wait:g}" if after is not None and wait > 0 else ""
+        return self.json("GET", f"/api/federations/{fid}/state/{held}")
 
     def round(self, fid: int, number: int) -> dict:
         return self.json("GET", f"/api/federations/{fid}/rounds/{number}/")
@@ -382,6 +385,7 @@ class Step:
     message: str = ""
     round: int | None = None
     metrics: dict = field(default_factory=dict)
+    after: int | None = None  # the next look may be held until a round after this one opens
 
 
 Tamper = Callable[[dict], dict]
@@ -427,17 +431,18 @@ class Runner:
 
     # --------------------------------------------------------------------------------------------- loop
 
-    def run(self, *, poll: float = 2.0, idle_timeout: float = 0, retries: int = 8) -> int:
-        """Steps until the federation finishes; returns the exit code (raises ClientError on the way)."""
+    def run(self, *, poll: float = 2.0, idle_timeout: float = 0, retries: int = 8, hold: float = 25.0) -> int:
+        """Steps until the federation finishes; returns the exit code (raises ClientError on the way). A look
+        that waits for the next round is held by the server up to `hold` seconds (answered the moment the round
+        opens); other waits (admission, the other parties' masking keys) ask again every `poll` seconds."""
         last_change = time.monotonic()
         failures = 0
         waiting_said = ""
-        submitted_at: float | None = None
-        cycles: list[float] = []  # from our submission to the next round's opening, as seen
+        after: int | None = None
         while True:
             looked_at = time.monotonic()
             try:
-                step = self.step()
+                step = self.step(after=after, wait=hold)
                 failures = 0
             except (Unreachable, ApiError) as exc:
                 transient = isinstance(exc, Unreachable) or exc.status >= 500 or exc.status == 429
@@ -448,34 +453,30 @@ class Runner:
                 self.say(f"{exc.message}; trying again in {pause:.0f} s")
                 time.sleep(pause)
                 continue
+            after = step.after
+            self._report_closed(self.last_seen)  # the rounds aggregated since this party submitted to them
             if step.state == "finished":
-                self._report_closed(self.last_seen)
                 self.say(step.message)
                 return EXIT_OK
             if step.state in ("submitted", "refused"):
                 self.say(step.message)
-                # The rounds aggregated since, asked for now that this party's update is in, not before.
-                self._report_closed(self.last_seen)
-                if submitted_at is not None:
-                    cycles.append(looked_at - submitted_at)
-                last_change = submitted_at = time.monotonic()
+                last_change = time.monotonic()
                 waiting_said = ""
-                # The next round cannot open before the others submit and the server aggregates: half the
-                # shortest recent cycle is spent without asking, so that many parties polling do not slow the
-                # server. The first cycle is left out: it holds the other parties' start-up.
-                if len(cycles) > 1:
-                    time.sleep(min(min(cycles[-3:]) / 2, 60.0))
                 continue
             if step.message != waiting_said:
                 self.say(step.message)
                 waiting_said = step.message
             if idle_timeout and time.monotonic() - last_change > idle_timeout:
                 raise Idle(f"nothing to do for {idle_timeout:.0f} s ({step.message}); giving up")
-            time.sleep(poll)
+            # A held look that came back with nothing new (or a server that does not hold) waits out the rest
+            # of `poll`; so does every wait that cannot be held.
+            time.sleep(max(0.0, poll - (time.monotonic() - looked_at)))
 
-    def step(self) -> Step:
+    def step(self, *, after: int | None = None, wait: float = 0) -> Step:
+        """One look (held up to `wait` seconds until a round after `after` opens, when both are given) and what
+        it leads to: training and submitting when an open round awaits this party's update."""
         p = self.party
-        fed = self.api.federation_state(p.federation)
+        fed = self.api.federation_state(p.federation, after=after, wait=wait)
         self.last_seen = fed
         status = fed.get("status")
         if status == "finished":
@@ -488,14 +489,17 @@ class Runner:
             raise ApiError(403, f"you are not a party of federation {p.federation}: run `join` first")
         if me.get("status") == "removed":
             raise FederationEnded(f"the coordinator removed your party from federation {p.federation}")
-        if me.get("status") != "admitted":
-            return Step("waiting", "waiting for the coordinator to admit your party")
         current = fed.get("current_round")
+        seen = int(current["number"]) if current else 0
+        if me.get("status") != "admitted":
+            return Step("waiting", "waiting for the coordinator to admit your party", after=seen)
         if status != "running" or not current or current.get("status") != "open":
-            return Step("waiting", "waiting for the next round to open")
+            return Step("waiting", "waiting for the next round to open", after=seen)
         number = int(current["number"])
         if number in self.done:
-            return Step("waiting", f"round {number}: submitted; waiting for the next round", round=number)
+            return Step(
+                "waiting", f"round {number}: submitted; waiting for the next round", number, after=number
+            )
         if self._settings is None:
             self._settings = self.api.federation(p.federation)
         fed = {**self._settings, **fed}  # the settings, with the state just read
@@ -630,11 +634,13 @@ class Runner:
             if exc.status not in (400, 409):
                 raise
             self.done.add(number)  # the same update would be refused again; wait for the next round
-            return Step("refused", f"{head}; update refused ({exc.status}): {exc.detail}", number, metrics)
+            return Step(
+                "refused", f"{head}; update refused ({exc.status}): {exc.detail}", number, metrics, number
+            )
         self.done.add(number)
         entry = answer.get("entry_seq")
         where = f" (ledger entry #{entry})" if entry is not None else ""
-        return Step("submitted", f"{head}; update {sha[:12]} accepted{where}", number, metrics)
+        return Step("submitted", f"{head}; update {sha[:12]} accepted{where}", number, metrics, number)
 
     def _data(self, fed: dict) -> tuple[Any, Any]:
         if self._xy is None:
@@ -663,12 +669,16 @@ class Runner:
             return
         finished = fed.get("status") == "finished"
         candidates = [n for n in sorted(self.done) if n not in self._reported and (n < number or finished)]
+        closed = fed.get("closed_round") or {}
         for n in candidates:
             self._reported.add(n)
-            try:
-                info = self.api.round(self.party.federation, n)
-            except ClientError:
-                continue
+            if closed.get("number") == n:
+                info = closed  # the look has it: no request
+            else:
+                try:
+                    info = self.api.round(self.party.federation, n)
+                except ClientError:
+                    continue
             metrics = info.get("metrics") or {}
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, int | float))
             if shown:

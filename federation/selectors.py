@@ -89,22 +89,32 @@ def federation_state_get(*, federation_id: int) -> Federation:
     return federation
 
 
-def round_current_state(*, federation: Federation) -> Round | None:
-    """The current round with only what a party's look shows (number, status, digest, deadline, roster)."""
-    fields = ("id", "federation_id", "number", "status", "global_sha256", "deadline", "secagg_roster")
-    return federation.round_set.only(*fields).order_by("-number").first()
+def rounds_latest_state(*, federation: Federation) -> tuple[Round | None, Round | None]:
+    """The current round and the last one aggregated (its metrics), with only what a party's look shows, in
+    one query: the aggregated one is the current one (a finished federation) or the one before."""
+    fields = (
+        "id",
+        "federation_id",
+        "number",
+        "status",
+        "global_sha256",
+        "deadline",
+        "secagg_roster",
+        "metrics",
+    )
+    latest = list(federation.round_set.only(*fields).order_by("-number")[:2])
+    closed = next((r for r in latest if r.status == Round.Status.CLOSED), None)
+    return (latest[0] if latest else None), closed
 
 
 def round_list(*, federation: Federation) -> QuerySet[Round]:
     return federation.round_set.annotate(submitted=Count("updates")).order_by("number")
 
 
-def round_get(*, federation: Federation, number: int) -> Round:
-    rnd = (
-        federation.round_set.annotate(submitted=Count("updates")).filter(number=number).first()
-        if 0 < number <= 2**31 - 1
-        else None
-    )
+def round_get(*, federation: Federation, number: int, submitted: bool = True) -> Round:
+    """Round `number`, with how many updates it holds (`submitted`) unless asked without."""
+    rounds = federation.round_set.annotate(submitted=Count("updates")) if submitted else federation.round_set
+    rnd = rounds.filter(number=number).first() if 0 < number <= 2**31 - 1 else None
     if rnd is None:
         raise NotFound(f"no round {number} in this federation")
     return rnd

@@ -10,10 +10,12 @@ from platform_site.streaming import StreamingASGIHandler  # noqa: E402
 
 django_asgi_app = StreamingASGIHandler()
 
-# Predict calls by API token are answered ahead of Django's middleware (models_market/fastpath.py).
+# A party's client waiting for the next round is held here, not on Django's one thread (federation/waiting.py);
+# predict calls by API token are answered ahead of Django's middleware (models_market/fastpath.py).
+from federation.waiting import FederationStateWait  # noqa: E402
 from models_market.fastpath import PredictFastPath  # noqa: E402
 
-http_app = PredictFastPath(django_asgi_app)
+http_app = FederationStateWait(PredictFastPath(django_asgi_app))
 
 # Imported after Django is set up: the routing modules import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -150,14 +150,15 @@ def federation_group(federation_id: int) -> str:
     return f"federation.{federation_id}"
 
 
-def federation_changed(federation_id: int) -> None:
-    """Once the caller's transaction commits, tell the federation's live page (best effort, never fails)."""
+def federation_changed(federation_id: int, *, wakes_parties: bool = True) -> None:
+    """Once the caller's transaction commits, tell the federation's live page (best effort, never fails), and,
+    unless `wakes_parties` is False (an update accepted, a round gone to aggregation: nothing a party acts on),
+    the parties' clients waiting for the next round (`federation.waiting`)."""
     from functools import partial
 
     from django.db import transaction
 
     from platform_site import realtime
 
-    transaction.on_commit(
-        partial(realtime.group_send, federation_group(federation_id), {"type": "federation.changed"})
-    )
+    message = {"type": "federation.changed", "parties": wakes_parties}
+    transaction.on_commit(partial(realtime.group_send, federation_group(federation_id), message))

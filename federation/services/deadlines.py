@@ -12,7 +12,7 @@ from django.utils import timezone
 from federation.models import Federation, Round
 from federation.services.common import SYSTEM, tensors_load
 from federation.services.endings import federation_fail
-from federation.services.rounds import expected_parties, round_open, round_start_aggregation
+from federation.services.rounds import round_complete, round_open, round_start_aggregation
 from ledger import services as ledger
 
 logger = logging.getLogger(__name__)
@@ -29,17 +29,16 @@ def round_due(*, round_id: int) -> str:
         if rnd.status != Round.Status.OPEN or federation.status != Federation.Status.RUNNING:
             return "nothing"
         rnd.federation = federation
-        submitted = set(rnd.updates.values_list("party_id", flat=True))
-        expected = expected_parties(rnd)
-        if expected and expected <= submitted:
+        if round_complete(rnd):
             return "aggregating" if round_start_aggregation(rnd=rnd) else "waiting"
+        submitted = set(rnd.updates.values_list("party_id", flat=True))
         if rnd.deadline > timezone.now():
             return "nothing"
         if not federation.secure_aggregation and len(submitted) >= federation.min_parties:
             return "aggregating" if round_start_aggregation(rnd=rnd) else "waiting"
         if federation.secure_aggregation and len(submitted) >= federation.min_parties:
             # The masks of the parties that dropped out cannot be removed: the round restarts without them.
-            dropped = sorted(expected - submitted)
+            dropped = sorted(set(rnd.secagg_roster or []) - submitted)
             rnd.status, rnd.error, rnd.closed_at = (
                 Round.Status.FAILED, f"secure aggregation: parties {dropped} dropped out; restarted without them",
                 timezone.now(),
@@ -76,10 +75,12 @@ def round_due(*, round_id: int) -> str:
 def rounds_due() -> dict[str, int]:
     """The beat task's sweep: every open round past its deadline, or with all its updates in but no job."""
     now = timezone.now()
-    candidates = Round.objects.filter(status=Round.Status.OPEN, federation__status=Federation.Status.RUNNING)
+    candidates = Round.objects.filter(
+        status=Round.Status.OPEN, federation__status=Federation.Status.RUNNING
+    ).select_related("federation")
     due = list(candidates.filter(deadline__lte=now).values_list("pk", flat=True))
     for rnd in candidates.exclude(pk__in=due).annotate(n=Count("updates")).filter(n__gt=0):
-        if expected_parties(rnd) <= set(rnd.updates.values_list("party_id", flat=True)):
+        if round_complete(rnd):
             due.append(rnd.pk)
     outcomes: dict[str, int] = {}
     for round_id in due:

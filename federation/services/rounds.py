@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from federation.jobkinds import AGGREGATE_KIND
@@ -89,15 +90,17 @@ def federation_start(*, federation: Federation, actor: str) -> Round:
     )  # fmt: skip
 
 
-def expected_parties(rnd: Round) -> set[int]:
-    """Whose updates complete the round: its roster under secure aggregation, else the admitted parties."""
+def round_complete(rnd: Round) -> bool:
+    """Whether every party the round waits for has its update in (one query): its roster under secure
+    aggregation, else the admitted parties."""
+    submitted = rnd.updates.values("party_id")
     if rnd.federation.secure_aggregation:
-        return set(rnd.secagg_roster or [])
-    return set(
-        Party.objects.filter(federation_id=rnd.federation_id, status=Party.Status.ADMITTED).values_list(
-            "pk", flat=True
-        )
+        roster = set(rnd.secagg_roster or [])
+        return bool(roster) and roster <= set(submitted.values_list("party_id", flat=True))
+    counts = Party.objects.filter(federation_id=rnd.federation_id, status=Party.Status.ADMITTED).aggregate(
+        admitted=Count("pk"), missing=Count("pk", filter=~Q(pk__in=submitted))
     )
+    return counts["admitted"] > 0 and counts["missing"] == 0
 
 
 def round_start_aggregation(*, rnd: Round) -> Job | None:
@@ -109,7 +112,7 @@ def round_start_aggregation(*, rnd: Round) -> Job | None:
             rnd.status = Round.Status.AGGREGATING
             rnd.job = job
             rnd.save(update_fields=["status", "job"])
-            federation_changed(rnd.federation_id)
+            federation_changed(rnd.federation_id, wakes_parties=False)
     except TooManyRequests:
         logger.info("round %s: the coordinator's jobs are full; the beat task retries", rnd.pk)
         return None
@@ -121,6 +124,10 @@ def round_start_aggregation(*, rnd: Round) -> Job | None:
 
 def _previous_state(rnd: Round) -> Any:
     """The server state (FedAdam's moments) left by the last round aggregated before this one."""
+    from ml.federated.aggregate import STATEFUL
+
+    if rnd.federation.strategy not in STATEFUL:
+        return None
     before = (
         Round.objects.filter(
             federation_id=rnd.federation_id, number__lt=rnd.number, status=Round.Status.CLOSED
@@ -191,14 +198,23 @@ def _schema(federation: Federation):
 
 
 def validation_xy(federation: Federation):
-    import io
+    """The coordinator's validation rows as arrays, parsed once per worker process (the file never changes)."""
+    key = (federation.pk, federation.validation.name)
+    if key not in _validation:
+        import io
 
-    from ml.features import FeatureSchema
-    from ml.federated import local
-    from ml.tabular import read_table
+        from ml.features import FeatureSchema
+        from ml.federated import local
+        from ml.tabular import read_table
 
-    table = read_table(io.BytesIO(file_bytes(federation.validation)), fmt="csv")
-    return local.task_xy(FeatureSchema.from_json(federation.schema), table)
+        table = read_table(io.BytesIO(file_bytes(federation.validation)), fmt="csv")
+        if len(_validation) >= 8:
+            _validation.pop(next(iter(_validation)))
+        _validation[key] = local.task_xy(FeatureSchema.from_json(federation.schema), table)
+    return _validation[key]
+
+
+_validation: dict[tuple[int, str], Any] = {}  # a few federations' validation arrays, oldest dropped first
 
 
 def _score(federation: Federation, metrics: dict) -> float:

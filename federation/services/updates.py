@@ -22,7 +22,7 @@ from federation.services.common import (
     shapes,
     tensors_save,
 )
-from federation.services.rounds import expected_parties, round_start_aggregation
+from federation.services.rounds import round_complete, round_start_aggregation
 from ledger import services as ledger
 from platform_site.accounts import selectors as accounts_selectors
 from platform_site.accounts.models import User
@@ -131,14 +131,14 @@ def update_submit(
     Ed25519 signature checked over it, then stored and ledgered (`federation.update.accepted`) under the round's
     lock; a second update or a closed round is a 409. Every refusal is kept and ledgered
     (`federation.update.rejected`) before it is raised. When every expected party is in, the aggregation job
-    is queued."""
-    _rejections_cap(user)
+    is queued. Past FEDERATION_MAX_REJECTIONS_PER_HOUR refusals, a refusal is a 429 and no more are ledgered."""
     try:
         return _update_accept(
             federation=federation, number=number, user=user, file=file, num_examples=num_examples,
             metrics=metrics, key_id=key_id, signature=signature, norm_bound=norm_bound,
         )  # fmt: skip
     except _Refused as refused:
+        _rejections_cap(user)
         _record_rejection(federation=federation, user=user, key_id=key_id, refused=refused)
         raise refused.error from None
 
@@ -226,7 +226,7 @@ def _update_accept(
             rnd.federation = locked
             if rnd.status != Round.Status.OPEN:
                 raise _refuse(Conflict(f"round {rnd.number} closed while the update was checked"), **where)
-            if Update.objects.filter(round=rnd, party=party).exists():
+            if Update.objects.filter(round=rnd, party=party).exists():  # before the ledger's lock is taken
                 raise _refuse(
                     Conflict(f"this party has already submitted its update to round {rnd.number}"), **where
                 )
@@ -245,11 +245,9 @@ def _update_accept(
                 norm_bound=attested, file=stored, size=len(data), key_id=key.key_id, signature=signature,
                 entry_seq=entry.seq,
             )  # fmt: skip
-            federation_changed(federation.pk)
+            federation_changed(federation.pk, wakes_parties=False)
             _charge_privacy(federation, party)
-            submitted = set(rnd.updates.values_list("party_id", flat=True))
-            expected = expected_parties(rnd)
-            if expected and expected <= submitted:
+            if round_complete(rnd):
                 round_start_aggregation(rnd=rnd)
     except IntegrityError:  # the unique (round, party) constraint: a twin submission won
         from django.core.files.storage import default_storage

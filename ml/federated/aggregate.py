@@ -23,6 +23,7 @@ Layers = list[np.ndarray]
 STRATEGIES = ("fedavg", "fedprox", "fedadam", "median", "trimmed_mean", "krum", "multi_krum", "bulyan")
 # Masked updates (secure aggregation) can only be summed, so only these combine with it.
 SUM_BASED = frozenset({"fedavg", "fedprox", "fedadam"})
+STATEFUL = frozenset({"fedadam"})  # keeps a server state from round to round (Adam's moments)
 MAX_COUNT = 10_000  # num_malicious / keep: far above any federation's parties
 
 # Each strategy's options and defaults (Flower's: FedTrimmedAvg beta 0.2, FedAdam eta 0.1, beta_1 0.9,

@@ -1,6 +1,7 @@
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -173,11 +174,17 @@ def _claimed(job: Job) -> QuerySet[Job]:
 
 
 class JobReporter:
-    """The one helper a running job calls to report progress and metrics."""
+    """The one helper a running job calls to report progress and metrics. The first report, every report with
+    metrics, and others at most every REPORT_SECONDS are written and pushed to the job's page (each write also
+    checks the claim); the others only move the job's fields in memory, so a short job that reports each of
+    its steps is not slowed by a write and a push per step."""
+
+    REPORT_SECONDS = 0.5
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.job.metrics = list(job.metrics or [])
+        self._written_at: float | None = None
 
     def __call__(self, progress: float, *, message: str = "", metrics: dict[str, Any] | None = None) -> None:
         """Record progress (0..1), a status line and one point of metrics; raise JobCancelled if cancelled."""
@@ -189,6 +196,10 @@ class JobReporter:
         if math.isfinite(progress):
             job.progress = min(max(progress, 0.0), 1.0)
         job.message = message[:200]
+        now = time.monotonic()
+        if not metrics and self._written_at is not None and now - self._written_at < self.REPORT_SECONDS:
+            return
+        self._written_at = now
         job.heartbeat_at = timezone.now()
         # Conditional on the claim: a job cancelled, or taken over by the sweep and another worker, stops here.
         updated = _claimed(job).update(
@@ -218,8 +229,9 @@ def job_start(*, job_id: int, worker: str, task_id: str | None = None) -> Job | 
     )
     if not claimed:
         return None
-    _push(job_id)
-    return Job.objects.get(pk=job_id)
+    job = Job.objects.get(pk=job_id)
+    _push(job_id, job)
+    return job
 
 
 def job_succeed(*, job: Job, result: dict[str, Any]) -> None:

@@ -163,7 +163,7 @@ def test_the_state_is_the_lean_look_a_party_polls_and_shows_me_only_to_a_party(r
     federation, (b, _c) = running
     url = f"/api/federations/{federation.pk}/state/"
     state = api_as(b.user).get(url).json()
-    assert set(state) == {"id", "status", "rounds", "error", "current_round", "me"}
+    assert set(state) == {"id", "status", "rounds", "error", "current_round", "closed_round", "me"}
     assert state["status"] == "running" and state["me"] == {
         "party": b.party.pk,
         "status": "admitted",

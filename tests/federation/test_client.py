@@ -82,6 +82,7 @@ class FakeTransport:
 
     def request(self, method, path, *, json_body=None, multipart=None):
         self.requests.append((method, path, multipart or json_body or {}))
+        path, _, _query = path.partition("?")
         if path == "/api/federations/7/state/":
             state = self.detail = self.states[min(self.looks, len(self.states) - 1)]
             self.looks += 1
@@ -104,6 +105,10 @@ class FakeTransport:
 
     def submissions(self) -> list[dict]:
         return [fields for method, path, fields in self.requests if path.endswith("/updates/")]
+
+    def looked(self) -> list[str]:
+        """The state looks' query strings, in order."""
+        return [path.partition("?")[2] for _, path, _ in self.requests if "/state/" in path]
 
 
 @dataclass
@@ -277,6 +282,20 @@ def test_a_round_is_trained_signed_and_submitted_once_then_the_run_ends_with_the
     assert "accepted (ledger entry #42)" in out
     assert "round 1 aggregated: global model accuracy 0.5000" in out
     assert "federation 7 finished" in out
+
+
+def test_after_its_update_the_client_holds_its_look_until_the_next_round_and_reports_from_it(
+    keyfile, data_csv, fake_training, capsys
+):
+    aggregating = federation()
+    aggregating["current_round"]["status"] = "aggregating"
+    finished = federation(status="finished", closed_round={"number": 1, "metrics": {"accuracy": 0.625}})
+    transport = FakeTransport([federation(), aggregating, finished])
+    assert run(keyfile, data_csv, transport) == 0
+    # The first look is answered at once; each one after the update asks to be held until a round after 1.
+    assert transport.looked() == ["", "after=1&wait=25", "after=1&wait=25"]
+    assert "/api/federations/7/rounds/1/" not in [path for _, path, _ in transport.requests]  # no extra GET
+    assert "round 1 aggregated: global model accuracy 0.6250" in capsys.readouterr().out
 
 
 def test_a_global_model_whose_digest_differs_from_the_header_is_refused_and_nothing_is_trained(
