@@ -12,9 +12,10 @@ and the same seeds and mini-batch order for every party in every system (party k
   FedAvg strategy with server-side evaluation), from its own virtualenv (BENCH_FLWR_VENV, default
   var/bench-flwr-venv, made on first use with `pip install 'flwr[simulation]==1.42.*' torch==2.13.0
   scikit-learn safetensors`: a few minutes); nothing of it is a dependency of the platform;
-- **ours**: the platform in deployment shape: the live server (uvicorn, as `make run` serves), one real Celery
-  worker aggregating on the `ml` queue, and the 10 parties as separate `python -m federation.client run`
-  processes over HTTP, each update signed by the party's Ed25519 key, checked and ledgered. PostgreSQL
+- **ours**: the platform in deployment shape: the live server (uvicorn with BENCH_FL_WEB_WORKERS processes, one
+  per core by default, as the README's "many workers" section runs it), one real Celery worker aggregating on the
+  `ml` queue, and the 10 parties as separate `python -m federation.client run` processes over HTTP, each update
+  signed by the party's Ed25519 key, checked and ledgered; a party waits for the next round on a held look. PostgreSQL
   (BENCH_DATABASE_URL, default a scratch database `bench_federation`, dropped and made again) and Redis
   (BENCH_REDIS_URL, default index 13, emptied first).
 
@@ -45,6 +46,7 @@ PARTIES = int(os.environ.get("BENCH_FL_PARTIES", 10))
 SPLITS = os.environ.get("BENCH_FL_SPLITS", "iid,dirichlet").split(",")
 SYSTEMS = os.environ.get("BENCH_FL_SYSTEMS", "plain,flower,ours").split(",")
 POLL = float(os.environ.get("BENCH_FL_POLL", 0.2))
+WEB_WORKERS = int(os.environ.get("BENCH_FL_WEB_WORKERS", len(os.sched_getaffinity(0))))
 ALPHA = 0.5
 RECIPE = {"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "local_epochs": 1, "proximal_mu": 0.0}
 VENV = Path(os.environ.get("BENCH_FLWR_VENV", ROOT / "var" / "bench-flwr-venv"))
@@ -376,7 +378,7 @@ def serve(port: int, log: Path) -> subprocess.Popen:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "platform_site.asgi:application"],
+         "--workers", str(WEB_WORKERS), "platform_site.asgi:application"],
         cwd=ROOT, env={**os.environ, "DEBUG": "false"}, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -469,7 +471,9 @@ def federation_entries(federation_id: int) -> int:
 
 
 def main() -> None:
-    results: dict = {"rounds": ROUNDS, "parties": PARTIES, "cores": len(os.sched_getaffinity(0))}
+    results: dict = {
+        "rounds": ROUNDS, "parties": PARTIES, "cores": len(os.sched_getaffinity(0)), "web_workers": WEB_WORKERS
+    }  # fmt: skip
     for split in SPLITS:
         folder = prepare(split)
         one: dict = {}
