@@ -19,8 +19,13 @@ def test_robust_strategies_hold_the_clean_accuracy_against_three_sign_flipping_p
     assert fedavg < clean - 0.5
     assert abs(multi_krum["final_accuracy"] - clean) <= 0.02
     assert multi_krum["excluded"][-1] == 3
-    # Coordinate-wise median and trimmed mean are biased against the gradient by the attackers, who all sit on
-    # one side of each coordinate, by a fraction of the spread of the honest updates; with only ~144 rows per
-    # party that spread is wide, and they end 2-4 points below clean FedAvg on this task (seeds 0-4).
+    # Coordinate-wise median and trimmed mean are pulled against the gradient by the attackers, who mostly sit
+    # on one side of each coordinate, by a fraction of the spread of the honest updates; with only ~144 rows
+    # per party that spread is wide and they stall on a plateau (~0.94-0.95) below clean FedAvg's. Measured,
+    # points below clean FedAvg for seeds 0-4: median 2.2, 1.7, 3.3, 1.9, 2.5; trimmed mean 2.2, 1.9, 4.4, 2.5,
+    # 2.5; Multi-Krum -0.6, 0.8, 1.1, 0.3, 0.6; FedAvg 96, 85, 93, 94, 95. Below their own clean runs, median
+    # and trimmed mean lose 1.7-2.5 and 1.9-3.6. More rounds (60), lr 0.05 or 1 local epoch, full-batch local
+    # GD, batch 16, a 512-wide hidden layer, or trim_beta 0.4 leave seed 0 at 2.2-4.2 points, so the issue's
+    # 2 points is not met for these two; this seed's 2.2 is asserted with 3 points, not the 2.
     assert abs(median - clean) <= 0.03
     assert abs(trimmed["final_accuracy"] - clean) <= 0.03
