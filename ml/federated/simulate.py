@@ -1,5 +1,6 @@
 """A plain in-process federated loop over scikit-learn's digits: the benchmark's floor, and the poisoning test's
 testbed. It runs the platform's own `train_local` and `aggregate`, with no server, no signatures, no ledger.
+`synthetic_split` gives it a generated task with more rows per party instead (the poisoning test's second case).
 
 The task is the benchmark's: `load_digits`, an 80/20 split with random_state=0, standardized by a scaler fitted
 on the training part, split among the parties IID or by label with Dirichlet(alpha) proportions; an MLP
@@ -42,6 +43,13 @@ def digits_split(
         scaler.transform(X_train).astype(np.float32),
         scaler.transform(X_test).astype(np.float32),
     )
+    return _share(X_train, y_train, parties, alpha, seed), (X_test, y_test.astype(np.int64))
+
+
+def _share(
+    X_train: np.ndarray, y_train: np.ndarray, parties: int, alpha: float | None, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The training rows shared among the parties, IID (alpha None) or by label with Dirichlet(alpha)."""
     rng = np.random.default_rng(seed)
     if alpha is None:
         shares = np.array_split(rng.permutation(len(y_train)), parties)
@@ -53,23 +61,51 @@ def digits_split(
             for p, part in enumerate(np.split(rows, cuts)):
                 buckets[p].extend(part.tolist())
         shares = [np.sort(np.array(b, dtype=np.int64)) for b in buckets]
-    return [(X_train[s], y_train[s].astype(np.int64)) for s in shares], (X_test, y_test.astype(np.int64))
+    return [(X_train[s], y_train[s].astype(np.int64)) for s in shares]
+
+
+def synthetic_split(
+    parties: int = 10, *, rows_per_party: int = 2000, test_rows: int = 2000, features: int = 20,
+    informative: int = 10, classes: int = 4, class_sep: float = 1.0, random_state: int = 0, alpha: float | None = None, seed: int = 0,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """A tabular task with more rows per party than digits, generated (nothing downloaded): scikit-learn's
+    `make_classification` (one cluster per class, no redundant features) with `random_state`, its first
+    `parties * rows_per_party` rows for training and the next `test_rows` for test, standardized by the training
+    part, shared as `digits_split` shares digits' rows. Its MLP is SPEC with `features` inputs and `classes`
+    outputs."""
+    from sklearn.datasets import make_classification
+    from sklearn.preprocessing import StandardScaler
+
+    n_train = parties * rows_per_party
+    X, y = make_classification(
+        n_samples=n_train + test_rows, n_features=features, n_informative=informative,
+        n_redundant=0, n_classes=classes, n_clusters_per_class=1, class_sep=class_sep,
+        random_state=random_state,
+    )  # fmt: skip
+    X_train, X_test, y_train, y_test = X[:n_train], X[n_train:], y[:n_train], y[n_train:]
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = (
+        scaler.transform(X_train).astype(np.float32),
+        scaler.transform(X_test).astype(np.float32),
+    )
+    return _share(X_train, y_train, parties, alpha, seed), (X_test, y_test.astype(np.int64))
 
 
 def plain_fedavg_loop(
     *, rounds: int = 20, parties: int = 10, alpha: float | None = None, seed: int = 0, strategy: str = "fedavg",
     options: dict | None = None, byzantine: int = 0, attack_scale: float = 10.0, recipe: dict | None = None,
     spec: dict | None = None, device: str = "cpu", threads: int | None = 1,
+    data: tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict:  # fmt: skip
     """Run the loop and return per-round test accuracy, loss and seconds (training, aggregation and evaluation).
     The last `byzantine` parties train honestly, then send their delta sign-flipped and scaled by
     `attack_scale`; `excluded` counts the updates the strategy left out each round. `threads` sets torch's
     intra-op threads for the run (None: leave them): one is fastest for so small a model, and many times faster
-    than several when the cores are shared."""
+    than several when the cores are shared. `data`, the parties' (X, y) and the test (X, y) (as from
+    `synthetic_split`; `spec` must fit it), replaces digits: `parties` and `alpha` are then its."""
+    task = data if data is not None else digits_split(parties, alpha=alpha, seed=seed)
     with _threads(threads):
-        return _loop(
-            rounds, parties, alpha, seed, strategy, options, byzantine, attack_scale, recipe, spec, device
-        )
+        return _loop(rounds, task, seed, strategy, options, byzantine, attack_scale, recipe, spec, device)
 
 
 @contextmanager
@@ -84,10 +120,11 @@ def _threads(n: int | None):
 
 
 def _loop(
-    rounds: int, parties: int, alpha: float | None, seed: int, strategy: str, options: dict | None, byzantine: int,
+    rounds: int, task: tuple, seed: int, strategy: str, options: dict | None, byzantine: int,
     attack_scale: float, recipe: dict | None, spec: dict | None, device: str,
 ) -> dict:  # fmt: skip
-    data, (X_test, y_test) = digits_split(parties, alpha=alpha, seed=seed)
+    data, (X_test, y_test) = task
+    parties = len(data)
     spec = spec or SPEC
     glob = initial_tensors(spec, seed)
     recipe = recipe or RECIPE
