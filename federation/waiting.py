@@ -14,12 +14,14 @@ answer that is not a 200 state, goes through unchanged.
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 from urllib.parse import parse_qs
 
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
 PATH = re.compile(r"/api/federations/([0-9]{1,18})/state/")
 STATE_WAIT_MAX = 60  # seconds; the API refuses more (FederationStateApi)
 
@@ -137,7 +139,8 @@ class _Subscription:
 
     def __init__(self, group: str) -> None:
         self.group = group
-        self.layer = None
+        self.layer = None  # pushes come from it; None: poll
+        self.joined = None  # the layer the channel joined the group on, left on the way out
         self.channel = ""
 
     async def __aenter__(self) -> "_Subscription":
@@ -146,14 +149,19 @@ class _Subscription:
 
             self.layer = get_channel_layer()
         if self.layer is not None:
-            self.channel = await self.layer.new_channel()
-            await self.layer.group_add(self.group, self.channel)
+            try:
+                self.channel = await self.layer.new_channel()
+                await self.layer.group_add(self.group, self.channel)
+                self.joined = self.layer
+            except Exception:  # the layer is down: ask again every poll interval instead
+                logger.warning("a held look could not subscribe to %s; polling", self.group, exc_info=True)
+                self.layer = None
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self.layer is not None:
+        if self.joined is not None:
             with contextlib.suppress(Exception):
-                await self.layer.group_discard(self.group, self.channel)
+                await self.joined.group_discard(self.group, self.channel)
 
     async def next(self, timeout: float) -> None:
         """Until a push that concerns the parties, or `timeout` seconds (the poll interval without a layer)."""
@@ -162,10 +170,15 @@ class _Subscription:
             await asyncio.sleep(min(timeout, settings.REALTIME_POLL_SECONDS))
             return
         end = time.monotonic() + timeout
-        with contextlib.suppress(asyncio.TimeoutError):
+        try:
             while True:
                 message = await asyncio.wait_for(
                     self.layer.receive(self.channel), max(0.0, end - time.monotonic())
                 )
                 if message.get("parties"):
                     return
+        except TimeoutError:
+            return
+        except Exception:  # the layer failed meanwhile: ask again every poll interval from now on
+            logger.warning("a held look lost %s; polling", self.group, exc_info=True)
+            self.layer = None

@@ -232,3 +232,33 @@ def test_the_state_look_has_the_last_aggregated_round(alice):
     closed = federation.round_set.get(number=1)
     assert state["current_round"]["number"] == 2
     assert state["closed_round"] == {"number": 1, "metrics": closed.metrics}
+
+
+def test_a_held_look_polls_when_the_channel_layer_is_down(settings, monkeypatch):
+    settings.REALTIME_POLL = False
+    settings.REALTIME_POLL_SECONDS = 0.02
+
+    class Down:
+        async def new_channel(self):
+            raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: Down())
+    app = _App(_state(3))
+
+    async def both():
+        sent: list[dict] = []
+
+        async def receive():
+            await asyncio.Event().wait()
+
+        async def send(message):
+            sent.append(message)
+
+        async def change():
+            await asyncio.sleep(0.05)
+            app.state = _state(4)
+
+        await asyncio.gather(FederationStateWait(app)(_scope("after=3&wait=30"), receive, send), change())
+        return sent
+
+    assert json.loads(asyncio.run(both())[1]["body"])["current_round"]["number"] == 4
