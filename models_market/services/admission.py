@@ -10,6 +10,10 @@ be given now. Then, for the calls that hold, each caller's prices are reserved t
 covers all of them, each quota licence spends its calls together when it has them all left, and the signed
 receipts are written. A call that does not fit as part of its group is not written, and its thread makes it
 again alone (services.metering), which tops the deposit up, says 402, or picks another licence.
+
+With MODELS_CALLS_ASYNC_COMMIT (the default) the statement's transaction, and only it, commits without waiting
+for its WAL flush: the meter rows are free again at once, and a crash of the database can lose the last calls
+written (never billed, never paid to the owner), never a ledger entry. See README "Metered calls and crashes".
 """
 
 import functools
@@ -18,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from models_market.models import CallMeter, ModelLicense, ModelToken, ModelVersion, Receipt
@@ -125,19 +130,23 @@ def _write(calls: list[Call]) -> None:
     # prepared statements).
     prepare = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
     with connection.connection.cursor() as cursor:
-        cursor.execute(_sql(), params, prepare=prepare)
+        cursor.execute(_sql(settings.MODELS_CALLS_ASYNC_COMMIT), params, prepare=prepare)
         for i, caller_ok, admitted, written in cursor.fetchall():
             calls[i - 1].caller_ok, calls[i - 1].admitted, calls[i - 1].written = caller_ok, admitted, written
 
 
 @functools.cache
-def _sql() -> str:
+def _sql(async_commit: bool) -> str:
     return _ADMIT.format(
-        user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
+        commit=_ASYNC_COMMIT if async_commit else "", user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
         token=ModelToken._meta.db_table, license=ModelLicense._meta.db_table, meter=CallMeter._meta.db_table,
         receipt=Receipt._meta.db_table,
     )  # fmt: skip
 
+
+# The statement is its own transaction (autocommit): a transaction-local setting lasts until its commit, and
+# the connection's next transaction (perhaps a ledger entry's) has the server's setting again.
+_ASYNC_COMMIT = " CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 
 _ADMIT = """
 WITH calls AS (
@@ -182,5 +191,5 @@ WITH calls AS (
     RETURNING id
 )
 SELECT i, caller_ok, caller_ok AND admitted, COALESCE(receipt_id IN (SELECT id FROM written), false)
-FROM judged
+FROM judged{commit}
 """

@@ -220,6 +220,9 @@ def _call_in_one_statement(
 
 # Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
 # number before it is signed: they rise call after call within a process; processes draw blocks of their own.
+# The draw takes a transaction id, so that its commit waits for the disk: the sequence's advance is durable
+# before any of its numbers is signed, and a call whose own commit a crash loses (MODELS_CALLS_ASYNC_COMMIT)
+# never sees its number given again.
 RECEIPT_NUMBERS_AHEAD = 32
 _receipt_numbers: deque[int] = deque()
 _receipt_numbers_lock = threading.Lock()
@@ -230,7 +233,8 @@ def _receipt_number() -> int:
         if not _receipt_numbers:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) "
+                    "CROSS JOIN pg_current_xact_id()",
                     [Receipt._meta.db_table, RECEIPT_NUMBERS_AHEAD],
                 )
                 _receipt_numbers.extend(sorted(n for (n,) in cursor.fetchall()))
