@@ -113,7 +113,7 @@ def answer_call(key: str, version_id: int, body: bytes) -> Answer | None:
             if not isinstance(data, dict) or "rows" not in data:
                 raise DomainError(ROWS_EXPECTED)
             outputs, receipt = services.predict_call(
-                user=token.user, version=version, rows=data["rows"], api_token_id=token.pk
+                user=token.user, version=version, rows=data["rows"], api_token_id=token.pk, body=body
             )
         except Unauthenticated:
             return None  # revoked since: DRF's authentication says 401

@@ -4,6 +4,7 @@ revoked, a licence expired, a model transferred, a better licence bought, all el
 that never overdraw."""
 
 import asyncio
+import hashlib
 import json
 from datetime import timedelta
 
@@ -132,6 +133,9 @@ def test_a_licensed_call_is_answered_ahead_of_django_with_a_stored_signed_receip
     assert answer["receipt"] == {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id,
                                  "signature": receipt.signature, "settled": False, "proof": None}  # fmt: skip
     assert (receipt.price, receipt.rows, receipt.caller_id) == (PRICE, 2, bob.pk)
+    # Format 2: the input is the body as sent.
+    sent = json.dumps({"rows": [ROW, ROW]}).encode()
+    assert (receipt.body["format"], receipt.input_sha256) == (2, hashlib.sha256(sent).hexdigest())
     key_row = SigningKey.objects.get(key_id=receipt.key_id)
     assert chain.verify_signature(
         bytes(key_row.public_key), bytes.fromhex(receipt.signature), chain.jcs(receipt.body)
