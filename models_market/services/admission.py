@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -125,11 +126,17 @@ def _write(calls: list[Call]) -> None:
         "signature": [r.signature if r else None for r in receipts],
     }
     connection.ensure_connection()
-    # psycopg's own cursor: bound by the server and, on the connections of Django's pool, prepared once per
-    # connection, since planning the statement costs more than running it (an external pooler may not keep
-    # prepared statements).
+    # On the connections of Django's pool the statement is prepared once per connection, since planning it costs
+    # more than running it (an external pooler may not keep prepared statements). Django binds on the client,
+    # which psycopg never prepares, and turns psycopg's preparing off: so this is psycopg's own cursor, bound by
+    # the server, and preparing is back on for what asks for it by name (prepare=True) and nothing else.
     prepare = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
-    with connection.connection.cursor() as cursor:
+    if prepare and connection.connection.prepare_threshold is None:
+        connection.connection.prepare_threshold = 2**31  # never reached: only prepare=True prepares
+        # Its generic plan, every time: PostgreSQL would plan it for each call's arrays (about as long as it
+        # runs), the custom plans looking cheaper. It is the connection's only prepared statement.
+        connection.connection.execute("SET plan_cache_mode TO force_generic_plan")
+    with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(_sql(settings.MODELS_CALLS_ASYNC_COMMIT), params, prepare=prepare)
         for i, caller_ok, admitted, written in cursor.fetchall():
             calls[i - 1].caller_ok, calls[i - 1].admitted, calls[i - 1].written = caller_ok, admitted, written
