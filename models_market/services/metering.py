@@ -135,11 +135,20 @@ def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, An
         raise DomainError(str(exc)) from None
 
 
+class Predictions(list):
+    """A metered call's predictions, with their RFC 8785 bytes (`json`) that its receipt hashed: an answer can
+    carry those bytes as they are instead of writing the predictions again."""
+
+    def __init__(self, outputs: list[dict], *, json: bytes) -> None:
+        super().__init__(outputs)
+        self.json = json
+
+
 def _hashes(
     schema: FeatureSchema, rows: Any, outputs: list[dict], body: bytes | None
-) -> tuple[str, str, int]:
-    """(input_sha256, output_sha256, the receipt's format): the body as received when there is one (format 2),
-    else the rows' RFC 8785 JSON (format 1); the outputs' RFC 8785 JSON."""
+) -> tuple[str, Predictions, int]:
+    """(input_sha256, the outputs with their RFC 8785 bytes, the receipt's format): the input is the body as
+    received when there is one (format 2), else the rows' RFC 8785 JSON (format 1)."""
     # The rows' keys are the schema's column names and their integers exact (_checked_matrix accepted them);
     # the outputs' keys are ours, their integers the classes'.
     exact = all(type(c) is not int or -_SAFE_INT <= c <= _SAFE_INT for c in schema.classes)
@@ -148,7 +157,7 @@ def _hashes(
             input_sha256, receipt_format = sha256_hex(body), FORMAT_BODY
         else:
             input_sha256, receipt_format = sha256_hex(canonical_json(rows, checked=True)), FORMAT_ROWS
-        return input_sha256, sha256_hex(canonical_json(outputs, checked=exact)), receipt_format
+        return input_sha256, Predictions(outputs, json=canonical_json(outputs, checked=exact)), receipt_format
     except ValueError as exc:
         raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
 
@@ -173,9 +182,9 @@ def _call(
     schema, outputs, license, now = _predicted(user, version, rows, _license_for_call)
     if license is None or not settings.MODELS_METERING:
         return outputs, None
-    input_sha256, output_sha256, receipt_format = _hashes(schema, rows, outputs, body)
+    input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
     return outputs, _meter(
-        user, version, license, len(rows), input_sha256, output_sha256, now, receipt_format
+        user, version, license, len(rows), input_sha256, sha256_hex(outputs.json), now, receipt_format
     )
 
 
@@ -213,7 +222,8 @@ def _call_in_one_statement(
     schema, outputs, license, now = _predicted(user, version, rows, _license_hint)
     receipt = None
     if license is not None and settings.MODELS_METERING:
-        input_sha256, output_sha256, receipt_format = _hashes(schema, rows, outputs, body)
+        input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
+        output_sha256 = sha256_hex(outputs.json)
         quota = license.kind == ModelLicense.Kind.QUOTA
         receipt = Receipt(
             pk=_receipt_number(), license=license, version=version, caller=user,

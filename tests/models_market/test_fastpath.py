@@ -9,6 +9,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import rfc8785
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import Client
@@ -136,6 +137,7 @@ def test_a_licensed_call_is_answered_ahead_of_django_with_a_stored_signed_receip
     # Format 2: the input is the body as sent.
     sent = json.dumps({"rows": [ROW, ROW]}).encode()
     assert (receipt.body["format"], receipt.input_sha256) == (2, hashlib.sha256(sent).hexdigest())
+    assert receipt.output_sha256 == hashlib.sha256(rfc8785.dumps(answer["predictions"])).hexdigest()
     key_row = SigningKey.objects.get(key_id=receipt.key_id)
     assert chain.verify_signature(
         bytes(key_row.public_key), bytes.fromhex(receipt.signature), chain.jcs(receipt.body)
