@@ -251,22 +251,32 @@ def _call_in_one_statement(
 # The draw takes a transaction id, so that its commit waits for the disk: the sequence's advance is durable
 # before any of its numbers is signed, and a call whose own commit a crash loses (MODELS_CALLS_ASYNC_COMMIT)
 # never sees its number given again.
-RECEIPT_NUMBERS_AHEAD = 32
+RECEIPT_NUMBERS_AHEAD = 128
 _receipt_numbers: deque[int] = deque()
 _receipt_numbers_lock = threading.Lock()
 
 
 def _receipt_number() -> int:
     with _receipt_numbers_lock:
+        if connection.in_atomic_block:
+            # A call made in the services' transaction, which may roll back and leave a block's advance of
+            # the sequence unwritten: one number, committed (waiting for the disk) with the call's receipt or
+            # never used; the block drawn before is dropped, so that numbers still rise.
+            _receipt_numbers.clear()
+            return _draw_receipt_numbers(1)[0]
         if not _receipt_numbers:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) "
-                    "CROSS JOIN pg_current_xact_id()",
-                    [Receipt._meta.db_table, RECEIPT_NUMBERS_AHEAD],
-                )
-                _receipt_numbers.extend(sorted(n for (n,) in cursor.fetchall()))
+            _receipt_numbers.extend(_draw_receipt_numbers(RECEIPT_NUMBERS_AHEAD))
         return _receipt_numbers.popleft()
+
+
+def _draw_receipt_numbers(count: int) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) "
+            "CROSS JOIN pg_current_xact_id()",
+            [Receipt._meta.db_table, count],
+        )
+        return sorted(n for (n,) in cursor.fetchall())
 
 
 def _meter(
@@ -323,7 +333,7 @@ def _meter_locked(user: User) -> CallMeter:
             with transaction.atomic():  # a savepoint: a parallel first call may create it first
                 CallMeter.objects.create(user=user)
         except IntegrityError:
-            pass
+            _receipt_numbers.clear()
         meter = CallMeter.objects.select_for_update().get(user=user)
     meter.deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
     return meter

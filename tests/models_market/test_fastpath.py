@@ -410,3 +410,12 @@ def test_only_the_calls_statement_commits_without_waiting_for_the_disk(
     services.settle_pending(limit=10)
     assert seen == [("models_market.deposit.topped_up", server), ("models_market.calls.settled", server)]
     assert Receipt.objects.filter(settlement__isnull=False).count() == 2
+
+
+def test_receipt_numbers_rise_across_a_call_made_again_in_the_services_transaction(licensed, bob):
+    before = metering._receipt_number()  # a block drawn ahead
+    # bob has no deposit yet: the statement writes nothing, and the call is made again in the services' own
+    # transaction (with a top-up), which takes a number of its own.
+    _, receipt = services.predict_call(user=bob, version=licensed.version, rows=[ROW])
+    after = metering._receipt_number()
+    assert before < receipt.pk < after
