@@ -320,14 +320,23 @@ def _read_capped(stream) -> bytes:
     return data
 
 
+def _keep_body(parser_context: dict | None, body: bytes) -> None:
+    """The body the rows were read from, for the call's receipt (format 2 hashes it as received)."""
+    if parser_context and parser_context.get("request") is not None:
+        parser_context["request"].predict_body = body
+
+
 class RowsJsonParser(JSONParser):
     """JSON, read up to PREDICT_MAX_BYTES; nesting too deep for Python's parser is a 400 like other bad JSON."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        body = _read_capped(stream)
         try:
-            return super().parse(io.BytesIO(_read_capped(stream)), media_type, parser_context)
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply") from None
+        _keep_body(parser_context, body)
+        return data
 
 
 class RowsCsvParser(BaseParser):
@@ -337,8 +346,9 @@ class RowsCsvParser(BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
+        body = _read_capped(stream)
         try:
-            reader = csv.DictReader(io.StringIO(codecs.decode(_read_capped(stream), "utf-8"), newline=""))
+            reader = csv.DictReader(io.StringIO(codecs.decode(body, "utf-8"), newline=""))
             rows = []
             for i, row in enumerate(reader):
                 if None in row:
@@ -348,6 +358,7 @@ class RowsCsvParser(BaseParser):
                     break  # one too many is enough for the schema's check to say how many are allowed
         except (UnicodeDecodeError, csv.Error) as exc:
             raise ParseError(f"CSV parse error - {exc}") from None
+        _keep_body(parser_context, body)
         return {"rows": rows}
 
 
@@ -414,8 +425,9 @@ class PredictApi(APIView):
         if not isinstance(request.data, dict) or "rows" not in request.data:
             raise DomainError(ROWS_EXPECTED)
         outputs, receipt = services.predict_call(
-            user=request.user, version=version, rows=request.data["rows"]
-        )
+            user=request.user, version=version, rows=request.data["rows"],
+            body=getattr(request, "predict_body", None),
+        )  # fmt: skip
         return Response({"predictions": outputs, "receipt": fresh_receipt(receipt)})
 
 

@@ -5,8 +5,15 @@ RECEIPT.json is what `GET /api/models/receipts/<id>/` returns (or the `receipt` 
 again once settled for its proof); EXPORT.json is the ledger's export (`manage.py export_ledger`). Checks that
 the export verifies (ledger.verify), that the platform signed the receipt with a key the export lists, that the
 receipt is included in the Merkle root of the settlement entry its proof names, and, when given, that the
-rows sent and the predictions received hash to the receipt's input_sha256 and output_sha256. Exit 0 and an
+input sent and the predictions received hash to the receipt's input_sha256 and output_sha256. Exit 0 and an
 `OK` line, or exit 1 and a `FAIL <what>` line.
+
+Two receipt formats. A call whose rows came in a request body (the API, JSON or CSV) has a format 2 receipt:
+its body holds `"format": 2`, and input_sha256 is the SHA-256 of the request body exactly as sent (--input is
+that body, byte for byte). A call without one (rows typed on the model's page) has a format 1 receipt, as every
+receipt had before format 2: no `format` field, and input_sha256 is the SHA-256 of the rows' RFC 8785 JSON
+(--input is the rows, or a JSON request holding them). output_sha256 is, in both, the SHA-256 of the RFC 8785
+JSON of the predictions.
 
 Uses only the standard library, `cryptography` and `rfc8785` (through ledger.chain, ledger.merkle and
 ledger.verify), like ledger.verify: no Django.
@@ -32,6 +39,8 @@ MINTED_KIND = "models_market.token.minted"
 BODY_FIELDS = (
     "seq", "version", "model_sha256", "input_sha256", "output_sha256", "price", "caller", "issued_at", "rows",
 )  # fmt: skip
+FORMAT_ROWS = 1  # input_sha256: the rows' RFC 8785 JSON; the body has no "format" field
+FORMAT_BODY = 2  # input_sha256: the request body as sent; the body holds "format": 2
 
 
 _SAFE_INT = 2**53 - 1
@@ -109,9 +118,54 @@ def _prepared(value: Any, spelled: list[str]) -> Any:
     return value
 
 
-# In the standard encoder's compact text, a number that RFC 8785 spells otherwise: an exponent (1e-05, 1.5e+16)
-# or an integral float (5.0, -0.0). Also matches such text inside strings, which only costs the slower way.
-_RESPELL = re.compile(r"e[+-]|\.0(?:[,\]}]|$)")
+# What marks, in the standard encoder's compact text, a number that RFC 8785 spells otherwise: an exponent
+# (1e-05, 1.5e+16) or an integral float (5.0, -0.0), also when it ends the text. Such text inside strings is
+# told apart by _respelled.
+_NEEDS_RESPELLING = ("e-", "e+", ".0,", ".0]", ".0}")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?")
+
+
+def _may_need_respelling(text: str) -> bool:
+    return any(needle in text for needle in _NEEDS_RESPELLING) or text.endswith(".0")
+
+
+def _respelled(text: str) -> str | None:
+    """The standard encoder's compact text with each number that RFC 8785 spells otherwise respelled by
+    es_number; None when the text holds a backslash (a quote may then be escaped: the caller walks the value).
+    Found from what _may_need_respelling looks for, so that the rest of the text is not scanned in Python."""
+    if "\\" in text:
+        return None
+    hits = set()
+    for needle in _NEEDS_RESPELLING:
+        at = text.find(needle)
+        while at >= 0:
+            hits.add(at)
+            at = text.find(needle, at + 1)
+    if text.endswith(".0"):
+        hits.add(len(text) - 2)
+    parts, done, counted, quotes = [], 0, 0, 0
+    for at in sorted(hits):
+        if at < done:
+            continue  # in the number just respelled
+        quotes += text.count('"', counted, at)
+        counted = at
+        if quotes % 2:
+            continue  # inside a string
+        # A number in the encoder's text (at most 24 characters) follows ":", "," or "[", or starts the text.
+        near = max(0, at - 32)
+        start = max(text.rfind(":", near, at), text.rfind(",", near, at), text.rfind("[", near, at)) + 1
+        number = _NUMBER.match(text, start)
+        if (
+            (start == 0 and near > 0)
+            or number is None
+            or number.end() <= at
+            or text[number.end() : number.end() + 1] not in ("", ",", "]", "}")
+        ):
+            return None  # not the encoder's text as expected: the caller walks the value
+        parts += (text[done:start], es_number(float(number.group())))
+        done = counted = number.end()  # a number holds no quote
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def canonical_json(value: Any, *, checked: bool = False) -> bytes:
@@ -120,14 +174,16 @@ def canonical_json(value: Any, *, checked: bool = False) -> bytes:
     that encoder cannot (keys beyond U+FFFF sort differently). ValueError for what JSON cannot say.
 
     `checked=True`: the caller knows that every object key is text and every integer within ±2**53-1 (rows
-    that the feature schema accepted, predictions); the value is then encoded as it is, and walked only when a
-    number needs respelling."""
+    that the feature schema accepted, predictions); the value is then encoded as it is, the numbers that need
+    it respelled in the text, and walked only when the text holds a backslash."""
     if checked:
         try:
             text = _encode(value)
         except (ValueError, TypeError):
             text = None  # NaN, infinity or not JSON: the walk below says which
-        if text is not None and not _RESPELL.search(text):
+        if text is not None and _may_need_respelling(text):
+            text = _respelled(text)  # None: walked below
+        if text is not None:
             try:
                 raw = text.encode("utf-8")
             except UnicodeEncodeError:
@@ -177,13 +233,28 @@ def _check_form(receipt: Any) -> tuple[dict[str, Any], str, bytes]:
     _need(isinstance(receipt, dict), "the receipt is not a JSON object")
     body, key_id = receipt.get("body"), receipt.get("key_id")
     _need(
-        isinstance(body, dict) and set(body) == set(BODY_FIELDS), f"the receipt body must hold {BODY_FIELDS}"
+        isinstance(body, dict) and set(body) - {"format"} == set(BODY_FIELDS),
+        f"the receipt body must hold {BODY_FIELDS}",
+    )
+    _need(
+        "format" not in body or (type(body["format"]) is int and body["format"] == FORMAT_BODY),
+        f"receipt format {body.get('format')!r} is not one this verifier knows (2, or none for 1)",
     )
     _need(isinstance(key_id, str) and bool(key_id), "the receipt names no key_id")
     signature = _hex(receipt.get("signature"), 64, "the signature")
     for name in ("seq", "version", "price", "rows"):
         _need(type(body[name]) is int and body[name] >= 0, f"body.{name} is not a whole number")
     return body, key_id, signature
+
+
+def receipt_format(body: dict[str, Any]) -> int:
+    """FORMAT_BODY or FORMAT_ROWS: what the receipt's input_sha256 is the hash of."""
+    return body.get("format", FORMAT_ROWS)
+
+
+def _exact_sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def _canonical_sha256(path: str, *, key: str) -> str:
@@ -254,7 +325,12 @@ def verify_receipt(
             minted[0]["payload"].get("artifact_sha256") == body["model_sha256"],
             f"the model that ran ({body['model_sha256']}) is not the one tokenized for version {body['version']}",
         )
-    if input_path is not None:
+    if input_path is not None and receipt_format(body) == FORMAT_BODY:
+        _need(
+            _exact_sha256(input_path) == body["input_sha256"],
+            "the request body does not hash to input_sha256 (format 2: give the body exactly as sent)",
+        )
+    elif input_path is not None:
         _need(
             _canonical_sha256(input_path, key="rows") == body["input_sha256"],
             "the rows do not hash to input_sha256",
@@ -277,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("receipt", help="the receipt (JSON), with its proof once settled")
     parser.add_argument("export", help="the ledger export (JSON lines)")
     parser.add_argument("--key", help="the trusted first platform key (verifier key), obtained out of band")
-    parser.add_argument("--input", help="the rows sent (JSON: the rows, or the request with its rows)")
+    parser.add_argument(
+        "--input",
+        help="what was sent: the request body exactly as sent (format 2), or the rows (format 1: JSON of the "
+        "rows, or the request with its rows)",
+    )
     parser.add_argument("--output", help="the predictions received (JSON: them, or the answer with them)")
     args = parser.parse_args(argv)
     try:

@@ -294,6 +294,9 @@ MODELS_METERING = env_bool("MODELS_METERING", True)
 # The least a call deposit is topped up by from its owner's balance (minor units), so that a run of calls
 # writes one ledger entry per chunk, not one per call.
 MODELS_DEPOSIT_CHUNK = int(os.environ.get("MODELS_DEPOSIT_CHUNK", 1_000))
+# Metered calls' statement commits without waiting for its WAL flush (synchronous_commit off for that one
+# transaction, PostgreSQL): see README "Metered calls and crashes". Ledger entries always wait for theirs.
+MODELS_CALLS_ASYNC_COMMIT = env_bool("MODELS_CALLS_ASYNC_COMMIT", True)
 # Calls are settled to the ledger by the worker every T seconds (beat), and as soon as N are unsettled.
 MODELS_SETTLE_SECONDS = float(os.environ.get("MODELS_SETTLE_SECONDS", 30))
 MODELS_SETTLE_BATCH = int(os.environ.get("MODELS_SETTLE_BATCH", 500))

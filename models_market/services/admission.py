@@ -10,6 +10,10 @@ be given now. Then, for the calls that hold, each caller's prices are reserved t
 covers all of them, each quota licence spends its calls together when it has them all left, and the signed
 receipts are written. A call that does not fit as part of its group is not written, and its thread makes it
 again alone (services.metering), which tops the deposit up, says 402, or picks another licence.
+
+With MODELS_CALLS_ASYNC_COMMIT (the default) the statement's transaction, and only it, commits without waiting
+for its WAL flush: the meter rows are free again at once, and a crash of the database can lose the last calls
+written (never billed, never paid to the owner), never a ledger entry. See README "Metered calls and crashes".
 """
 
 import functools
@@ -18,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
 from models_market.models import CallMeter, ModelLicense, ModelToken, ModelVersion, Receipt
@@ -120,24 +126,34 @@ def _write(calls: list[Call]) -> None:
         "signature": [r.signature if r else None for r in receipts],
     }
     connection.ensure_connection()
-    # psycopg's own cursor: bound by the server and, on the connections of Django's pool, prepared once per
-    # connection, since planning the statement costs more than running it (an external pooler may not keep
-    # prepared statements).
+    # On the connections of Django's pool the statement is prepared once per connection, since planning it costs
+    # more than running it (an external pooler may not keep prepared statements). Django binds on the client,
+    # which psycopg never prepares, and turns psycopg's preparing off: so this is psycopg's own cursor, bound by
+    # the server, and preparing is back on for what asks for it by name (prepare=True) and nothing else.
     prepare = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
-    with connection.connection.cursor() as cursor:
-        cursor.execute(_sql(), params, prepare=prepare)
+    if prepare and connection.connection.prepare_threshold is None:
+        connection.connection.prepare_threshold = 2**31  # never reached: only prepare=True prepares
+        # Its generic plan, every time: PostgreSQL would plan it for each call's arrays (about as long as it
+        # runs), the custom plans looking cheaper. It is the connection's only prepared statement.
+        connection.connection.execute("SET plan_cache_mode TO force_generic_plan")
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_sql(settings.MODELS_CALLS_ASYNC_COMMIT), params, prepare=prepare)
         for i, caller_ok, admitted, written in cursor.fetchall():
             calls[i - 1].caller_ok, calls[i - 1].admitted, calls[i - 1].written = caller_ok, admitted, written
 
 
 @functools.cache
-def _sql() -> str:
+def _sql(async_commit: bool) -> str:
     return _ADMIT.format(
-        user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
+        commit=_ASYNC_COMMIT if async_commit else "", user=User._meta.db_table, api_token=ApiToken._meta.db_table, version=ModelVersion._meta.db_table,
         token=ModelToken._meta.db_table, license=ModelLicense._meta.db_table, meter=CallMeter._meta.db_table,
         receipt=Receipt._meta.db_table,
     )  # fmt: skip
 
+
+# The statement is its own transaction (autocommit): a transaction-local setting lasts until its commit, and
+# the connection's next transaction (perhaps a ledger entry's) has the server's setting again.
+_ASYNC_COMMIT = " CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
 
 _ADMIT = """
 WITH calls AS (
@@ -182,5 +198,5 @@ WITH calls AS (
     RETURNING id
 )
 SELECT i, caller_ok, caller_ok AND admitted, COALESCE(receipt_id IN (SELECT id FROM written), false)
-FROM judged
+FROM judged{commit}
 """

@@ -30,7 +30,7 @@ from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
 from models_market.selectors import version_get_for_call
 from models_market.services.admission import Call, call_admit
 from models_market.services.receipts import receipt_issue, receipt_sign, sha256_hex
-from models_market.verify_receipt import canonical_json
+from models_market.verify_receipt import FORMAT_BODY, FORMAT_ROWS, canonical_json
 from platform_site.accounts.models import User
 from platform_site.errors import (
     Conflict,
@@ -92,7 +92,12 @@ def _license_for_call(user: User, version: ModelVersion, now: datetime) -> Model
 
 
 def predict_call(
-    *, user: User, version: ModelVersion, rows: Any, api_token_id: int | None = None
+    *,
+    user: User,
+    version: ModelVersion,
+    rows: Any,
+    api_token_id: int | None = None,
+    body: bytes | None = None,
 ) -> tuple[list[dict], Receipt | None]:
     """Run the model on `rows` for `user`: the rows are checked against the version's schema first (a 400 naming
     wrong and missing columns), then the caller's right: the token's owner calls for free, without a receipt;
@@ -103,17 +108,20 @@ def predict_call(
     On PostgreSQL the common call is one statement (shared with parallel calls) that checks again everything
     `version` (perhaps read a few seconds ago), the licence and `api_token_id` (the API token the caller came
     with, if any) said, and writes the call; when any of it changed, the call is made again from rows read
-    afresh. Unauthenticated when the token or the user is no longer valid."""
+    afresh. Unauthenticated when the token or the user is no longer valid.
+
+    `body`: the request body that `rows` were read from, exactly as received; the receipt (format 2) then hashes
+    these bytes as its input, which costs far less than the rows' RFC 8785 JSON (format 1, without a body)."""
     if connection.vendor == "postgresql":
         try:
-            called = _call_in_one_statement(user, version, rows, api_token_id)
+            called = _call_in_one_statement(user, version, rows, api_token_id, body)
         except (NotFound, PermissionDenied):  # judged on rows read earlier: judged again below
             called = None
         if called is not None:
             return called
         _license_hints.pop((user.pk, version.pk), None)
         version = version_get_for_call(version_id=version.pk)
-    return _call(user, version, rows)
+    return _call(user, version, rows, body)
 
 
 def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, Any]:
@@ -127,14 +135,29 @@ def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, An
         raise DomainError(str(exc)) from None
 
 
-def _hashes(schema: FeatureSchema, rows: Any, outputs: list[dict]) -> tuple[str, str]:
+class Predictions(list):
+    """A metered call's predictions, with their RFC 8785 bytes (`json`) that its receipt hashed: an answer can
+    carry those bytes as they are instead of writing the predictions again."""
+
+    def __init__(self, outputs: list[dict], *, json: bytes) -> None:
+        super().__init__(outputs)
+        self.json = json
+
+
+def _hashes(
+    schema: FeatureSchema, rows: Any, outputs: list[dict], body: bytes | None
+) -> tuple[str, Predictions, int]:
+    """(input_sha256, the outputs with their RFC 8785 bytes, the receipt's format): the input is the body as
+    received when there is one (format 2), else the rows' RFC 8785 JSON (format 1)."""
     # The rows' keys are the schema's column names and their integers exact (_checked_matrix accepted them);
     # the outputs' keys are ours, their integers the classes'.
     exact = all(type(c) is not int or -_SAFE_INT <= c <= _SAFE_INT for c in schema.classes)
     try:
-        return sha256_hex(canonical_json(rows, checked=True)), sha256_hex(
-            canonical_json(outputs, checked=exact)
-        )
+        if body is not None:
+            input_sha256, receipt_format = sha256_hex(body), FORMAT_BODY
+        else:
+            input_sha256, receipt_format = sha256_hex(canonical_json(rows, checked=True)), FORMAT_ROWS
+        return input_sha256, Predictions(outputs, json=canonical_json(outputs, checked=exact)), receipt_format
     except ValueError as exc:
         raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
 
@@ -153,12 +176,16 @@ def _predicted(
     return schema, runtime.predict(runtime.model_for(version), schema, X), license, now
 
 
-def _call(user: User, version: ModelVersion, rows: Any) -> tuple[list[dict], Receipt | None]:
+def _call(
+    user: User, version: ModelVersion, rows: Any, body: bytes | None
+) -> tuple[list[dict], Receipt | None]:
     schema, outputs, license, now = _predicted(user, version, rows, _license_for_call)
     if license is None or not settings.MODELS_METERING:
         return outputs, None
-    input_sha256, output_sha256 = _hashes(schema, rows, outputs)
-    return outputs, _meter(user, version, license, len(rows), input_sha256, output_sha256, now)
+    input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
+    return outputs, _meter(
+        user, version, license, len(rows), input_sha256, sha256_hex(outputs.json), now, receipt_format
+    )
 
 
 # The licence each (caller, version) was last called under in this process, and until when (time.monotonic())
@@ -187,7 +214,7 @@ def license_hints_forget(*, user: User) -> None:
 
 
 def _call_in_one_statement(
-    user: User, version: ModelVersion, rows: Any, api_token_id: int | None
+    user: User, version: ModelVersion, rows: Any, api_token_id: int | None, body: bytes | None
 ) -> tuple[list[dict], Receipt | None] | None:
     """The call, admitted and written by one statement (admission.call_admit, with the calls that other threads
     have ready at the same moment) that checks again the token, the user, the version, its owner and the
@@ -195,14 +222,15 @@ def _call_in_one_statement(
     schema, outputs, license, now = _predicted(user, version, rows, _license_hint)
     receipt = None
     if license is not None and settings.MODELS_METERING:
-        input_sha256, output_sha256 = _hashes(schema, rows, outputs)
+        input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
+        output_sha256 = sha256_hex(outputs.json)
         quota = license.kind == ModelLicense.Kind.QUOTA
         receipt = Receipt(
             pk=_receipt_number(), license=license, version=version, caller=user,
             price=0 if quota else license.price_per_call, model_sha256=version.artifact_sha256,
             input_sha256=input_sha256, output_sha256=output_sha256, rows=len(rows), issued_at=now,
         )  # fmt: skip
-        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
     call = Call(
         user_id=user.pk, api_token_id=api_token_id, version_id=version.pk, sha256=version.artifact_sha256,
         license_id=license.pk if license is not None else None, now=now, receipt=receipt,
@@ -220,26 +248,40 @@ def _call_in_one_statement(
 
 # Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
 # number before it is signed: they rise call after call within a process; processes draw blocks of their own.
-RECEIPT_NUMBERS_AHEAD = 32
+# The draw takes a transaction id, so that its commit waits for the disk: the sequence's advance is durable
+# before any of its numbers is signed, and a call whose own commit a crash loses (MODELS_CALLS_ASYNC_COMMIT)
+# never sees its number given again.
+RECEIPT_NUMBERS_AHEAD = 128
 _receipt_numbers: deque[int] = deque()
 _receipt_numbers_lock = threading.Lock()
 
 
 def _receipt_number() -> int:
     with _receipt_numbers_lock:
+        if connection.in_atomic_block:
+            # A call made in the services' transaction, which may roll back and leave a block's advance of
+            # the sequence unwritten: one number, committed (waiting for the disk) with the call's receipt or
+            # never used; the block drawn before is dropped, so that numbers still rise.
+            _receipt_numbers.clear()
+            return _draw_receipt_numbers(1)[0]
         if not _receipt_numbers:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                    [Receipt._meta.db_table, RECEIPT_NUMBERS_AHEAD],
-                )
-                _receipt_numbers.extend(sorted(n for (n,) in cursor.fetchall()))
+            _receipt_numbers.extend(_draw_receipt_numbers(RECEIPT_NUMBERS_AHEAD))
         return _receipt_numbers.popleft()
+
+
+def _draw_receipt_numbers(count: int) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s) "
+            "CROSS JOIN pg_current_xact_id()",
+            [Receipt._meta.db_table, count],
+        )
+        return sorted(n for (n,) in cursor.fetchall())
 
 
 def _meter(
     user: User, version: ModelVersion, license: ModelLicense, rows: int, input_sha256: str, output_sha256: str,
-    now: datetime,
+    now: datetime, receipt_format: int,
 ) -> Receipt:  # fmt: skip
     # Durable: the call's count or reservation, any top-up of the deposit, and its receipt commit together.
     with transaction.atomic(durable=True):
@@ -261,6 +303,7 @@ def _meter(
         receipt = receipt_issue(
             license=license, version=version, caller_id=user.pk, price=price, rows=rows,
             input_sha256=input_sha256, output_sha256=output_sha256, issued_at=now, receipt_id=receipt_id,
+            receipt_format=receipt_format,
         )  # fmt: skip
         _settle_when_due(receipt.pk)
     return receipt
@@ -290,7 +333,7 @@ def _meter_locked(user: User) -> CallMeter:
             with transaction.atomic():  # a savepoint: a parallel first call may create it first
                 CallMeter.objects.create(user=user)
         except IntegrityError:
-            pass
+            _receipt_numbers.clear()
         meter = CallMeter.objects.select_for_update().get(user=user)
     meter.deposit = ledger_selectors.account_balance(name=ledger.account_name(deposit=user))
     return meter

@@ -1,9 +1,11 @@
 """Signed receipts of metered calls, their settlement to the ledger in batches, and their inclusion proofs.
 
-A receipt's body is RFC 8785 JSON signed (Ed25519) by the platform's active ledger key. Its leaf in its
-settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"}; the settlement's
-ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify offline
-(`python -m models_market.verify_receipt`).
+A receipt's body is RFC 8785 JSON signed (Ed25519) by the platform's active ledger key. A call whose rows came
+in a request body has a format 2 receipt (`"format": 2`; input_sha256 hashes that body as sent), any other a
+format 1 receipt (no `format`; input_sha256 hashes the rows' RFC 8785 JSON): see models_market/verify_receipt.py.
+Its leaf in its settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"};
+the settlement's ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify
+offline (`python -m models_market.verify_receipt`).
 """
 
 import hashlib
@@ -18,7 +20,7 @@ from ledger import chain, merkle
 from ledger import services as ledger
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
 from models_market.services.lineage import payment_shares
-from models_market.verify_receipt import receipt_leaf
+from models_market.verify_receipt import FORMAT_ROWS, receipt_leaf
 from platform_site.errors import DomainError
 
 SETTLED_KIND = "models_market.calls.settled"
@@ -30,7 +32,7 @@ def sha256_hex(data: bytes) -> str:
 
 def receipt_issue(
     *, license: ModelLicense, version: ModelVersion, caller_id: int, price: int, rows: int, input_sha256: str,
-    output_sha256: str, issued_at: datetime, receipt_id: int | None = None,
+    output_sha256: str, issued_at: datetime, receipt_id: int | None = None, receipt_format: int = FORMAT_ROWS,
 ) -> Receipt:  # fmt: skip
     """Sign and write one call's receipt, inside the caller's transaction (with the call's reservation). Its
     sequence number is `receipt_id` when the caller drew it from the table's sequence, else the new row's id."""
@@ -42,7 +44,7 @@ def receipt_issue(
     if receipt_id is None:  # numbered by the insert: signed once the row has its number
         receipt.body, receipt.key_id, receipt.signature = {}, "", ""
         receipt.save(force_insert=True)
-    receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
     if receipt_id is None:
         Receipt.objects.filter(pk=receipt.pk).update(
             body=receipt.body, key_id=receipt.key_id, signature=receipt.signature
@@ -52,9 +54,9 @@ def receipt_issue(
     return receipt
 
 
-def receipt_sign(receipt: Receipt) -> tuple[dict[str, Any], str, str]:
+def receipt_sign(receipt: Receipt, *, receipt_format: int = FORMAT_ROWS) -> tuple[dict[str, Any], str, str]:
     """A numbered receipt's body, as signed, the signing key's id and the signature (hex)."""
-    body = {
+    body: dict[str, Any] = {
         "seq": receipt.pk,
         "version": receipt.version_id,
         "model_sha256": receipt.model_sha256,
@@ -65,6 +67,8 @@ def receipt_sign(receipt: Receipt) -> tuple[dict[str, Any], str, str]:
         "issued_at": chain.format_timestamp(receipt.issued_at),
         "rows": receipt.rows,
     }
+    if receipt_format != FORMAT_ROWS:  # format 1 bodies stay as every receipt before format 2 was
+        body["format"] = receipt_format
     key_id, signature = ledger.active_key_sign(chain.jcs(body))
     return body, key_id, signature.hex()
 

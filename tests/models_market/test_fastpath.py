@@ -4,10 +4,12 @@ revoked, a licence expired, a model transferred, a better licence bought, all el
 that never overdraw."""
 
 import asyncio
+import hashlib
 import json
 from datetime import timedelta
 
 import pytest
+import rfc8785
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import Client
@@ -132,6 +134,10 @@ def test_a_licensed_call_is_answered_ahead_of_django_with_a_stored_signed_receip
     assert answer["receipt"] == {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id,
                                  "signature": receipt.signature, "settled": False, "proof": None}  # fmt: skip
     assert (receipt.price, receipt.rows, receipt.caller_id) == (PRICE, 2, bob.pk)
+    # Format 2: the input is the body as sent.
+    sent = json.dumps({"rows": [ROW, ROW]}).encode()
+    assert (receipt.body["format"], receipt.input_sha256) == (2, hashlib.sha256(sent).hexdigest())
+    assert receipt.output_sha256 == hashlib.sha256(rfc8785.dumps(answer["predictions"])).hexdigest()
     key_row = SigningKey.objects.get(key_id=receipt.key_id)
     assert chain.verify_signature(
         bytes(key_row.public_key), bytes.fromhex(receipt.signature), chain.jcs(receipt.body)
@@ -367,3 +373,49 @@ def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
     assert [c.written for c in group] == [True, True]
     quota.refresh_from_db()
     assert (quota.calls_left, quota.calls_made, Receipt.objects.count()) == (0, 2, 2)
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("async_commit", [True, False])
+def test_only_the_calls_statement_commits_without_waiting_for_the_disk(
+    licensed, bob, settings, monkeypatch, async_commit
+):
+    settings.MODELS_CALLS_ASYNC_COMMIT = async_commit
+    server = _synchronous_commit()
+    assert server != "off"  # else there is nothing to tell apart
+    # What each ledger entry's transaction commits with, read inside it (a deposit top-up, a settlement).
+    seen, post = [], ledger_services.postings_post
+
+    def postings_post(**kwargs):
+        seen.append((kwargs["kind"], _synchronous_commit()))
+        return post(**kwargs)
+
+    monkeypatch.setattr(ledger_services, "postings_post", postings_post)
+    # bob's first call finds no deposit: the statement writes nothing and the call is made again in the
+    # services' transaction, which tops the deposit up by a ledger entry.
+    services.predict_call(user=bob, version=licensed.version, rows=[ROW])
+    # A call that the deposit covers: written by the statement alone, read inside its transaction.
+    call = _call(bob, licensed, ModelLicense.objects.get(holder=bob), price=PRICE)
+    with transaction.atomic():
+        admission._write([call])
+        in_statement = _synchronous_commit()
+    assert call.written
+    assert in_statement == ("off" if async_commit else server)
+    assert _synchronous_commit() == server  # the connection's next transaction waits for the disk again
+    services.settle_pending(limit=10)
+    assert seen == [("models_market.deposit.topped_up", server), ("models_market.calls.settled", server)]
+    assert Receipt.objects.filter(settlement__isnull=False).count() == 2
+
+
+def test_receipt_numbers_rise_across_a_call_made_again_in_the_services_transaction(licensed, bob):
+    before = metering._receipt_number()  # a block drawn ahead
+    # bob has no deposit yet: the statement writes nothing, and the call is made again in the services' own
+    # transaction (with a top-up), which takes a number of its own.
+    _, receipt = services.predict_call(user=bob, version=licensed.version, rows=[ROW])
+    after = metering._receipt_number()
+    assert before < receipt.pk < after

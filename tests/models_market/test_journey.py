@@ -41,8 +41,10 @@ def test_train_mint_offer_license_predict_verify_settle_and_resell(alice, bob, c
     before = {who: balance(who) for who in ("treasury", alice, dora)}
 
     row = {"x1": 0.3, "x2": -1.2, "colour": "red", "income": 31_000, "amount": 2.5}
-    request = {"rows": [row, {**row, "colour": "blue"}]}
-    answer = api_as(bob).post(f"/api/models/versions/{version.pk}/predict/", request, format="json")
+    request = json.dumps({"rows": [row, {**row, "colour": "blue"}]}).encode()  # kept as sent, for the receipt
+    answer = api_as(bob).post(
+        f"/api/models/versions/{version.pk}/predict/", request, content_type="application/json"
+    )
     assert answer.status_code == 200, answer.json()
     assert [p["prediction"] for p in answer.json()["predictions"]] in (["yes", "yes"], ["yes", "no"], ["no", "yes"],
                                                                         ["no", "no"])  # fmt: skip
@@ -53,7 +55,7 @@ def test_train_mint_offer_license_predict_verify_settle_and_resell(alice, bob, c
     receipt = api_as(bob).get(f"/api/models/receipts/{answer.json()['receipt']['id']}/").json()
     paths = {name: tmp_path / f"{name}.json" for name in ("receipt", "request", "answer")}
     paths["receipt"].write_text(json.dumps(receipt))
-    paths["request"].write_text(json.dumps(request))
+    paths["request"].write_bytes(request)
     paths["answer"].write_text(json.dumps(answer.json()))
     call_command("export_ledger", str(tmp_path / "export.jsonl"))
     checked = run(paths["receipt"], tmp_path / "export.jsonl", "--input", paths["request"], "--output",

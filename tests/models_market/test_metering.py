@@ -238,12 +238,16 @@ def test_a_changed_artifact_is_never_served(token, alice):
         call(alice, token)
 
 
+# Text that holds what a respelt number looks like in the encoder's text, and quotes around it.
+NUMBER_LIKE_TEXT = st.sampled_from(["1e-05", ",1e-05,", ":5.0}", '"', '",2.0]"', "\\", 'a":1e+16,"b', "-0.0"])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.recursive(
         st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
-        | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text(),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text() | NUMBER_LIKE_TEXT,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text() | NUMBER_LIKE_TEXT, inner, max_size=4),
         max_leaves=20,
     )
 )  # fmt: skip
@@ -275,7 +279,14 @@ def test_canonical_json_is_rfc_8785(value):
     ],
 )
 def test_canonical_json_spells_numbers_as_ecmascript_does(x):
-    for value in (x, -x, [x, "\ue000"], {"k": x}, [{"k": x, "e+": "a:5.0,"}]):
+    for value in (
+        x,
+        -x,
+        [x, "\ue000"],
+        {"k": x},
+        [{"k": x, "e+": "a:5.0,"}],
+        [x, f",{x!r},", {f'"{x!r}': x}],
+    ):
         assert services.canonical_json(value) == rfc8785.dumps(value)
         assert services.canonical_json(value, checked=True) == rfc8785.dumps(value)
 

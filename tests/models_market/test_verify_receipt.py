@@ -1,6 +1,7 @@
 """A receipt verifies offline against a real export of the ledger, and a tampered one does not."""
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import rfc8785
 from django.core.management import call_command
 
 from ledger.models import Entry
@@ -39,28 +41,64 @@ def settled(alice, bob, carol, dora, tmp_path):
     fund(f"user:{bob.pk}", 5_000)
     services.license_purchase(buyer=bob, token=token, kind="perpetual")
     client = api_as(bob)
-    request = {"rows": [ROW, {**ROW, "age": 0.1}]}
-    answers = [client.post(f"/api/models/versions/{token.version_id}/predict/", request, format="json").json()
-               for _ in range(3)]  # fmt: skip
+    request = json.dumps({"rows": [ROW, {**ROW, "age": 0.1}]}, indent=1).encode()  # the bytes sent
+    answers = [client.post(f"/api/models/versions/{token.version_id}/predict/", request,
+                           content_type="application/json").json() for _ in range(3)]  # fmt: skip
     services.settle_pending(limit=10)
     receipt = client.get(f"/api/models/receipts/{answers[1]['receipt']['id']}/").json()
     paths = {name: tmp_path / f"{name}.json" for name in ("receipt", "request", "answer")}
     paths["receipt"].write_text(json.dumps(receipt))
-    paths["request"].write_text(json.dumps(request))
+    paths["request"].write_bytes(request)
     paths["answer"].write_text(json.dumps(answers[1]))
     paths["export"] = tmp_path / "export.jsonl"
     call_command("export_ledger", str(paths["export"]))
     return receipt, paths
 
 
-def test_a_settled_receipt_verifies_offline_with_its_rows_and_predictions(settled):
+def test_a_settled_receipt_verifies_offline_with_its_request_body_and_predictions(settled):
     receipt, paths = settled
+    assert receipt["body"]["format"] == 2
+    assert receipt["body"]["input_sha256"] == hashlib.sha256(paths["request"].read_bytes()).hexdigest()
     done = run(paths["receipt"], paths["export"], "--input", paths["request"], "--output", paths["answer"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith(
         f"OK receipt {receipt['id']}: version {receipt['body']['version']}, 2 rows, price 25"
     )
     assert "leaf 1 of 3" in done.stdout
+
+
+def test_a_format_2_receipt_names_the_bytes_sent_not_just_the_rows(settled, tmp_path):
+    receipt, paths = settled
+    same_rows = tmp_path / "compact.json"  # the very rows, written otherwise
+    same_rows.write_text(json.dumps(json.loads(paths["request"].read_bytes())))
+    with pytest.raises(ReceiptError, match="request body does not hash"):
+        verify_receipt(receipt, str(paths["export"]), input_path=str(same_rows))
+    with pytest.raises(ReceiptError, match="format 1 is not one this verifier knows"):
+        verify_receipt(tampered(receipt, lambda r: r["body"].update(format=1)), str(paths["export"]))
+    with pytest.raises(ReceiptError, match="signature does not verify"):  # read as format 1
+        verify_receipt(tampered(receipt, lambda r: r["body"].pop("format")), str(paths["export"]))
+
+
+def test_a_call_without_a_body_has_a_format_1_receipt_that_still_verifies_with_its_rows(alice, bob, tmp_path):
+    token = listed(alice, price_perpetual=1_000, price_per_call=25)
+    fund(f"user:{bob.pk}", 5_000)
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    rows = [ROW, {**ROW, "age": 0.1}]
+    outputs, issued = services.predict_call(user=bob, version=token.version, rows=rows)  # as the model's page
+    assert "format" not in issued.body  # as every receipt before format 2
+    assert issued.body["input_sha256"] == hashlib.sha256(rfc8785.dumps(rows)).hexdigest()
+    services.settle_pending(limit=10)
+    receipt = api_as(bob).get(f"/api/models/receipts/{issued.pk}/").json()
+    paths = {name: tmp_path / f"{name}.json" for name in ("receipt", "request", "answer", "export")}
+    paths["receipt"].write_text(json.dumps(receipt))
+    paths["request"].write_text(json.dumps({"rows": rows}, indent=2))  # any spelling of the rows
+    paths["answer"].write_text(json.dumps({"predictions": outputs}))
+    call_command("export_ledger", str(paths["export"]))
+    done = run(paths["receipt"], paths["export"], "--input", paths["request"], "--output", paths["answer"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    paths["request"].write_text(json.dumps({"rows": rows[:1]}))
+    done = run(paths["receipt"], paths["export"], "--input", paths["request"])
+    assert (done.returncode, done.stdout.strip()) == (1, "FAIL the rows do not hash to input_sha256")
 
 
 def tampered(receipt: dict, change) -> dict:
@@ -98,7 +136,9 @@ def test_the_cli_fails_a_tampered_receipt_and_wrong_rows(settled, tmp_path):
     assert (done.returncode, done.stdout.strip()) == (1, "FAIL the platform's signature does not verify")
     paths["request"].write_text(json.dumps({"rows": [ROW]}))
     done = run(paths["receipt"], paths["export"], "--input", paths["request"])
-    assert (done.returncode, done.stdout.strip()) == (1, "FAIL the rows do not hash to input_sha256")
+    assert (done.returncode, done.stdout.strip()) == (
+        1, "FAIL the request body does not hash to input_sha256 (format 2: give the body exactly as sent)",
+    )  # fmt: skip
 
 
 def test_a_tampered_export_fails_even_with_a_good_receipt(settled):
