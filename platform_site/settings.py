@@ -187,7 +187,7 @@ UPLOAD_MAX_BYTES = int(os.environ.get("UPLOAD_MAX_BYTES", 2 * 1024**3))
 # Redis, when given, carries the Celery broker, the result store, the cache and the Channels layer.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "platform_site.cache.RedisCache", "LOCATION": REDIS_URL}}
     # channels_redis waits on Redis in blocking reads of RedisChannelLayer.brpop_timeout (5 s), and redis-py's
     # default socket timeout is also 5 s, so every idle websocket died with a TimeoutError; the socket must
     # outwait the blocking read. Keepalive finds dead peers that the longer timeout no longer does.
