@@ -129,7 +129,11 @@ def _state(number: int, status: str = "running", me: str = "admitted", round_sta
     }
 
 
-def _run(app, scope, *, disconnect_after: float | None = None) -> list[dict]:
+def _run(
+    app, scope, *, disconnect_after: float | None = None, changes: list[tuple[float, dict]] = ()
+) -> list[dict]:
+    """What the layer sends for one request, while `changes` (after each pause, Django's stand-in answers that
+    state) play out; the client disconnects after `disconnect_after` seconds, or never."""
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -144,7 +148,15 @@ def _run(app, scope, *, disconnect_after: float | None = None) -> list[dict]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(FederationStateWait(app)(scope, receive, send))
+    async def play() -> None:
+        for pause, state in changes:
+            await asyncio.sleep(pause)
+            app.state = state
+
+    async def both() -> None:
+        await asyncio.gather(FederationStateWait(app)(scope, receive, send), play())
+
+    asyncio.run(both())
     return sent
 
 
@@ -156,26 +168,9 @@ def polling(settings):
 
 def test_without_a_shared_layer_the_look_is_asked_again_until_the_round_opens(polling):
     app = _App(_state(3, round_status="aggregating"))
-
-    async def later():
-        await asyncio.sleep(0.1)
-        app.state = _state(3, round_status="closed")  # not news: the same round, the same party
-        await asyncio.sleep(0.1)
-        app.state = _state(4)
-
-    async def both():
-        sent: list[dict] = []
-
-        async def receive():
-            await asyncio.Event().wait()
-
-        async def send(message):
-            sent.append(message)
-
-        await asyncio.gather(FederationStateWait(app)(_scope("after=3&wait=30"), receive, send), later())
-        return sent
-
-    sent = asyncio.run(both())
+    # The round closing is not news (the same round, the same party); the next one is.
+    changes = [(0.1, _state(3, round_status="closed")), (0.1, _state(4))]
+    sent = _run(app, _scope("after=3&wait=30"), changes=changes)
     assert json.loads(sent[1]["body"])["current_round"]["number"] == 4
     assert app.asked > 2
 
@@ -186,25 +181,8 @@ def test_without_a_shared_layer_the_look_is_asked_again_until_the_round_opens(po
     ids=["party removed", "finished", "failed"],
 )
 def test_the_end_or_a_party_change_answers_a_held_look(polling, changed):
-    app = _App(_state(3))
-
-    async def both():
-        sent: list[dict] = []
-
-        async def receive():
-            await asyncio.Event().wait()
-
-        async def send(message):
-            sent.append(message)
-
-        async def change():
-            await asyncio.sleep(0.05)
-            app.state = changed
-
-        await asyncio.gather(FederationStateWait(app)(_scope("after=3&wait=30"), receive, send), change())
-        return sent
-
-    assert json.loads(asyncio.run(both())[1]["body"]) == changed
+    sent = _run(_App(_state(3)), _scope("after=3&wait=30"), changes=[(0.05, changed)])
+    assert json.loads(sent[1]["body"]) == changed
 
 
 def test_errors_and_unheld_looks_pass_through_and_a_gone_client_gets_nothing(polling):
@@ -243,22 +221,5 @@ def test_a_held_look_polls_when_the_channel_layer_is_down(settings, monkeypatch)
             raise ConnectionError("redis is down")
 
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda: Down())
-    app = _App(_state(3))
-
-    async def both():
-        sent: list[dict] = []
-
-        async def receive():
-            await asyncio.Event().wait()
-
-        async def send(message):
-            sent.append(message)
-
-        async def change():
-            await asyncio.sleep(0.05)
-            app.state = _state(4)
-
-        await asyncio.gather(FederationStateWait(app)(_scope("after=3&wait=30"), receive, send), change())
-        return sent
-
-    assert json.loads(asyncio.run(both())[1]["body"])["current_round"]["number"] == 4
+    sent = _run(_App(_state(3)), _scope("after=3&wait=30"), changes=[(0.05, _state(4))])
+    assert json.loads(sent[1]["body"])["current_round"]["number"] == 4
