@@ -136,12 +136,13 @@ def _checked_matrix(version: ModelVersion, rows: Any) -> tuple[FeatureSchema, An
 
 
 class Predictions(list):
-    """A metered call's predictions, with their RFC 8785 bytes (`json`) that its receipt hashed: an answer can
-    carry those bytes as they are instead of writing the predictions again."""
+    """A metered call's predictions, with their RFC 8785 bytes (`json`) and those bytes' SHA-256, which its receipt
+    names: an answer can carry the bytes as they are instead of writing the predictions again."""
 
     def __init__(self, outputs: list[dict], *, json: bytes) -> None:
         super().__init__(outputs)
         self.json = json
+        self.sha256 = sha256_hex(json)
 
 
 def _hashes(
@@ -184,7 +185,7 @@ def _call(
         return outputs, None
     input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
     return outputs, _meter(
-        user, version, license, len(rows), input_sha256, sha256_hex(outputs.json), now, receipt_format
+        user, version, license, len(rows), input_sha256, outputs.sha256, now, receipt_format
     )
 
 
@@ -223,12 +224,11 @@ def _call_in_one_statement(
     receipt = None
     if license is not None and settings.MODELS_METERING:
         input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
-        output_sha256 = sha256_hex(outputs.json)
         quota = license.kind == ModelLicense.Kind.QUOTA
         receipt = Receipt(
             pk=_receipt_number(), license=license, version=version, caller=user,
             price=0 if quota else license.price_per_call, model_sha256=version.artifact_sha256,
-            input_sha256=input_sha256, output_sha256=output_sha256, rows=len(rows), issued_at=now,
+            input_sha256=input_sha256, output_sha256=outputs.sha256, rows=len(rows), issued_at=now,
         )  # fmt: skip
         receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
     call = Call(
