@@ -393,10 +393,14 @@ class DatasetActions:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "licenses"}
 
 
+def dataset_is_owner(*, user: User, dataset: Dataset) -> bool:
+    return bool(user.is_authenticated) and dataset.owner_id == user.pk
+
+
 def dataset_actions(*, user: User, dataset: Dataset) -> DatasetActions:
     """What `user` (maybe anonymous) may do with `dataset`, by the rules the services apply."""
     authenticated = bool(user.is_authenticated)
-    is_owner = authenticated and dataset.owner_id == user.pk
+    is_owner = dataset_is_owner(user=user, dataset=dataset)
     licenses: list[License] = []
     owned_tiers: set[str] = set()  # every licence ever bought, expired too: one per tier (a constraint)
     if authenticated and not is_owner:

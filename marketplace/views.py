@@ -184,10 +184,12 @@ def _distributions(stats: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
-    actions = selectors.dataset_actions(user=request.user, dataset=dataset)
-    is_owner = actions.is_owner
-    # The owner follows the newest upload (processing, failed or ready); everyone else sees what is on sale.
+    is_owner = selectors.dataset_is_owner(user=request.user, dataset=dataset)
+    # The owner follows the newest upload (processing, failed or ready); everyone else sees what is on sale. Read
+    # before the actions: a version that turns ready between the two reads is then shown ready with its Publish
+    # button, never ready without it (which would also stop the draft page's polling).
     version = dataset.versions.first() if is_owner else dataset.current_version
+    actions = selectors.dataset_actions(user=request.user, dataset=dataset)
     licenses = list(actions.licenses)
     # A compute-only licensee's analyses are differentially private and spend the licence's ε; the owner and
     # download licensees hold the rows, so theirs are exact and spend nothing.
