@@ -89,6 +89,8 @@ def test_the_wait_and_after_are_checked(alice, bob):
         "after=-1&wait=5",
         "wait=soon&after=1",
         "after=2147483648",
+        "wait=nan&after=1",
+        "wait=inf&after=1",
     ):
         response = api_as(bob).get(f"{url}?{query}")
         assert response.status_code == 400, query
