@@ -21,6 +21,21 @@ def _no_throttling(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _tasks_wait_for_the_worker(request, monkeypatch):
+    """A test that does not use the suite's Celery worker sends no task to the broker.
+
+    The worker, started by an earlier test, lives for the whole session: it would take a job that this test
+    dispatched and run it against the test database while the test's flush empties the tables, and the two
+    deadlock (CI failed once on a dataset's statistics job that a streaming-upload test had queued).
+    """
+    if "celery_worker_process" in request.fixturenames:
+        return
+    from celery.app.task import Task
+
+    monkeypatch.setattr(Task, "apply_async", lambda *args, **kwargs: None)
+
+
 @pytest.fixture
 def alice(db):
     """The owner: of jobs, organizations, datasets."""
