@@ -33,6 +33,12 @@ class FederationCurrentRoundSerializer(serializers.Serializer):
     secagg_roster = serializers.ListField(
         child=serializers.IntegerField(), allow_null=True, help_text="party ids that mask together"
     )
+    global_weights = serializers.CharField(
+        required=False,
+        help_text="the global model itself (safetensors, base64): only in a look asked with `weights=true`, "
+        "when the round is open, your party is admitted, and the file is at most "
+        "FEDERATION_STATE_WEIGHTS_MAX_BYTES (4 MiB by default; else download it)",
+    )
 
 
 class FederationClosedRoundSerializer(serializers.Serializer):
@@ -108,11 +114,23 @@ class FederationStateSerializer(serializers.Serializer):
     me = FederationMeSerializer(allow_null=True)
 
 
-def federation_state(federation: Federation, user) -> dict:
+def federation_state(federation: Federation, user, *, weights_after: int | None = None) -> dict:
     """What changes while a federation runs, as the caller sees it: its status, the current round and their
-    party (None unless the caller or one of their organizations is a party)."""
+    party (None unless the caller or one of their organizations is a party). With `weights_after`, an open
+    round after that one brings its global weights along when the caller's party is admitted to train on it."""
     party = selectors.party_for_user(federation=federation, user=user)
     current, closed = selectors.rounds_latest_state(federation=federation)
+    if (
+        weights_after is not None
+        and current is not None
+        and current.status == Round.Status.OPEN
+        and current.number > weights_after
+        and party is not None
+        and party.status == Party.Status.ADMITTED
+    ):
+        inline = selectors.round_weights_inline(round=current)
+        if inline is not None:
+            current.global_weights = inline
     return {
         "id": federation.pk, "status": federation.status, "rounds": federation.rounds, "error": federation.error,
         "current_round": current, "closed_round": closed,
@@ -248,15 +266,25 @@ class FederationStateApi(APIView):
             help_text="with `after`: hold the answer up to this many seconds until a later round opens, the "
             "federation ends or your party changes",
         )  # fmt: skip
+        weights = serializers.BooleanField(
+            default=False,
+            help_text="bring the open round's global weights in the answer (`current_round.global_weights`), "
+            "when there are some for you to train on (a round after `after`, when given): no model download",
+        )
 
     @extend_schema(
         parameters=[WaitSerializer], responses={200: FederationStateSerializer, **api_errors(400, 404)}
     )
     def get(self, request, federation_id: int):
         # A held look (after and wait) is held by federation.waiting, which asks this view until there is news.
-        self.WaitSerializer(data=request.query_params).is_valid(raise_exception=True)
+        asked = self.WaitSerializer(data=request.query_params)
+        asked.is_valid(raise_exception=True)
         federation = selectors.federation_state_get(federation_id=federation_id)
-        return Response(FederationStateSerializer(federation_state(federation, request.user)).data)
+        query = asked.validated_data
+        state = federation_state(
+            federation, request.user, weights_after=query.get("after", 0) if query["weights"] else None
+        )
+        return Response(FederationStateSerializer(state).data)
 
 
 class FederationPartySerializer(serializers.ModelSerializer):

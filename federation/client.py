@@ -255,9 +255,9 @@ class Api:
     def federation_state(self, fid: int, *, after: int | None = None, wait: float = 0) -> dict:
         """The lean look: status, error, the current and the last aggregated round and `me`, without the settings;
         held by the server up to `wait` seconds until a round after `after` opens (or the federation ends, or
-        the party changes)."""
-        held = f"?after={after}&wait={wait:g}" if after is not None and wait > 0 else ""
-        return self.json("GET", f"/api/federations/{fid}/state/{held}")
+        the party changes). An open round for this party brings its weights along (`global_weights`)."""
+        held = f"&after={after}&wait={wait:g}" if after is not None and wait > 0 else ""
+        return self.json("GET", f"/api/federations/{fid}/state/?weights=true{held}")
 
     def round(self, fid: int, number: int) -> dict:
         return self.json("GET", f"/api/federations/{fid}/rounds/{number}/")
@@ -542,18 +542,24 @@ class Runner:
         p = self.party
         spec = validate_spec(fed["spec"])
         X, y = self._data(fed)
-        data, header_digest = self.api.model(p.federation, number)
+        published = fed["current_round"].get("global_sha256")
+        inline = fed["current_round"].get("global_weights")
+        if inline:  # the look brought the weights along
+            data, header_digest, said = inline, published, "sent"
+        else:
+            data, header_digest = self.api.model(p.federation, number)
+            said = f"said {header_digest or 'nothing'} (X-Content-Digest) and"
         limit = 4 * parameter_count(spec) + (1 << 16)
         try:
+            data = base64.b64decode(data, validate=True) if isinstance(data, str) else data
             global_tensors = tensors.decode(data, shapes=parameter_shapes(spec), max_bytes=limit)
-        except tensors.UpdateError as exc:
+        except ValueError as exc:  # not base64, or tensors.UpdateError
             raise DigestMismatch(f"round {number}: the global model is unreadable: {exc}") from None
         got = tensors.digest(global_tensors)
-        published = fed["current_round"].get("global_sha256")
         if got != header_digest or got != published:
             raise DigestMismatch(
-                f"round {number}: the global model's digest is {got}, but the server said "
-                f"{header_digest or 'nothing'} (X-Content-Digest) and published {published}; refusing to train"
+                f"round {number}: the global model's digest is {got}, but the server {said} published "
+                f"{published}; refusing to train"
             )
         from ml.federated import local
 

@@ -1,5 +1,8 @@
 """Reads of federations: lists, one federation with the caller's part in it, rounds, a party's submissions."""
 
+import base64
+
+from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from federation.models import Federation, Party, Payout, Rejection, Round, SecaggKey, Update
@@ -101,10 +104,20 @@ def rounds_latest_state(*, federation: Federation) -> tuple[Round | None, Round 
         "deadline",
         "secagg_roster",
         "metrics",
+        "weights",
     )
     latest = list(federation.round_set.only(*fields).order_by("-number")[:2])
     closed = next((r for r in latest if r.status == Round.Status.CLOSED), None)
     return (latest[0] if latest else None), closed
+
+
+def round_weights_inline(*, round: Round) -> str | None:
+    """The round's global weights as base64, for a look that brings them along; None when the file is larger
+    than STATE_WEIGHTS_MAX_BYTES (the client then downloads it)."""
+    limit = settings.FEDERATION_STATE_WEIGHTS_MAX_BYTES
+    with round.weights.open("rb") as fh:
+        data = fh.read(limit + 1)
+    return base64.b64encode(data).decode("ascii") if len(data) <= limit else None
 
 
 def round_list(*, federation: Federation) -> QuerySet[Round]:

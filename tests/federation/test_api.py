@@ -1,14 +1,17 @@
 """The federation API as the party's client and the pages use it: creation, joining, admission, the global model,
 signed submissions and their refusals, the rounds and a party's own submissions."""
 
+import base64
 import json
 
 import pytest
 from django.core.management import call_command
 
+from federation import services
 from federation.models import Federation, Rejection, Update
 from ml.federated import tensors
 from tests.conftest import api_as
+from tests.factories import UserFactory
 from tests.federation.helpers import (
     SPEC,
     admitted,
@@ -178,6 +181,27 @@ def test_the_state_is_the_lean_look_a_party_polls_and_shows_me_only_to_a_party(r
         assert seen.status_code == 200 and seen.json()["me"] is None
     assert api_as(b.user).get("/api/federations/999999/state/").status_code == 404
     assert api_as(b.user).get(f"/api/federations/{2**63}/state/").status_code == 404
+
+
+def test_a_look_asked_with_weights_brings_the_open_round_s_model_to_an_admitted_party_only(
+    running, alice, mallory, settings
+):
+    federation, (b, _c) = running
+    url = f"/api/federations/{federation.pk}/state/?weights=true"
+    current = api_as(b.user).get(url).json()["current_round"]
+    shapes = {k: v.shape for k, v in small_delta(federation).items()}
+    weights = tensors.decode(base64.b64decode(current["global_weights"]), shapes=shapes, max_bytes=10**8)
+    assert tensors.digest(weights) == current["global_sha256"] == federation.global_sha256
+    assert "global_weights" not in api_as(b.user).get(url + "&after=1").json()["current_round"]
+    assert "global_weights" not in api_as(b.user).get(url.partition("?")[0]).json()["current_round"]
+    pending = UserFactory(username="dave")
+    services.party_join(federation=federation, user=pending, key_id=keyed(pending).key_id)
+    for outsider in (alice, mallory, pending):  # the coordinator, a stranger, a party not admitted
+        assert "global_weights" not in api_as(outsider).get(url).json()["current_round"]
+    settings.FEDERATION_STATE_WEIGHTS_MAX_BYTES = 100  # larger files are downloaded
+    assert "global_weights" not in api_as(b.user).get(url).json()["current_round"]
+    refused = api_as(b.user).get(url.replace("true", "perhaps"))
+    assert refused.status_code == 400 and "weights" in refused.json()
 
 
 def test_a_look_and_a_submission_take_a_bounded_number_of_queries(running, django_assert_max_num_queries):

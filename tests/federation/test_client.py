@@ -293,7 +293,11 @@ def test_after_its_update_the_client_holds_its_look_until_the_next_round_and_rep
     transport = FakeTransport([federation(), aggregating, finished])
     assert run(keyfile, data_csv, transport) == 0
     # The first look is answered at once; each one after the update asks to be held until a round after 1.
-    assert transport.looked() == ["", "after=1&wait=25", "after=1&wait=25"]
+    assert transport.looked() == [
+        "weights=true",
+        "weights=true&after=1&wait=25",
+        "weights=true&after=1&wait=25",
+    ]
     assert "/api/federations/7/rounds/1/" not in [path for _, path, _ in transport.requests]  # no extra GET
     assert "round 1 aggregated: global model accuracy 0.6250" in capsys.readouterr().out
 
@@ -306,6 +310,32 @@ def test_a_global_model_whose_digest_differs_from_the_header_is_refused_and_noth
     assert fake_training == []
     assert transport.submissions() == []
     assert "refusing to train" in capsys.readouterr().err
+
+
+def test_weights_brought_by_the_look_are_trained_on_without_a_download(keyfile, data_csv, fake_training):
+    fed = federation()
+    fed["current_round"]["global_weights"] = base64.b64encode(tensors.encode(global_tensors())).decode()
+    transport = FakeTransport([fed, federation(status="finished")])
+    assert run(keyfile, data_csv, transport) == 0
+    assert not [path for _, path, _ in transport.requests if path.endswith("/model/")]
+    (trained,) = fake_training
+    assert tensors.digest(trained["global"]) == tensors.digest(global_tensors())
+    assert len(transport.submissions()) == 1
+
+
+def test_weights_brought_by_the_look_that_differ_from_the_published_digest_are_refused(
+    keyfile, data_csv, fake_training, capsys
+):
+    fed = federation()
+    other = {n: a + 1 for n, a in global_tensors().items()}
+    fed["current_round"]["global_weights"] = base64.b64encode(tensors.encode(other)).decode()
+    assert run(keyfile, data_csv, FakeTransport([fed])) == client.EXIT_DIGEST
+    assert fake_training == []
+    assert "the server sent published " + tensors.digest(global_tensors()) in capsys.readouterr().err
+
+    fed["current_round"]["global_weights"] = "not base64!"
+    assert run(keyfile, data_csv, FakeTransport([fed])) == client.EXIT_DIGEST
+    assert "unreadable" in capsys.readouterr().err
 
 
 def test_a_global_model_other_than_the_published_one_is_refused(keyfile, data_csv, fake_training, capsys):
