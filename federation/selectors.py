@@ -113,7 +113,7 @@ def rounds_latest_state(*, federation: Federation) -> tuple[Round | None, Round 
 
 def round_weights_inline(*, round: Round) -> str | None:
     """The round's global weights as base64, for a look that brings them along; None when the file is larger
-    than STATE_WEIGHTS_MAX_BYTES (the client then downloads it)."""
+    than FEDERATION_STATE_WEIGHTS_MAX_BYTES (the client then downloads it)."""
     limit = settings.FEDERATION_STATE_WEIGHTS_MAX_BYTES
     with round.weights.open("rb") as fh:
         data = fh.read(limit + 1)
