@@ -254,7 +254,7 @@ class FederationStateApi(APIView):
     """The lean look a party's client polls: the status, the current round and your party, without the settings
     (which do not change once the federation is created: read them once from the detail)."""
 
-    class WaitSerializer(serializers.Serializer):
+    class QuerySerializer(serializers.Serializer):
         after = serializers.IntegerField(
             min_value=0,
             max_value=2**31 - 1,
@@ -273,14 +273,14 @@ class FederationStateApi(APIView):
         )
 
     @extend_schema(
-        parameters=[WaitSerializer], responses={200: FederationStateSerializer, **api_errors(400, 404)}
+        parameters=[QuerySerializer], responses={200: FederationStateSerializer, **api_errors(400, 404)}
     )
     def get(self, request, federation_id: int):
         # A held look (after and wait) is held by federation.waiting, which asks this view until there is news.
-        asked = self.WaitSerializer(data=request.query_params)
+        asked = self.QuerySerializer(data=request.query_params)
         asked.is_valid(raise_exception=True)
-        federation = selectors.federation_state_get(federation_id=federation_id)
         query = asked.validated_data
+        federation = selectors.federation_state_get(federation_id=federation_id)
         state = federation_state(
             federation, request.user, weights_after=query.get("after", 0) if query["weights"] else None
         )
