@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from scipy.special import expit
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -27,6 +28,7 @@ from sklearn.ensemble import (
 )
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
+from sklearn.utils.extmath import softmax
 from torch import nn
 
 from ml import metrics
@@ -489,13 +491,51 @@ def _unwrap(model: Any) -> Any:
     return model.model if isinstance(model, Trained) else model
 
 
+_LINEAR = (LinearRegression, LogisticRegression, Ridge)
+
+
+def _linear_scores(model: Any, X: np.ndarray) -> np.ndarray | None:
+    """A plain linear model's decision function computed as scikit-learn computes it, without the checks of its
+    input (most of a one-row call: feature names, dataframe kinds, finiteness): only for a finite float64 matrix
+    of the width it was fitted on, which is what `FeatureSchema.rows_matrix` makes. None for anything else, which
+    scikit-learn then checks and refuses as before."""
+    if (
+        type(model) not in _LINEAR
+        or not isinstance(X, np.ndarray)
+        or X.dtype != np.float64
+        or X.ndim != 2
+        or X.shape[1] != getattr(model, "n_features_in_", None)
+        or not isinstance(model.coef_, np.ndarray)
+        or not np.isfinite(X).all()
+    ):
+        return None
+    coef = model.coef_
+    scores = X @ (coef.T if coef.ndim == 2 else coef) + model.intercept_
+    return scores.reshape(-1) if scores.ndim > 1 and scores.shape[1] == 1 else scores
+
+
+def _linear_probabilities(model: Any, X: np.ndarray) -> np.ndarray | None:
+    """`predict_proba` of a LogisticRegression, by scikit-learn's own arithmetic (see _linear_scores)."""
+    if not isinstance(model, LogisticRegression):
+        return None
+    scores = _linear_scores(model, X)
+    if scores is None:
+        return None
+    if len(model.classes_) <= 2:
+        p = expit(scores, out=scores)
+        return np.stack([1 - p, p], axis=1)
+    return softmax(scores, copy=False)
+
+
 def probabilities(model: Any, X: np.ndarray, schema: FeatureSchema) -> np.ndarray:
     """Class probabilities, one column per class of the schema (a class the model never saw gets 0)."""
     model = _unwrap(model)
     k = len(schema.classes)
     if isinstance(model, TorchModel):
         return model.predict_proba(X)
-    raw = np.asarray(model.predict_proba(X), dtype=np.float64)
+    raw = _linear_probabilities(model, X)
+    if raw is None:
+        raw = np.asarray(model.predict_proba(X), dtype=np.float64)
     out = np.zeros((raw.shape[0], k))
     out[:, _class_columns(model, schema)] = raw
     return out
@@ -517,7 +557,9 @@ def _class_columns(model: Any, schema: FeatureSchema) -> list[int]:
 
 
 def values(model: Any, X: np.ndarray) -> np.ndarray:
-    return np.asarray(_unwrap(model).predict(X), dtype=np.float64).ravel()
+    model = _unwrap(model)
+    scores = _linear_scores(model, X) if not isinstance(model, LogisticRegression) else None
+    return np.asarray(model.predict(X) if scores is None else scores, dtype=np.float64).ravel()
 
 
 def evaluate(model: Any, X: np.ndarray, y: np.ndarray, schema: FeatureSchema) -> dict:

@@ -112,6 +112,35 @@ def test_a_saved_model_predicts_exactly_as_the_trained_one(algorithm, classifica
     assert sum(got[0]["probabilities"].values()) == pytest.approx(1)
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_linear_models_are_served_exactly_as_scikit_learn_computes_them(classes):
+    """probabilities() and values() skip scikit-learn's input checks for plain linear models: bit for bit what its
+    predict_proba and predict give, and anything but a finite float64 matrix of the right width still goes
+    through scikit-learn, which refuses it as before."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+    from ml.supervised import _linear_probabilities, _linear_scores, probabilities, values
+
+    rng = np.random.default_rng(classes)
+    X = rng.normal(size=(300, 6)) * rng.uniform(0.1, 30, size=6)
+    y = rng.integers(0, classes, size=300)
+    schema = FeatureSchema(
+        columns=[{"name": f"x{i}", "type": "numeric"} for i in range(6)],
+        target={"name": "y", "task": "classification", "classes": list(range(classes))},
+    )
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    for rows in (X, X[:1], rng.normal(size=(7, 6)) * 1e3):
+        assert np.array_equal(probabilities(model, rows, schema), model.predict_proba(rows))
+        assert _linear_probabilities(model, rows.copy()) is not None  # served without scikit-learn's checks
+    for regressor in (LinearRegression().fit(X, y * 1.5), Ridge(alpha=2).fit(X, y * 1.5)):
+        assert _linear_scores(regressor, X) is not None
+        assert np.array_equal(values(regressor, X), regressor.predict(X))
+    with pytest.raises(ValueError, match="NaN"):
+        probabilities(model, np.where(np.eye(2, 6) > 0, np.nan, 0.0), schema)
+    with pytest.raises(ValueError, match="features"):
+        values(LinearRegression().fit(X, y), X[:, :5])
+
+
 def test_predict_names_wrong_columns(regression):
     data = regression
     trained = train(data.X_train, data.y_train, "regression", "linear_regression", {}, schema=data.schema)
