@@ -282,8 +282,9 @@ class Receipt(models.Model):
 
     license = models.ForeignKey(ModelLicense, on_delete=models.PROTECT, related_name="receipts")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="receipts")
+    # Looked up by the indexes below (their first column): a call writes five index entries, not seven.
     caller = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_receipts"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="model_receipts", db_index=False
     )
     price = models.BigIntegerField()
     model_sha256 = models.CharField(max_length=64)
@@ -295,7 +296,7 @@ class Receipt(models.Model):
     key_id = models.CharField(max_length=16)
     signature = models.CharField(max_length=128)  # Ed25519, hex
     settlement = models.ForeignKey(
-        Settlement, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts"
+        Settlement, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts", db_index=False
     )
     leaf_index = models.PositiveIntegerField(null=True, blank=True)
 

@@ -29,7 +29,7 @@ from models_market import runtime
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
 from models_market.selectors import version_get_for_call
 from models_market.services.admission import Call, call_admit
-from models_market.services.receipts import receipt_issue, receipt_sign, sha256_hex
+from models_market.services.receipts import receipt_issue, receipt_new, sha256_hex
 from models_market.verify_receipt import FORMAT_BODY, FORMAT_ROWS, canonical_json
 from platform_site.accounts.models import User
 from platform_site.errors import (
@@ -221,29 +221,32 @@ def _call_in_one_statement(
     have ready at the same moment) that checks again the token, the user, the version, its owner and the
     licence; None when any of them changed or the call did not fit in its group (nothing of it was written)."""
     schema, outputs, license, now = _predicted(user, version, rows, _license_hint)
-    receipt = None
-    if license is not None and settings.MODELS_METERING:
-        input_sha256, outputs, receipt_format = _hashes(schema, rows, outputs, body)
-        quota = license.kind == ModelLicense.Kind.QUOTA
-        receipt = Receipt(
-            pk=_receipt_number(), license=license, version=version, caller=user,
-            price=0 if quota else license.price_per_call, model_sha256=version.artifact_sha256,
-            input_sha256=input_sha256, output_sha256=outputs.sha256, rows=len(rows), issued_at=now,
-        )  # fmt: skip
-        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
     call = Call(
         user_id=user.pk, api_token_id=api_token_id, version_id=version.pk, sha256=version.artifact_sha256,
-        license_id=license.pk if license is not None else None, now=now, receipt=receipt,
-        quota=receipt is not None and license.kind == ModelLicense.Kind.QUOTA,
+        license_id=license.pk if license is not None else None, now=now,
     )  # fmt: skip
+    if license is not None and settings.MODELS_METERING:
+        input_sha256, outputs, call.receipt_format = _hashes(schema, rows, outputs, body)
+        call.quota = license.kind == ModelLicense.Kind.QUOTA
+        # Signed with the other calls of its group, by the thread that writes them (admission).
+        call.receipt = receipt_new(
+            id=_receipt_number(), license_id=license.pk, version_id=version.pk, caller_id=user.pk,
+            price=0 if call.quota else license.price_per_call, model_sha256=version.artifact_sha256,
+            input_sha256=input_sha256, output_sha256=outputs.sha256, rows=len(rows), issued_at=now,
+        )  # fmt: skip
     call_admit(call)
+    if call.admitted and call.receipt is not None and not call.written and not call.quota:
+        # The caller's deposit fell short (the statement found the licence right): topped up, once for all of
+        # their calls that fell short together, or a 402, it is made again the same way (its number unused).
+        _top_up(user, call.receipt.price)
+        call_admit(call)
     if not call.caller_ok:
         raise Unauthenticated("invalid, revoked or expired token")
-    if not call.admitted or (receipt is not None and not call.written):
+    if not call.admitted or (call.receipt is not None and not call.written):
         return None
-    if receipt is not None:
-        _settle_when_due(receipt.pk)
-    return outputs, receipt
+    if call.receipt is not None:
+        _settle_when_due(call.receipt.pk)
+    return outputs, call.receipt
 
 
 # Receipt numbers drawn from the table's sequence ahead, a few at a time, so that a call needs no query for its
@@ -251,7 +254,7 @@ def _call_in_one_statement(
 # The draw takes a transaction id, so that its commit waits for the disk: the sequence's advance is durable
 # before any of its numbers is signed, and a call whose own commit a crash loses (MODELS_CALLS_ASYNC_COMMIT)
 # never sees its number given again.
-RECEIPT_NUMBERS_AHEAD = 128
+RECEIPT_NUMBERS_AHEAD = 1024
 _receipt_numbers: deque[int] = deque()
 _receipt_numbers_lock = threading.Lock()
 
@@ -354,6 +357,24 @@ def _reserve(user: User, price: int) -> None:
     """Reserve `price` of the caller's deposit under its meter's lock, topping the deposit up from their account
     when it falls short; PaymentRequired, with their balance in words, when even that cannot cover it."""
     meter = _meter_locked(user)
+    _cover(user, meter, price)
+    meter.reserved += price
+    meter.save(update_fields=["reserved", "deposit"])
+
+
+def _top_up(user: User, price: int) -> None:
+    """Make the caller's deposit cover `price` beyond what is reserved, as _cover does, in a transaction of its
+    own: of the calls that find it short together, the first tops it up and the others find it covered."""
+    with transaction.atomic(durable=True):
+        meter = _meter_locked(user)
+        _cover(user, meter, price)
+        meter.save(update_fields=["deposit"])
+
+
+def _cover(user: User, meter: CallMeter, price: int) -> None:
+    """Top the locked meter's deposit up from the caller's account when it does not cover `price` beyond what is
+    reserved (by a ledgered entry of at least MODELS_DEPOSIT_CHUNK); PaymentRequired, with their balance in
+    words, when even that cannot cover it."""
     available = meter.deposit - meter.reserved
     if available < price:
         own, deposit = ledger.account_name(user=user), ledger.account_name(deposit=user)
@@ -370,8 +391,6 @@ def _reserve(user: User, price: int) -> None:
         except ledger.InsufficientFunds:  # the caller spent it meanwhile, elsewhere
             raise _payment_required(ledger_selectors.account_balance(name=own), available, price) from None
         meter.deposit += top_up
-    meter.reserved += price
-    meter.save(update_fields=["reserved", "deposit"])
 
 
 def _payment_required(balance: int, available: int, price: int) -> PaymentRequired:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ledger import chain
 from ledger import services as ledger_services
-from ledger.models import Account, SigningKey
+from ledger.models import Account, Entry, SigningKey
 from models_market import selectors, services
 from models_market.fastpath import PredictFastPath
 from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
@@ -320,6 +320,26 @@ def _call(user, token, license=None, *, price=0, api_token=None) -> admission.Ca
 
 def outcome(call) -> tuple[bool, bool, bool]:
     return call.caller_ok, call.admitted, call.written
+
+
+def test_calls_that_find_the_deposit_short_are_written_by_their_statement_once_it_is_topped_up(
+    app, token, bob, settings, monkeypatch
+):
+    settings.MODELS_DEPOSIT_CHUNK = 3 * PRICE
+    fund(f"user:{bob.pk}", 1_000 + 7 * PRICE)  # the licence, then seven calls' worth
+    services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    one_by_one, made_alone = [], metering._call
+    monkeypatch.setattr(metering, "_call", lambda *args: one_by_one.append(args) or made_alone(*args))
+    key = key_for(bob)
+    statuses = [post(app, token.version_id, key, {"rows": [ROW]})[0] for _ in range(7)]
+    assert statuses == [200] * 7
+    status, answer, _ = post(app, token.version_id, key, {"rows": [ROW]})
+    assert (status, answer["detail"]) == (402, "your balance is 0.00 tokens; this call costs 0.40 tokens")
+    assert one_by_one == []  # not one call was made again alone
+    top_ups = Entry.objects.filter(kind="models_market.deposit.topped_up").order_by("seq")
+    assert [entry.payload["amount"] for entry in top_ups] == [3 * PRICE, 3 * PRICE, PRICE]
+    assert Receipt.objects.count() == 7 and CallMeter.objects.get(user=bob).reserved == 7 * PRICE
+    assert meter_mirrors_the_ledger(bob) and balance(bob) == 0
 
 
 def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alice, bob, carol, mallory):
