@@ -13,6 +13,7 @@ has half-octave bins, so a column far from zero for its spread (100 ± 3) is sca
 
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -197,7 +198,9 @@ class FeatureSchema:
             if len(errors) >= _MAX_ERRORS:
                 break
         if not errors and all(c["type"] == "numeric" for c in self.columns):
-            X = _plain_numbers([[row[name] for name in expected] for row in rows])
+            # Each row's values in the columns' order, taken in C (an itemgetter of one name gives no tuple).
+            take = operator.itemgetter(*expected) if len(expected) > 1 else lambda row: (row[expected[0]],)
+            X = _plain_numbers(list(map(take, rows)))
             if X is not None:  # numbers only, the common case: scaled at once
                 return self._scale_all(X)
         if not errors:
@@ -282,10 +285,10 @@ class FeatureSchema:
 
 
 def _plain_numbers(cells: list) -> np.ndarray | None:
-    """A column (or a list of rows) of JSON numbers (no bools, text or nulls), all finite, as floats at once;
-    None otherwise."""
+    """A column (or a list of rows, as tuples) of JSON numbers (no bools, text or nulls), all finite, as floats
+    at once; None otherwise."""
     kinds = set(
-        map(type, itertools.chain.from_iterable(cells) if cells and type(cells[0]) is list else cells)
+        map(type, itertools.chain.from_iterable(cells) if cells and type(cells[0]) is tuple else cells)
     )
     if not kinds <= {float, int}:
         return None

@@ -581,12 +581,11 @@ def predict_matrix(model: Any, schema: FeatureSchema, X: np.ndarray) -> list[dic
     if schema.task == "classification":
         proba = probabilities(model, X, schema)
         labels = schema.classes
+        names = [str(c) for c in labels]
+        # Whole rows at once: numpy's argmax per row and its floats as Python's (tolist), zipped in C.
         return [
-            {
-                "prediction": labels[int(p.argmax())],
-                "probabilities": {str(c): float(v) for c, v in zip(labels, p, strict=True)},
-            }
-            for p in proba
+            {"prediction": labels[i], "probabilities": dict(zip(names, p, strict=True))}
+            for i, p in zip(proba.argmax(axis=1).tolist(), proba.tolist(), strict=True)
         ]
     return [{"prediction": float(v) if math.isfinite(v) else None} for v in values(model, X)]
 

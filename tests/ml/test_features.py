@@ -214,3 +214,20 @@ def test_a_private_schema_does_not_name_rare_levels():
     colour = next(c for c in schema.columns if c["name"] == "colour")
     assert "one-of-a-kind" not in colour["levels"]
     assert "one-of-a-kind" in features(table, "label", "classification").schema.columns[2]["levels"]
+
+
+@pytest.mark.parametrize("names", [["a"], ["a", "b", "c"]])
+def test_numeric_rows_are_read_at_once_as_column_by_column(names):
+    columns = [{"name": n, "type": "numeric", "impute": 5.0, "center": 1.0 + i, "scale": 2.0}
+               for i, n in enumerate(names)]  # fmt: skip
+    schema = FeatureSchema(
+        columns=columns, target={"name": "y", "task": "regression", "center": 0, "scale": 1}
+    )
+    rows = [{n: v * (i + 1) for i, n in enumerate(names)} for v in (3, 0.5, -7)]  # ints and floats
+    expected = np.array([[(row[c["name"]] - c["center"]) / c["scale"] for c in columns] for row in rows])
+    assert np.array_equal(schema.rows_matrix(rows), expected)
+    # A null in one row: read column by column, the null imputed; the other rows as before.
+    rows[1][names[-1]] = None
+    X = schema.rows_matrix(rows)
+    assert X[1, -1] == (5.0 - columns[-1]["center"]) / 2.0
+    assert np.array_equal(X[[0, 2]], expected[[0, 2]])
