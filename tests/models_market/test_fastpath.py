@@ -19,7 +19,7 @@ from ledger import chain
 from ledger import services as ledger_services
 from ledger.models import Account, Entry, SigningKey
 from models_market import selectors, services
-from models_market.fastpath import PredictFastPath
+from models_market.fastpath import PredictFastPath, _parse
 from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
 from models_market.services import admission, metering
 from models_market.services.receipts import receipt_sign
@@ -440,3 +440,14 @@ def test_receipt_numbers_rise_across_a_call_made_again_in_the_services_transacti
     _, receipt = services.predict_call(user=bob, version=licensed.version, rows=[ROW])
     after = metering._receipt_number()
     assert before < receipt.pk < after
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"rows": [{"a": 0.00020164295512421895, "b": -3}]}', b'{"rows": [{"a": -100000000000000000000}]}',
+     b'{"rows": [{"a": 18446744073709551615, "b": 1e30}]}', b'{"rows": [{"a": null, "b": "red"}]}',
+     b'{"rows": [{"a": "\\ud800"}]}', b'{"rows": [3]}', b'{"row": []}', b'[1, 2]'],
+)  # fmt: skip
+def test_the_fast_path_reads_a_body_as_the_json_module_does(body):
+    parsed = _parse(body)
+    assert parsed == json.loads(body) and repr(parsed) == repr(json.loads(body))
