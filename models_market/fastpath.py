@@ -143,12 +143,9 @@ def _parse(body: bytes):
     refuses (the json module takes a lone surrogate's escape, and says what else is wrong)."""
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body, parse_constant=_refuse)
-    try:
         if max(map(abs, itertools.chain.from_iterable(map(dict.values, data["rows"]))), default=0) < 2**63:
             return data
-    except (TypeError, KeyError):
+    except (orjson.JSONDecodeError, TypeError, KeyError):
         pass
     return json.loads(body, parse_constant=_refuse)
 
