@@ -20,6 +20,7 @@ written (never billed, never paid to the owner), never a ledger entry. See READM
 import functools
 import json
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +51,9 @@ class Call:
     receipt: Receipt | None = None  # None: not metered; else numbered, and signed when it is written
     receipt_format: int = FORMAT_ROWS
     quota: bool = False
+    group_price: int = (
+        0  # what the caller's metered calls in its group cost together (the deposit must cover)
+    )
     caller_ok: bool = False
     admitted: bool = False
     written: bool = False
@@ -119,6 +123,12 @@ def _write(calls: list[Call]) -> None:
             receipt.body, receipt.key_id, receipt.signature = receipt_sign(
                 receipt, receipt_format=call.receipt_format
             )
+    group_price: dict[int, int] = defaultdict(int)
+    for call in calls:
+        if call.receipt is not None and not call.quota:
+            group_price[call.user_id] += call.receipt.price
+    for call in calls:
+        call.group_price = group_price[call.user_id]
     # The group travels as one JSON parameter: binding fifteen arrays cost psycopg more than the statement's run.
     group = json.dumps([_row(i, c) for i, c in enumerate(calls, 1)], default=_timestamp)
     connection.ensure_connection()

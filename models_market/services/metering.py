@@ -240,9 +240,10 @@ def _call_in_one_statement(
         )  # fmt: skip
     call_admit(call)
     if call.admitted and call.receipt is not None and not call.written and not call.quota:
-        # The caller's deposit fell short (the statement found the licence right): topped up, once for all of
-        # their calls that fell short together, or a 402, it is made again the same way (its number unused).
-        _top_up(user, call.receipt.price)
+        # The caller's deposit fell short of their calls in its group (the statement found the licence right):
+        # topped up to cover them all, once for all of them, or a 402, it is made again the same way (its
+        # number unused).
+        _top_up(user, call.receipt.price, want=call.group_price)
         call_admit(call)
     if not call.caller_ok:
         raise Unauthenticated("invalid, revoked or expired token")
@@ -366,27 +367,31 @@ def _reserve(user: User, price: int) -> None:
     meter.save(update_fields=["reserved", "deposit"])
 
 
-def _top_up(user: User, price: int) -> None:
-    """Make the caller's deposit cover `price` beyond what is reserved, as _cover does, in a transaction of its
-    own: of the calls that find it short together, the first tops it up and the others find it covered."""
+def _top_up(user: User, price: int, *, want: int) -> None:
+    """Make the caller's deposit cover `price`, and `want` where their balance allows, beyond what is reserved,
+    as _cover does, in a transaction of its own: of the calls that find it short together, the first tops it up
+    and the others find it covered."""
     with transaction.atomic(durable=True):
         meter = _meter_locked(user)
-        _cover(user, meter, price)
+        _cover(user, meter, price, want=want)
         meter.save(update_fields=["deposit"])
 
 
-def _cover(user: User, meter: CallMeter, price: int) -> None:
-    """Top the locked meter's deposit up from the caller's account when it does not cover `price` beyond what is
-    reserved (by a ledgered entry of at least MODELS_DEPOSIT_CHUNK); PaymentRequired, with their balance in
-    words, when even that cannot cover it."""
+def _cover(user: User, meter: CallMeter, price: int, *, want: int = 0) -> None:
+    """Top the locked meter's deposit up from the caller's account when it does not cover `want` (the caller's
+    calls that fell short together: as much of it as their balance allows) or at least `price` beyond what is
+    reserved, by a ledgered entry of at least MODELS_DEPOSIT_CHUNK; PaymentRequired, with their balance in
+    words, when even `price` cannot be covered."""
     available = meter.deposit - meter.reserved
-    if available < price:
+    want = max(price, want)
+    if available < want:
         own, deposit = ledger.account_name(user=user), ledger.account_name(deposit=user)
         balance = ledger_selectors.account_balance(name=own)
-        short = price - available
-        if balance < short:
+        if balance < price - available:
             raise _payment_required(balance, available, price)
-        top_up = min(balance, max(short, settings.MODELS_DEPOSIT_CHUNK))
+        top_up = min(balance, max(want - available, settings.MODELS_DEPOSIT_CHUNK))
+        if top_up <= 0:  # `price` is covered and the balance holds nothing more
+            return
         try:
             ledger.postings_post(
                 kind="models_market.deposit.topped_up", actor=own, payload={"amount": top_up},

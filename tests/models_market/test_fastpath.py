@@ -383,6 +383,33 @@ def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alic
     )
 
 
+def test_a_group_of_one_callers_calls_that_falls_short_is_topped_up_for_all_of_them(token, bob, settings):
+    settings.MODELS_DEPOSIT_CHUNK = 1  # less than the group's calls cost together: the group's total decides
+    fund(f"user:{bob.pk}", 1_000 + 5 * PRICE)
+    licence = services.license_purchase(buyer=bob, token=token, kind="perpetual")
+    group = [_call(bob, token, licence, price=PRICE) for _ in range(3)]
+    admission._write(group)  # no deposit yet
+    assert [c.written for c in group] == [False] * 3 and {c.group_price for c in group} == {3 * PRICE}
+    for call in group:  # each of its threads, as metering does: the first tops up, the others find it covered
+        metering._top_up(bob, PRICE, want=call.group_price)
+    admission._write(group)  # made again together: every call written, none made again alone
+    assert [c.written for c in group] == [True] * 3
+
+    def top_ups() -> list[int]:
+        entries = Entry.objects.filter(kind="models_market.deposit.topped_up").order_by("seq")
+        return [entry.payload["amount"] for entry in entries]
+
+    assert top_ups() == [3 * PRICE]
+    # Four calls more where the balance holds two: topped up by what it holds, and no 402 while a call fits.
+    group = [_call(bob, token, licence, price=PRICE) for _ in range(4)]
+    admission._write(group)
+    metering._top_up(bob, PRICE, want=group[0].group_price)
+    assert top_ups() == [3 * PRICE, 2 * PRICE]
+    assert balance(bob) == 0 and meter_mirrors_the_ledger(bob)
+    metering._top_up(bob, PRICE, want=group[0].group_price)  # covered: nothing more to move, no error
+    assert top_ups() == [3 * PRICE, 2 * PRICE]
+
+
 def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
     fund(f"user:{bob.pk}", 300)
     quota = services.license_purchase(buyer=bob, token=token, kind="quota")  # two calls
