@@ -18,12 +18,12 @@ written (never billed, never paid to the owner), never a ledger entry. See READM
 """
 
 import functools
-import json
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
@@ -129,8 +129,9 @@ def _write(calls: list[Call]) -> None:
             group_price[call.user_id] += call.receipt.price
     for call in calls:
         call.group_price = group_price[call.user_id]
-    # The group travels as one JSON parameter: binding fifteen arrays cost psycopg more than the statement's run.
-    group = json.dumps([_row(i, c) for i, c in enumerate(calls, 1)], default=_timestamp)
+    # The group travels as one JSON parameter: binding fifteen arrays cost psycopg more than the statement's run
+    # (orjson writes the times as RFC 3339 with their offset).
+    group = orjson.dumps([_row(i, c) for i, c in enumerate(calls, 1)]).decode()
     connection.ensure_connection()
     # On the connections of Django's pool the statement is prepared once per connection, since planning it costs
     # more than running it (an external pooler may not keep prepared statements). Django binds on the client,
@@ -156,10 +157,6 @@ def _row(i: int, call: Call) -> dict:
         row.update(price=r.price, receipt_id=r.pk, input_sha256=r.input_sha256, output_sha256=r.output_sha256,
                    rows=r.rows, body=r.body, key_id=r.key_id, signature=r.signature)  # fmt: skip
     return row
-
-
-def _timestamp(value: datetime) -> str:
-    return value.isoformat()
 
 
 @functools.cache
