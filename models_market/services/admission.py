@@ -34,6 +34,7 @@ from models_market.verify_receipt import FORMAT_ROWS
 from platform_site.accounts.models import ApiToken, User
 
 GROUP_MAX = 64  # calls in one statement
+DEADLOCK_ATTEMPTS = 3
 
 
 @dataclass
@@ -144,7 +145,16 @@ def _write(calls: list[Call]) -> None:
         # runs), the custom plans looking cheaper. It is the connection's only prepared statement.
         connection.connection.execute("SET plan_cache_mode TO force_generic_plan")
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_sql(settings.MODELS_CALLS_ASYNC_COMMIT), (group,), prepare=prepare)
+        # It locks its callers' meter rows in an order of its own, and another transaction (a settlement, another
+        # process's group) may hold one and wait for another: PostgreSQL then aborts one of the two. The
+        # statement is its own transaction, so nothing of it was written: it is run again (the other is through).
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                cursor.execute(_sql(settings.MODELS_CALLS_ASYNC_COMMIT), (group,), prepare=prepare)
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
         for i, caller_ok, admitted, written in cursor.fetchall():
             calls[i - 1].caller_ok, calls[i - 1].admitted, calls[i - 1].written = caller_ok, admitted, written
 

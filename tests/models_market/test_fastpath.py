@@ -6,12 +6,14 @@ that never overdraw."""
 import asyncio
 import hashlib
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 import rfc8785
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -343,19 +345,23 @@ def test_calls_that_find_the_deposit_short_are_written_by_their_statement_once_i
     assert meter_mirrors_the_ledger(bob) and balance(bob) == 0
 
 
+def _deposit(user, amount: int) -> None:
+    """The user's call deposit as a top-up leaves it, holding `amount`."""
+    with transaction.atomic():
+        ledger_services.postings_post(
+            kind="models_market.deposit.topped_up", actor=f"user:{user.pk}", payload={"amount": amount},
+            postings=[{"account": f"user:{user.pk}", "amount": -amount},
+                      {"account": f"deposit:{user.pk}", "amount": amount}],
+        )  # fmt: skip
+        CallMeter.objects.create(user=user, deposit=amount)
+
+
 def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alice, bob, carol, mallory):
     for user in (bob, carol):
         fund(f"user:{user.pk}", 1_000 + 2 * PRICE)
         services.license_purchase(buyer=user, token=token, kind="perpetual")
-    # Deposits as a top-up leaves them: bob's holds two calls' prices, carol's one.
-    for user, amount in ((bob, 2 * PRICE), (carol, PRICE)):
-        with transaction.atomic():
-            ledger_services.postings_post(
-                kind="models_market.deposit.topped_up", actor=f"user:{user.pk}", payload={"amount": amount},
-                postings=[{"account": f"user:{user.pk}", "amount": -amount},
-                          {"account": f"deposit:{user.pk}", "amount": amount}],
-            )  # fmt: skip
-            CallMeter.objects.create(user=user, deposit=amount)
+    _deposit(bob, 2 * PRICE)  # two calls' prices
+    _deposit(carol, PRICE)  # one
     bob_licence, carol_licence = (ModelLicense.objects.get(holder=u) for u in (bob, carol))
     revoked, _ = accounts.api_token_create(user=bob, name="old")
     ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
@@ -408,6 +414,66 @@ def test_a_group_of_one_callers_calls_that_falls_short_is_topped_up_for_all_of_t
     assert balance(bob) == 0 and meter_mirrors_the_ledger(bob)
     metering._top_up(bob, PRICE, want=group[0].group_price)  # covered: nothing more to move, no error
     assert top_ups() == [3 * PRICE, 2 * PRICE]
+
+
+def test_a_group_that_postgresql_aborts_for_a_deadlock_is_written_again(token, bob, carol):
+    """Another transaction (a settlement, another process's group) locks two callers' meters in one order while
+    the group's statement takes them in the other: PostgreSQL aborts one of the two, and when it is the group's,
+    the group is written again once the other is through, not answered with a 500."""
+    licences = {}
+    for user in (bob, carol):
+        fund(f"user:{user.pk}", 1_000 + 4 * PRICE)
+        licences[user] = services.license_purchase(buyer=user, token=token, kind="perpetual")
+        _deposit(user, 4 * PRICE)
+    meters = "SELECT 1 FROM models_market_callmeter WHERE user_id = %s FOR UPDATE"
+    deadlocks = 0
+    for first, second in ((bob, carol), (carol, bob)):  # one of the two orders is the statement's own
+        group = [_call(user, token, licences[user], price=PRICE) for user in (bob, carol)]
+        errors: list[BaseException] = []
+
+        def write(group=group, errors=errors):
+            try:
+                admission._write(group)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        other = connections.create_connection("default")
+        other.set_autocommit(False)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute(
+                    "SET deadlock_timeout = '30s'"
+                )  # PostgreSQL aborts the statement, not this one
+                cursor.execute(meters, [first.pk])
+                writer = threading.Thread(target=write)
+                writer.start()
+                _wait_for_a_lock_wait()
+                began = time.monotonic()
+                cursor.execute(meters, [second.pk])  # a deadlock, if the statement holds `second`
+                deadlocks += time.monotonic() - began > 0.5  # the statement's deadlock_timeout is 1 s
+                other.rollback()
+            writer.join(timeout=30)
+        finally:
+            other.close()
+        assert errors == [] and [c.written for c in group] == [True, True]
+    assert Receipt.objects.count() == 4
+    assert {CallMeter.objects.get(user=u).reserved for u in (bob, carol)} == {2 * PRICE}
+    assert deadlocks == 1  # in one order, PostgreSQL aborted the statement, which was made again
+
+
+def _wait_for_a_lock_wait() -> None:
+    for _ in range(300):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                ["%json_to_recordset%"],
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the group's statement never waited for the meter's lock")
 
 
 def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
