@@ -433,9 +433,8 @@ def main() -> None:
             for name in order:
                 proc, port = serve_ours(name == "metered")
                 try:
-                    load(
-                        port, path, ours_body, ours_headers, batch, seconds=WARM_SECONDS
-                    )  # model, connections
+                    # Warm: the model loaded, the connections made.
+                    load(port, path, ours_body, ours_headers, batch, seconds=WARM_SECONDS)
                     rounds[name].append(load(port, path, ours_body, ours_headers, batch))
                 finally:
                     stop(proc)

@@ -52,9 +52,8 @@ class Call:
     receipt: Receipt | None = None  # None: not metered; else numbered, and signed when it is written
     receipt_format: int = FORMAT_ROWS
     quota: bool = False
-    group_price: int = (
-        0  # what the caller's metered calls in its group cost together (the deposit must cover)
-    )
+    # What the caller's priced calls in its group cost together: a deposit that falls short is topped up by that.
+    group_price: int = 0
     caller_ok: bool = False
     admitted: bool = False
     written: bool = False
