@@ -1,4 +1,7 @@
 from celery import shared_task
+from django.db import OperationalError
+
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
 @shared_task(name="models_market.settle_calls", ignore_result=True, acks_late=True)
@@ -9,9 +12,17 @@ def settle_calls() -> int:
 
     from models_market.services import settle_pending
 
-    settled, batch = 0, max(1, settings.MODELS_SETTLE_BATCH)
+    settled, batch, deadlocks = 0, max(1, settings.MODELS_SETTLE_BATCH), 0
     for _ in range(100):  # bounded: a worker that cannot keep up leaves the rest to the next run
-        settlement = settle_pending(limit=batch)
+        try:
+            settlement = settle_pending(limit=batch)
+        except OperationalError as exc:
+            # It locks the callers' meters in key order; a group of calls takes them in its own and PostgreSQL
+            # may abort either. Nothing of this batch was written: it is settled again (the group is through).
+            deadlocks += 1
+            if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED or deadlocks > 3:
+                raise
+            continue
         if settlement is None:
             break
         settled += settlement.calls

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ledger import chain
 from ledger import services as ledger_services
 from ledger.models import Account, Entry, SigningKey
-from models_market import selectors, services
+from models_market import selectors, services, tasks
 from models_market.fastpath import PredictFastPath, _parse
 from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
 from models_market.services import admission, metering
@@ -463,12 +463,52 @@ def test_a_group_that_postgresql_aborts_for_a_deadlock_is_written_again(token, b
     assert deadlocks == 1  # in one order, PostgreSQL aborted the statement, which was made again
 
 
-def _wait_for_a_lock_wait() -> None:
+def test_a_settlement_that_postgresql_aborts_for_a_deadlock_settles_again(token, bob, carol):
+    """The settlement locks the callers' meters in key order while another transaction (a group of calls) holds
+    the later one and waits for the first: when PostgreSQL aborts the settlement, the task settles again."""
+    for user in (bob, carol):
+        fund(f"user:{user.pk}", 1_000 + PRICE)
+        licence = services.license_purchase(buyer=user, token=token, kind="perpetual")
+        _deposit(user, PRICE)
+        admission._write([_call(user, token, licence, price=PRICE)])
+    low, high = sorted(CallMeter.objects.filter(user__in=(bob, carol)), key=lambda m: m.pk)
+    meters = "SELECT 1 FROM models_market_callmeter WHERE id = %s FOR UPDATE"
+    outcome: list = []
+
+    def settle():
+        try:
+            outcome.append(tasks.settle_calls())
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    other = connections.create_connection("default")
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SET deadlock_timeout = '30s'")  # PostgreSQL aborts the settlement, not this one
+            cursor.execute(meters, [high.pk])
+            settler = threading.Thread(target=settle)
+            settler.start()
+            _wait_for_a_lock_wait("%models_market_callmeter%")
+            began = time.monotonic()
+            cursor.execute(meters, [low.pk])  # the settlement holds it: a deadlock
+            assert time.monotonic() - began > 0.5  # waited for PostgreSQL to abort the settlement
+            other.rollback()
+        settler.join(timeout=30)
+    finally:
+        other.close()
+    assert outcome == [2]
+    assert Settlement.objects.get().calls == 2 and not CallMeter.objects.filter(reserved__gt=0).exists()
+
+
+def _wait_for_a_lock_wait(query: str = "%json_to_recordset%") -> None:
     for _ in range(300):
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                ["%json_to_recordset%"],
+                [query],
             )
             if cursor.fetchone()[0]:
                 return
