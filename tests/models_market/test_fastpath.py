@@ -425,39 +425,13 @@ def test_a_group_that_postgresql_aborts_for_a_deadlock_is_written_again(token, b
         fund(f"user:{user.pk}", 1_000 + 4 * PRICE)
         licences[user] = services.license_purchase(buyer=user, token=token, kind="perpetual")
         _deposit(user, 4 * PRICE)
-    meters = "SELECT 1 FROM models_market_callmeter WHERE user_id = %s FOR UPDATE"
+    meters = [CallMeter.objects.get(user=user).pk for user in (bob, carol)]
     deadlocks = 0
-    for first, second in ((bob, carol), (carol, bob)):  # one of the two orders is the statement's own
+    for first, second in (meters, meters[::-1]):  # one of the two orders is the statement's own
         group = [_call(user, token, licences[user], price=PRICE) for user in (bob, carol)]
-        errors: list[BaseException] = []
-
-        def write(group=group, errors=errors):
-            try:
-                admission._write(group)
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        other = connections.create_connection("default")
-        other.set_autocommit(False)
-        try:
-            with other.cursor() as cursor:
-                cursor.execute(
-                    "SET deadlock_timeout = '30s'"
-                )  # PostgreSQL aborts the statement, not this one
-                cursor.execute(meters, [first.pk])
-                writer = threading.Thread(target=write)
-                writer.start()
-                _wait_for_a_lock_wait()
-                began = time.monotonic()
-                cursor.execute(meters, [second.pk])  # a deadlock, if the statement holds `second`
-                deadlocks += time.monotonic() - began > 0.5  # the statement's deadlock_timeout is 1 s
-                other.rollback()
-            writer.join(timeout=30)
-        finally:
-            other.close()
-        assert errors == [] and [c.written for c in group] == [True, True]
+        outcome, waited = _crossing_locks(first, second, lambda group=group: admission._write(group))
+        assert outcome == [None] and [c.written for c in group] == [True, True]
+        deadlocks += waited > 0.5  # the statement's deadlock_timeout is 1 s
     assert Receipt.objects.count() == 4
     assert {CallMeter.objects.get(user=u).reserved for u in (bob, carol)} == {2 * PRICE}
     assert deadlocks == 1  # in one order, PostgreSQL aborted the statement, which was made again
@@ -471,13 +445,25 @@ def test_a_settlement_that_postgresql_aborts_for_a_deadlock_settles_again(token,
         licence = services.license_purchase(buyer=user, token=token, kind="perpetual")
         _deposit(user, PRICE)
         admission._write([_call(user, token, licence, price=PRICE)])
-    low, high = sorted(CallMeter.objects.filter(user__in=(bob, carol)), key=lambda m: m.pk)
-    meters = "SELECT 1 FROM models_market_callmeter WHERE id = %s FOR UPDATE"
+    low, high = sorted(CallMeter.objects.filter(user__in=(bob, carol)).values_list("pk", flat=True))
+    outcome, waited = _crossing_locks(high, low, tasks.settle_calls, waiting="%models_market_callmeter%")
+    assert waited > 0.5  # the settlement held `low`: PostgreSQL aborted it after its deadlock_timeout (1 s)
+    assert outcome == [2]
+    assert Settlement.objects.get().calls == 2 and not CallMeter.objects.filter(reserved__gt=0).exists()
+
+
+def _crossing_locks(
+    first: int, second: int, run, *, waiting: str = "%json_to_recordset%"
+) -> tuple[list, float]:
+    """Lock the meter row `first` in a transaction of another connection, start `run` on a thread and wait until
+    its statement (`waiting`, a LIKE pattern) waits for a lock, then lock `second`: a deadlock when `run` holds
+    it, in which PostgreSQL aborts `run`'s statement (this transaction waits 30 s before it would look). What
+    `run` returned or raised, and how long locking `second` took."""
     outcome: list = []
 
-    def settle():
+    def target():
         try:
-            outcome.append(tasks.settle_calls())
+            outcome.append(run())
         except BaseException as exc:
             outcome.append(exc)
         finally:
@@ -487,20 +473,20 @@ def test_a_settlement_that_postgresql_aborts_for_a_deadlock_settles_again(token,
     other.set_autocommit(False)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SET deadlock_timeout = '30s'")  # PostgreSQL aborts the settlement, not this one
-            cursor.execute(meters, [high.pk])
-            settler = threading.Thread(target=settle)
-            settler.start()
-            _wait_for_a_lock_wait("%models_market_callmeter%")
+            cursor.execute("SET deadlock_timeout = '30s'")
+            locking = "SELECT 1 FROM models_market_callmeter WHERE id = %s FOR UPDATE"
+            cursor.execute(locking, [first])
+            thread = threading.Thread(target=target)
+            thread.start()
+            _wait_for_a_lock_wait(waiting)
             began = time.monotonic()
-            cursor.execute(meters, [low.pk])  # the settlement holds it: a deadlock
-            assert time.monotonic() - began > 0.5  # waited for PostgreSQL to abort the settlement
+            cursor.execute(locking, [second])
+            waited = time.monotonic() - began
             other.rollback()
-        settler.join(timeout=30)
+        thread.join(timeout=30)
     finally:
         other.close()
-    assert outcome == [2]
-    assert Settlement.objects.get().calls == 2 and not CallMeter.objects.filter(reserved__gt=0).exists()
+    return outcome, waited
 
 
 def _wait_for_a_lock_wait(query: str = "%json_to_recordset%") -> None:
