@@ -1,7 +1,6 @@
+import psycopg
 from celery import shared_task
 from django.db import OperationalError
-
-DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
 
 
 @shared_task(name="models_market.settle_calls", ignore_result=True, acks_late=True)
@@ -20,7 +19,7 @@ def settle_calls() -> int:
             # It locks the callers' meters in key order; a group of calls takes them in its own and PostgreSQL
             # may abort either. Nothing of this batch was written: it is settled again (the group is through).
             deadlocks += 1
-            if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED or deadlocks > 3:
+            if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or deadlocks > 3:
                 raise
             continue
         if settlement is None:
