@@ -100,19 +100,24 @@ def _is_hash(value: object) -> bool:
 
 def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 §2.1.3.2; False for any malformed input."""
+    return _is_hash(root) and root_from_inclusion(index, size, leaf_hash, proof) == root
+
+
+def root_from_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes | None:
+    """The root that an inclusion proof leads to from its leaf (RFC 9162 §2.1.3.2), for a root that is itself
+    checked otherwise (by a signature over it); None for any malformed input."""
     if not (
         isinstance(index, int)
         and isinstance(size, int)
         and 0 <= index < size
         and _is_hash(leaf_hash)
-        and _is_hash(root)
         and all(_is_hash(p) for p in proof)
     ):
-        return False
+        return None
     fn, sn, r = index, size - 1, leaf_hash
     for p in proof:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = hash_children(p, r)
             while not fn & 1 and fn:
@@ -122,7 +127,7 @@ def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[by
             r = hash_children(r, p)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    return r if sn == 0 else None
 
 
 def verify_consistency(

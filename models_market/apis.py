@@ -374,13 +374,19 @@ class ModelReceiptOutputSerializer(serializers.ModelSerializer):
     """A receipt as its holder keeps it: the signed body, the key and signature, and once settled the proof of
     its inclusion in its settlement's entry (`python -m models_market.verify_receipt RECEIPT EXPORT`)."""
 
-    body = serializers.JSONField(help_text="what the platform signed, as RFC 8785 JSON")
+    body = serializers.JSONField(help_text="what the platform vouches for, as RFC 8785 JSON")
+    group = serializers.JSONField(
+        source="signing_group", allow_null=True,
+        help_text="null when the signature is of the body; else the receipt was signed with the calls written "
+        "together with it: its index among them, their number (size) and the RFC 6962 audit path (hex) from its "
+        "body to their Merkle root, which the signature is of",
+    )  # fmt: skip
     settled = serializers.SerializerMethodField()
     proof = serializers.SerializerMethodField()
 
     class Meta:
         model = Receipt
-        fields = ["id", "body", "key_id", "signature", "settled", "proof"]
+        fields = ["id", "body", "key_id", "signature", "group", "settled", "proof"]
 
     def get_settled(self, receipt: Receipt) -> bool:
         return receipt.settlement_id is not None
@@ -395,7 +401,7 @@ def fresh_receipt(receipt: Receipt | None) -> dict | None:
     if receipt is None:
         return None
     return {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id, "signature": receipt.signature,
-            "settled": False, "proof": None}  # fmt: skip
+            "group": receipt.signing_group, "settled": False, "proof": None}  # fmt: skip
 
 
 class PredictApi(APIView):

@@ -277,7 +277,8 @@ class Settlement(models.Model):
 
 class Receipt(models.Model):
     """One metered call, signed by the platform: model version hash, SHA-256 of the input and of the output,
-    price, caller, time and sequence number (the primary key). `leaf_index` is its place in its settlement's
+    price, caller, time and sequence number (the primary key), alone or in a group of calls written together.
+    `leaf_index` is its place in its settlement's
     Merkle tree once settled."""
 
     license = models.ForeignKey(ModelLicense, on_delete=models.PROTECT, related_name="receipts")
@@ -300,6 +301,9 @@ class Receipt(models.Model):
     body = models.JSONField()  # exactly what was signed (canonical JSON, RFC 8785)
     key_id = models.CharField(max_length=16)
     signature = models.CharField(max_length=128)  # Ed25519, hex
+    # Signed with the calls written together with it: its place among them and its audit path to their Merkle
+    # root, which the signature is of ({"index", "size", "path"}); None when signed alone.
+    signing_group = models.JSONField(null=True, blank=True)
     settlement = models.ForeignKey(
         Settlement, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts", db_index=False
     )

@@ -15,6 +15,13 @@ receipt had before format 2: no `format` field, and input_sha256 is the SHA-256 
 (--input is the rows, or a JSON request holding them). output_sha256 is, in both, the SHA-256 of the RFC 8785
 JSON of the predictions.
 
+Signed alone, or in a group. A receipt signed alone carries the signature of its body's RFC 8785 JSON. Calls
+written together (by one statement, a few at a time under load) are signed once for the group: a receipt signed
+in a group carries `"group": {"index", "size", "path"}`, its place among the group's receipts and the RFC 6962
+audit path from its leaf (SHA-256 of 0x00 and the body's RFC 8785 JSON) to the group's Merkle root, and the
+signature is of `group_statement(root, size)`, RFC 8785 JSON of {"receipts_root": root (hex), "size": size}.
+Either way, a receipt's body is what the platform vouches for, and a changed body fails the signature.
+
 Uses only the standard library, `cryptography` and `rfc8785` (through ledger.chain, ledger.merkle and
 ledger.verify), like ledger.verify: no Django.
 """
@@ -210,6 +217,13 @@ def canonical_json(value: Any, *, checked: bool = False) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+def group_statement(root: bytes, size: int) -> bytes:
+    """What the platform signs for a group of receipts written together: RFC 8785 JSON of their Merkle root
+    (leaves: their bodies' RFC 8785 JSON, in the group's order) and their number. Never 32 bytes (an entry hash),
+    never a receipt body (no body holds these names)."""
+    return chain.jcs({"receipts_root": root.hex(), "size": size})
+
+
 def receipt_leaf(body: dict[str, Any], key_id: str, signature: str) -> bytes:
     """A receipt's leaf bytes in its settlement's Merkle tree: RFC 8785 JSON of what was signed, the key id and
     the signature (hex). The platform builds its trees from the same function."""
@@ -247,6 +261,27 @@ def _check_form(receipt: Any) -> tuple[dict[str, Any], str, bytes]:
     return body, key_id, signature
 
 
+def _signed_statement(receipt: dict[str, Any], body: dict[str, Any]) -> tuple[bytes, str]:
+    """What the signature is of (the body alone, or its group's root), and how it was signed, in words."""
+    try:
+        statement = chain.jcs(body)
+    except ValueError as exc:
+        raise ReceiptError(f"the receipt body is not canonical JSON: {exc}") from None
+    group = receipt.get("group")
+    if group is None:
+        return statement, "alone"
+    _need(isinstance(group, dict) and isinstance(group.get("path"), list), "the receipt's group is malformed")
+    index, size = group.get("index"), group.get("size")
+    _need(
+        type(index) is int and type(size) is int and 0 <= index < size,
+        f"the receipt's place in its group ({index!r} of {size!r}) is malformed",
+    )
+    path = [_hex(h, 32, "a group path hash") for h in group["path"]]
+    root = merkle.root_from_inclusion(index, size, merkle.hash_leaf(statement), path)
+    _need(root is not None, "the receipt's group path does not fit its place in the group")
+    return group_statement(root, size), f"in a group of {size}"
+
+
 def receipt_format(body: dict[str, Any]) -> int:
     """FORMAT_BODY or FORMAT_ROWS: what the receipt's input_sha256 is the hash of."""
     return body.get("format", FORMAT_ROWS)
@@ -280,10 +315,7 @@ def verify_receipt(
     export = read_export(export_path)
     key = next((k for k in export.keys if k.key_id == key_id), None)
     _need(key is not None, f"the receipt is signed by key {key_id}, which the export does not list")
-    try:
-        statement = chain.jcs(body)
-    except ValueError as exc:
-        raise ReceiptError(f"the receipt body is not canonical JSON: {exc}") from None
+    statement, signed = _signed_statement(receipt, body)
     _need(
         chain.verify_signature(key.public_key, signature, statement),
         "the platform's signature does not verify",
@@ -342,7 +374,7 @@ def verify_receipt(
         )
     return (
         f"OK receipt {body['seq']}: version {body['version']}, {body['rows']} rows, price {body['price']}, "
-        f"caller {body['caller']}; signed by {key_id}; leaf {index} of {count} in entry {seq}; {report.line()}"
+        f"caller {body['caller']}; signed {signed} by {key_id}; leaf {index} of {count} in entry {seq}; {report.line()}"
     )
 
 

@@ -3,6 +3,7 @@
 A receipt's body is RFC 8785 JSON signed (Ed25519) by the platform's active ledger key. A call whose rows came
 in a request body has a format 2 receipt (`"format": 2`; input_sha256 hashes that body as sent), any other a
 format 1 receipt (no `format`; input_sha256 hashes the rows' RFC 8785 JSON): see models_market/verify_receipt.py.
+Receipts written together by one statement are signed together: one signature of their group's Merkle root.
 Its leaf in its settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"};
 the settlement's ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify
 offline (`python -m models_market.verify_receipt`).
@@ -20,7 +21,7 @@ from ledger import chain, merkle
 from ledger import services as ledger
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
 from models_market.services.lineage import payment_shares
-from models_market.verify_receipt import FORMAT_ROWS, receipt_leaf
+from models_market.verify_receipt import FORMAT_ROWS, group_statement, receipt_leaf
 from platform_site.errors import DomainError
 
 SETTLED_KIND = "models_market.calls.settled"
@@ -64,8 +65,7 @@ def receipt_new(**columns: Any) -> Receipt:
     return Receipt(*[columns.get(name) for name in _COLUMNS])
 
 
-def receipt_sign(receipt: Receipt, *, receipt_format: int = FORMAT_ROWS) -> tuple[dict[str, Any], str, str]:
-    """A numbered receipt's body, as signed, the signing key's id and the signature (hex)."""
+def _body(receipt: Receipt, receipt_format: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "seq": receipt.pk,
         "version": receipt.version_id,
@@ -79,8 +79,32 @@ def receipt_sign(receipt: Receipt, *, receipt_format: int = FORMAT_ROWS) -> tupl
     }
     if receipt_format != FORMAT_ROWS:  # format 1 bodies stay as every receipt before format 2 was
         body["format"] = receipt_format
+    return body
+
+
+def receipt_sign(receipt: Receipt, *, receipt_format: int = FORMAT_ROWS) -> tuple[dict[str, Any], str, str]:
+    """A numbered receipt's body, as signed, the signing key's id and the signature (hex)."""
+    body = _body(receipt, receipt_format)
     key_id, signature = ledger.active_key_sign(chain.jcs(body))
     return body, key_id, signature.hex()
+
+
+def receipts_sign_together(receipts: list[tuple[Receipt, int]]) -> None:
+    """Sign numbered receipts (with their formats) that are written together: one signature of their group's
+    Merkle root, each receipt keeping its audit path to it (`signing_group`), or, for one receipt, its own
+    signature (see models_market/verify_receipt.py). Sets each receipt's body, key_id, signature and group."""
+    if len(receipts) == 1:
+        receipt, receipt_format = receipts[0]
+        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
+        return
+    bodies = [_body(receipt, receipt_format) for receipt, receipt_format in receipts]
+    tree = merkle.InMemoryTree([merkle.hash_leaf(chain.jcs(body)) for body in bodies])
+    size = tree.size
+    key_id, signature = ledger.active_key_sign(group_statement(tree.root(), size))
+    for index, ((receipt, _), body) in enumerate(zip(receipts, bodies, strict=True)):
+        receipt.body, receipt.key_id, receipt.signature = body, key_id, signature.hex()
+        path = [h.hex() for h in tree.inclusion_proof(index)]
+        receipt.signing_group = {"index": index, "size": size, "path": path}
 
 
 def leaf_bytes(receipt: Receipt) -> bytes:

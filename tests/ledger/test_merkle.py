@@ -134,6 +134,7 @@ def test_every_inclusion_proof_verifies_and_any_change_breaks_it(size, data):
     proof = merkle.inclusion_proof(index, size, TREE)
     root, leaf = root_of(size), LEAVES[index]
     assert merkle.verify_inclusion(index, size, leaf, proof, root)
+    assert merkle.root_from_inclusion(index, size, leaf, proof) == root
 
     bit = data.draw(st.integers(0, 255))
     assert not merkle.verify_inclusion(index, size, flip(leaf, bit), proof, root)

@@ -7,6 +7,7 @@ from functools import cache
 import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 from sklearn.linear_model import LogisticRegression
 
 from ledger import services as ledger
@@ -14,7 +15,9 @@ from marketplace.models import Dataset, DatasetVersion
 from ml import supervised
 from ml.features import FeatureSchema
 from models_market import services
-from models_market.models import ModelAsset, ModelParent, ModelToken, ModelVersion
+from models_market.models import ModelAsset, ModelParent, ModelToken, ModelVersion, Receipt
+from models_market.services import admission, metering
+from models_market.services.receipts import receipt_sign
 
 COLUMNS = ("age", "income", "visits")
 ROW = {"age": 0.5, "income": -1.25, "visits": 2}
@@ -111,3 +114,21 @@ def meter_mirrors_the_ledger(user) -> bool:
     meter = CallMeter.objects.filter(user=user).first()
     deposit = balance(ledger.account_name(deposit=user))
     return (meter.deposit, meter.reserved <= meter.deposit) == (deposit, True) if meter else deposit == 0
+
+
+def group_call(user, token, license=None, *, price=0, api_token=None, signed=True) -> admission.Call:
+    """A call as a thread makes it ready for its group (admission._write): numbered, and signed alone unless
+    `signed` is False (then its group's writer signs it with the others)."""
+    version, now = token.version, timezone.now()
+    receipt = None
+    if license is not None:
+        receipt = Receipt(pk=metering._receipt_number(), license=license, version=version, caller=user,
+                          price=price, model_sha256=version.artifact_sha256, input_sha256="0" * 64,
+                          output_sha256="1" * 64, rows=1, issued_at=now)  # fmt: skip
+        if signed:
+            receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
+    return admission.Call(
+        user_id=user.pk, api_token_id=api_token, version_id=version.pk, sha256=version.artifact_sha256,
+        license_id=license.pk if license else None, now=now, receipt=receipt,
+        quota=license is not None and license.kind == "quota",
+    )  # fmt: skip

@@ -24,13 +24,12 @@ from models_market import selectors, services, tasks
 from models_market.fastpath import PredictFastPath, _parse
 from models_market.models import CallMeter, ModelLicense, ModelToken, Receipt, Settlement
 from models_market.services import admission, metering
-from models_market.services.receipts import receipt_sign
 from platform_site.accounts import services as accounts
 from platform_site.accounts.models import ApiToken
 from platform_site.streaming import StreamingASGIHandler
 from tests.factories import UserFactory
 from tests.ledger.helpers import fund
-from tests.models_market.helpers import ROW, balance, listed, meter_mirrors_the_ledger
+from tests.models_market.helpers import ROW, balance, group_call, listed, meter_mirrors_the_ledger
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -134,7 +133,8 @@ def test_a_licensed_call_is_answered_ahead_of_django_with_a_stored_signed_receip
     assert status == 200 and app.app.calls == 0
     receipt = Receipt.objects.get()
     assert answer["receipt"] == {"id": receipt.pk, "body": receipt.body, "key_id": receipt.key_id,
-                                 "signature": receipt.signature, "settled": False, "proof": None}  # fmt: skip
+                                 "signature": receipt.signature, "group": None, "settled": False,
+                                 "proof": None}  # fmt: skip
     assert (receipt.price, receipt.rows, receipt.caller_id) == (PRICE, 2, bob.pk)
     # Format 2: the input is the body as sent.
     sent = json.dumps({"rows": [ROW, ROW]}).encode()
@@ -305,22 +305,6 @@ def test_parallel_calls_with_funds_for_some_never_overdraw_and_settle_as_receipt
     assert balance(bob) + balance(f"deposit:{bob.pk}") == 0
 
 
-def _call(user, token, license=None, *, price=0, api_token=None) -> admission.Call:
-    """A call as a thread makes it ready for its group: numbered, signed."""
-    version, now = token.version, timezone.now()
-    receipt = None
-    if license is not None:
-        receipt = Receipt(pk=metering._receipt_number(), license=license, version=version, caller=user,
-                          price=price, model_sha256=version.artifact_sha256, input_sha256="0" * 64,
-                          output_sha256="1" * 64, rows=1, issued_at=now)  # fmt: skip
-        receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt)
-    return admission.Call(
-        user_id=user.pk, api_token_id=api_token, version_id=version.pk, sha256=version.artifact_sha256,
-        license_id=license.pk if license else None, now=now, receipt=receipt,
-        quota=license is not None and license.kind == "quota",
-    )  # fmt: skip
-
-
 def outcome(call) -> tuple[bool, bool, bool]:
     return call.caller_ok, call.admitted, call.written
 
@@ -365,10 +349,11 @@ def test_a_group_writes_each_callers_calls_only_when_all_of_them_fit(token, alic
     bob_licence, carol_licence = (ModelLicense.objects.get(holder=u) for u in (bob, carol))
     revoked, _ = accounts.api_token_create(user=bob, name="old")
     ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    call = group_call
     group = [
-        _call(bob, token, bob_licence, price=PRICE), _call(alice, token), _call(bob, token, bob_licence, price=PRICE),
-        _call(carol, token, carol_licence, price=PRICE), _call(carol, token, carol_licence, price=PRICE),
-        _call(mallory, token, bob_licence, price=PRICE), _call(bob, token, api_token=revoked.pk),
+        call(bob, token, bob_licence, price=PRICE), call(alice, token), call(bob, token, bob_licence, price=PRICE),
+        call(carol, token, carol_licence, price=PRICE), call(carol, token, carol_licence, price=PRICE),
+        call(mallory, token, bob_licence, price=PRICE), call(bob, token, api_token=revoked.pk),
     ]  # fmt: skip
     admission._write(group)
     assert [outcome(c) for c in group] == [
@@ -393,7 +378,7 @@ def test_a_group_of_one_callers_calls_that_falls_short_is_topped_up_for_all_of_t
     settings.MODELS_DEPOSIT_CHUNK = 1  # less than the group's calls cost together: the group's total decides
     fund(f"user:{bob.pk}", 1_000 + 5 * PRICE)
     licence = services.license_purchase(buyer=bob, token=token, kind="perpetual")
-    group = [_call(bob, token, licence, price=PRICE) for _ in range(3)]
+    group = [group_call(bob, token, licence, price=PRICE) for _ in range(3)]
     admission._write(group)  # no deposit yet
     assert [c.written for c in group] == [False] * 3 and {c.group_price for c in group} == {3 * PRICE}
     for call in group:  # each of its threads, as metering does: the first tops up, the others find it covered
@@ -407,7 +392,7 @@ def test_a_group_of_one_callers_calls_that_falls_short_is_topped_up_for_all_of_t
 
     assert top_ups() == [3 * PRICE]
     # Four calls more where the balance holds two: topped up by what it holds, and no 402 while a call fits.
-    group = [_call(bob, token, licence, price=PRICE) for _ in range(4)]
+    group = [group_call(bob, token, licence, price=PRICE) for _ in range(4)]
     admission._write(group)
     metering._top_up(bob, PRICE, want=group[0].group_price)
     assert top_ups() == [3 * PRICE, 2 * PRICE]
@@ -428,7 +413,7 @@ def test_a_group_that_postgresql_aborts_for_a_deadlock_is_written_again(token, b
     meters = [CallMeter.objects.get(user=user).pk for user in (bob, carol)]
     deadlocks = 0
     for first, second in (meters, meters[::-1]):  # one of the two orders is the statement's own
-        group = [_call(user, token, licences[user], price=PRICE) for user in (bob, carol)]
+        group = [group_call(user, token, licences[user], price=PRICE) for user in (bob, carol)]
         outcome, waited = _crossing_locks(first, second, lambda group=group: admission._write(group))
         assert outcome == [None] and [c.written for c in group] == [True, True]
         deadlocks += waited > 0.5  # the statement's deadlock_timeout is 1 s
@@ -444,7 +429,7 @@ def test_a_settlement_that_postgresql_aborts_for_a_deadlock_settles_again(token,
         fund(f"user:{user.pk}", 1_000 + PRICE)
         licence = services.license_purchase(buyer=user, token=token, kind="perpetual")
         _deposit(user, PRICE)
-        admission._write([_call(user, token, licence, price=PRICE)])
+        admission._write([group_call(user, token, licence, price=PRICE)])
     low, high = sorted(CallMeter.objects.filter(user__in=(bob, carol)).values_list("pk", flat=True))
     outcome, waited = _crossing_locks(high, low, tasks.settle_calls, waiting="%models_market_callmeter%")
     assert waited > 0.5  # the settlement held `low`: PostgreSQL aborted it after its deadlock_timeout (1 s)
@@ -505,7 +490,7 @@ def _wait_for_a_lock_wait(query: str = "%json_to_recordset%") -> None:
 def test_a_group_spends_a_quota_only_when_it_has_every_call_left(token, bob):
     fund(f"user:{bob.pk}", 300)
     quota = services.license_purchase(buyer=bob, token=token, kind="quota")  # two calls
-    group = [_call(bob, token, quota) for _ in range(3)]
+    group = [group_call(bob, token, quota) for _ in range(3)]
     admission._write(group)
     assert [c.written for c in group] == [False] * 3
     group = group[:2]
@@ -540,7 +525,7 @@ def test_only_the_calls_statement_commits_without_waiting_for_the_disk(
     # services' transaction, which tops the deposit up by a ledger entry.
     services.predict_call(user=bob, version=licensed.version, rows=[ROW])
     # A call that the deposit covers: written by the statement alone, read inside its transaction.
-    call = _call(bob, licensed, ModelLicense.objects.get(holder=bob), price=PRICE)
+    call = group_call(bob, licensed, ModelLicense.objects.get(holder=bob), price=PRICE)
     with transaction.atomic():
         admission._write([call])
         in_statement = _synchronous_commit()

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 import rfc8785
 from django.core.management import call_command
+from django.db import connection
 
 from ledger.models import Entry
 from models_market import services
+from models_market.services import admission, metering
 from models_market.verify_receipt import ReceiptError, verify_receipt
 from tests.conftest import api_as
 from tests.ledger.helpers import fund
-from tests.models_market.helpers import ROW, dataset_version, listed, make_version, mint
+from tests.models_market.helpers import ROW, dataset_version, group_call, listed, make_version, mint
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +101,58 @@ def test_a_call_without_a_body_has_a_format_1_receipt_that_still_verifies_with_i
     paths["request"].write_text(json.dumps({"rows": rows[:1]}))
     done = run(paths["receipt"], paths["export"], "--input", paths["request"])
     assert (done.returncode, done.stdout.strip()) == (1, "FAIL the rows do not hash to input_sha256")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="calls are written in groups on PostgreSQL only"
+)
+def test_receipts_written_together_are_signed_once_and_each_verifies_offline_alone(
+    alice, bob, carol, tmp_path
+):
+    token = listed(alice, price_perpetual=1_000, price_per_call=25)
+    licences = {}
+    for user in (bob, carol):
+        fund(f"user:{user.pk}", 5_000)
+        licences[user] = services.license_purchase(buyer=user, token=token, kind="perpetual")
+    callers = [bob, carol, bob]
+    group = [group_call(u, token, licences[u], price=25, signed=False) for u in callers]
+    for user in (bob, carol):
+        metering._top_up(user, 25, want=50)
+    admission._write(group)
+    assert [c.written for c in group] == [True] * 3
+    assert len({c.receipt.signature for c in group}) == 1, "one signature for the group"
+    assert [c.receipt.signing_group["index"] for c in group] == [0, 1, 2]
+    services.settle_pending(limit=10)
+    export = tmp_path / "export.jsonl"
+    call_command("export_ledger", str(export))
+    receipts = [
+        api_as(u).get(f"/api/models/receipts/{c.receipt.pk}/").json()
+        for u, c in zip(callers, group, strict=True)
+    ]
+    assert receipts[1]["group"]["size"] == 3 and receipts[1]["group"] == group[1].receipt.signing_group
+    for receipt in receipts:
+        line = verify_receipt(receipt, str(export))
+        assert f"OK receipt {receipt['id']}:" in line and "signed in a group of 3 by" in line
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipts[2]))
+    done = run(path, export)
+    assert done.returncode == 0 and "signed in a group of 3" in done.stdout, done.stdout + done.stderr
+
+    first, second = receipts[0], receipts[1]
+    for change, says in [
+        (lambda r: r["body"].update(price=0), "signature does not verify"),
+        (lambda r: r.update(body=second["body"]), "signature does not verify"),  # another's body, this path
+        (lambda r: r["group"].update(index=1), "signature does not verify"),
+        (lambda r: r["group"].update(size=4), "signature does not verify"),
+        (lambda r: r["group"]["path"].reverse(), "signature does not verify"),
+        (lambda r: r["group"].update(path=r["group"]["path"][:1]), "does not fit its place"),
+        (lambda r: r["group"].update(index=3), "place in its group"),
+        (lambda r: r.update(group=None), "signature does not verify"),  # read as signed alone
+        (lambda r: r.update(group=[]), "group is malformed"),
+    ]:
+        with pytest.raises(ReceiptError, match=says):
+            verify_receipt(tampered(first, change), str(export))
 
 
 def tampered(receipt: dict, change) -> dict:
