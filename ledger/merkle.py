@@ -94,6 +94,27 @@ def consistency_proof(first: int, second: int, source: NodeSource) -> list[bytes
     return path
 
 
+def root_and_inclusion_proofs(leaf_hashes: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root of a small tree and every leaf's inclusion proof (as `inclusion_proof` gives them, sibling first),
+    in one pass over its k leaves: k - 1 hashes, where a proof at a time reads the tree again for each leaf."""
+    proofs: list[list[bytes]] = [[] for _ in leaf_hashes]
+
+    def subtree(start: int, end: int) -> bytes:
+        if end - start == 1:
+            return leaf_hashes[start]
+        k = start + _split(end - start)
+        left, right = subtree(start, k), subtree(k, end)
+        for i in range(start, k):
+            proofs[i].append(right)
+        for i in range(k, end):
+            proofs[i].append(left)
+        return hash_children(left, right)
+
+    if not leaf_hashes:
+        return EMPTY_ROOT, []
+    return subtree(0, len(leaf_hashes)), proofs
+
+
 def _is_hash(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == HASH_SIZE
 

@@ -294,6 +294,9 @@ MODELS_METERING = env_bool("MODELS_METERING", True)
 # The least a call deposit is topped up by from its owner's balance (minor units), so that a run of calls
 # writes one ledger entry per chunk, not one per call.
 MODELS_DEPOSIT_CHUNK = int(os.environ.get("MODELS_DEPOSIT_CHUNK", 1_000))
+# A top-up is also as large as what the caller's unsettled calls hold, up to this: a busy caller's deposit grows
+# to hold about one settlement's calls, instead of being topped up every chunk.
+MODELS_DEPOSIT_CHUNK_MAX = int(os.environ.get("MODELS_DEPOSIT_CHUNK_MAX", 10_000))
 # Metered calls' statement commits without waiting for its WAL flush (synchronous_commit off for that one
 # transaction, PostgreSQL): see README "Metered calls and crashes". Ledger entries always wait for theirs.
 MODELS_CALLS_ASYNC_COMMIT = env_bool("MODELS_CALLS_ASYNC_COMMIT", True)

@@ -3,7 +3,7 @@
 The money of metered calls lives on the ledger, in the caller's call deposit `deposit:<user id>`: a call is
 admitted only while the deposit less what unsettled calls have reserved (`CallMeter.reserved`) covers its
 price; when it does not, the deposit is topped up from the caller's own account, by a ledgered entry, in
-chunks of at least MODELS_DEPOSIT_CHUNK. Settlements pay from the deposit, and only settlements and the
+chunks of at least MODELS_DEPOSIT_CHUNK, larger for a caller whose unsettled calls hold more. Settlements pay from the deposit, and only settlements and the
 owner's withdrawal of the unreserved part take tokens out of it, so neither concurrent calls nor the caller's
 other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
 and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
@@ -380,7 +380,8 @@ def _top_up(user: User, price: int, *, want: int) -> None:
 def _cover(user: User, meter: CallMeter, price: int, *, want: int = 0) -> None:
     """Top the locked meter's deposit up from the caller's account when it does not cover `want` (the caller's
     calls that fell short together: as much of it as their balance allows) or at least `price` beyond what is
-    reserved, by a ledgered entry of at least MODELS_DEPOSIT_CHUNK; PaymentRequired, with their balance in
+    reserved, by a ledgered entry of at least MODELS_DEPOSIT_CHUNK, or what the unsettled calls have reserved
+    (up to MODELS_DEPOSIT_CHUNK_MAX) when that is more; PaymentRequired, with their balance in
     words, when even `price` cannot be covered."""
     available = meter.deposit - meter.reserved
     want = max(price, want)
@@ -389,7 +390,10 @@ def _cover(user: User, meter: CallMeter, price: int, *, want: int = 0) -> None:
         balance = ledger_selectors.account_balance(name=own)
         if balance < price - available:
             raise _payment_required(balance, available, price)
-        top_up = min(balance, max(want - available, settings.MODELS_DEPOSIT_CHUNK))
+        # At least a chunk, and as much as the unsettled calls hold (up to MODELS_DEPOSIT_CHUNK_MAX): a caller
+        # who calls fast tops up once per settlement or so, not once per chunk.
+        grown = min(meter.reserved, settings.MODELS_DEPOSIT_CHUNK_MAX)
+        top_up = min(balance, max(want - available, settings.MODELS_DEPOSIT_CHUNK, grown))
         if top_up <= 0:  # `price` is covered and the balance holds nothing more
             return
         try:

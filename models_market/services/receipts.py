@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import transaction
 from django.db.models import F
 
@@ -82,10 +83,17 @@ def _body(receipt: Receipt, receipt_format: int) -> dict[str, Any]:
     return body
 
 
+def _body_json(body: dict[str, Any]) -> bytes:
+    """A receipt body's RFC 8785 JSON. Its values are whole numbers and ASCII text that needs no escape (hex,
+    `user:<id>`, a timestamp), which orjson with sorted keys writes byte for byte as RFC 8785 does, at a tenth of
+    the cost; the verifier writes it by the RFC (chain.jcs), so a difference would fail every receipt's check."""
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
 def receipt_sign(receipt: Receipt, *, receipt_format: int = FORMAT_ROWS) -> tuple[dict[str, Any], str, str]:
     """A numbered receipt's body, as signed, the signing key's id and the signature (hex)."""
     body = _body(receipt, receipt_format)
-    key_id, signature = ledger.active_key_sign(chain.jcs(body))
+    key_id, signature = ledger.active_key_sign(_body_json(body))
     return body, key_id, signature.hex()
 
 
@@ -98,13 +106,13 @@ def receipts_sign_together(receipts: list[tuple[Receipt, int]]) -> None:
         receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
         return
     bodies = [_body(receipt, receipt_format) for receipt, receipt_format in receipts]
-    tree = merkle.InMemoryTree([merkle.hash_leaf(chain.jcs(body)) for body in bodies])
-    size = tree.size
-    key_id, signature = ledger.active_key_sign(group_statement(tree.root(), size))
-    for index, ((receipt, _), body) in enumerate(zip(receipts, bodies, strict=True)):
-        receipt.body, receipt.key_id, receipt.signature = body, key_id, signature.hex()
-        path = [h.hex() for h in tree.inclusion_proof(index)]
-        receipt.signing_group = {"index": index, "size": size, "path": path}
+    root, proofs = merkle.root_and_inclusion_proofs([merkle.hash_leaf(_body_json(body)) for body in bodies])
+    size = len(bodies)
+    key_id, signature = ledger.active_key_sign(group_statement(root, size))
+    signature_hex = signature.hex()
+    for index, ((receipt, _), body, proof) in enumerate(zip(receipts, bodies, proofs, strict=True)):
+        receipt.body, receipt.key_id, receipt.signature = body, key_id, signature_hex
+        receipt.signing_group = {"index": index, "size": size, "path": [h.hex() for h in proof]}
 
 
 def leaf_bytes(receipt: Receipt) -> bytes:

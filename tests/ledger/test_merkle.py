@@ -120,6 +120,14 @@ def test_subtree_hash_equals_the_naive_merkle_tree_hash(size, data):
     assert merkle.subtree_hash(start, end, TREE) == mth(LEAVES[start:end])
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, MAX_SIZE))
+def test_a_small_trees_root_and_every_proof_at_once_are_those_of_the_tree(size):
+    root, proofs = merkle.root_and_inclusion_proofs(LEAVES[:size])
+    assert root == mth(LEAVES[:size])
+    assert proofs == [merkle.inclusion_proof(i, size, TREE) for i in range(size)]
+
+
 def test_a_root_reads_one_stored_node_per_set_bit_of_the_size():
     for size in (1, 2, 3, 7, 8, 100, 255, 256, 300):
         source = CountingSource(TREE)

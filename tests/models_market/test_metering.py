@@ -107,6 +107,27 @@ def test_a_licensed_call_reserves_its_price_from_a_topped_up_deposit_and_returns
     call_command("verify_ledger", "--quiet")
 
 
+def test_a_busy_callers_deposit_is_topped_up_by_what_their_unsettled_calls_hold_up_to_a_cap(
+    licensed, bob, settings
+):
+    settings.MODELS_DEPOSIT_CHUNK, settings.MODELS_DEPOSIT_CHUNK_MAX = 120, 200
+
+    def top_ups() -> list[int]:
+        entries = Entry.objects.filter(kind="models_market.deposit.topped_up").order_by("seq")
+        return [entry.payload["amount"] for entry in entries]
+
+    for _ in range(12):
+        call(bob, licensed)
+    # A chunk while nothing is reserved; then what the unsettled calls hold (120), then at most the cap.
+    assert top_ups() == [120, 120, 200, 200]
+    services.settle_pending(limit=100)  # 480 paid out of the 640 deposited: 160 left, nothing reserved
+    for _ in range(5):
+        call(bob, licensed)
+    assert top_ups() == [120, 120, 200, 200, 160]  # the four calls since the settlement hold 160
+    assert services.deposit_status(user=bob) == {"deposit": 320, "reserved": 5 * PRICE, "available": 120}
+    assert meter_mirrors_the_ledger(bob)
+
+
 def test_a_call_that_cannot_be_covered_is_402_with_the_balance_in_words(licensed, bob, settings):
     settings.MODELS_DEPOSIT_CHUNK = 1
     transfer_request(user=bob, destination=f"user:{licensed.owner_id}", amount=1_960)
