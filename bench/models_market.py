@@ -12,7 +12,7 @@ clients (keep-alive HTTP/1.1, one connection each), through five servers measure
 - **in-process**: the model's `predict` on a ready numpy batch, no HTTP.
 
 Figures: requests/s, rows/s, p50 and p95 latency (ms) per server and batch; metered ÷ unmetered (goal >= 0.9)
-and metered ÷ MLflow (goal >= 1.0) at batch 1. Ours is measured in BENCH_ROUNDS (3) alternating rounds of metered
+and metered ÷ MLflow (goal >= 1.0) at batch 1. Ours is measured in BENCH_ROUNDS (5) alternating rounds of metered
 and unmetered, each on a fresh server: its figures are the median round's, metered ÷ unmetered the median of the
 rounds' ratios (each round's listed too). Then settlement (receipts settled per second by
 `settle_pending`) and the web process's peak RSS with 50 small models cached against MODELS_CACHE_BYTES.
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("BENCH_SECONDS", 8))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 8))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # of metered and unmetered, alternating
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))  # of metered and unmetered, alternating
 WARM_SECONDS = 3.0
 FEATURES = 20
 SCRATCH = Path(tempfile.mkdtemp(prefix="bench-models-"))

@@ -378,8 +378,8 @@ class ModelReceiptOutputSerializer(serializers.ModelSerializer):
     group = serializers.JSONField(
         source="signing_group", allow_null=True,
         help_text="null when the signature is of the body; else the receipt was signed with the calls written "
-        "together with it: its index among them, their number (size) and the RFC 6962 audit path (hex) from its "
-        "body to their Merkle root, which the signature is of",
+        "together with it: its index among them, their number (size), its own random salt (hex) and the RFC 6962 "
+        "audit path (hex) from its leaf (the body and the salt) to their Merkle root, which the signature is of",
     )  # fmt: skip
     settled = serializers.SerializerMethodField()
     proof = serializers.SerializerMethodField()

@@ -301,8 +301,8 @@ class Receipt(models.Model):
     body = models.JSONField()  # exactly what was signed (canonical JSON, RFC 8785)
     key_id = models.CharField(max_length=16)
     signature = models.CharField(max_length=128)  # Ed25519, hex
-    # Signed with the calls written together with it: its place among them and its audit path to their Merkle
-    # root, which the signature is of ({"index", "size", "path"}); None when signed alone.
+    # Signed with the calls written together with it: its place among them, its salt and its audit path to their
+    # Merkle root, which the signature is of ({"index", "size", "salt", "path"}); None when signed alone.
     signing_group = models.JSONField(null=True, blank=True)
     settlement = models.ForeignKey(
         Settlement, null=True, blank=True, on_delete=models.PROTECT, related_name="receipts", db_index=False

@@ -17,10 +17,14 @@ JSON of the predictions.
 
 Signed alone, or in a group. A receipt signed alone carries the signature of its body's RFC 8785 JSON. Calls
 written together (by one statement, a few at a time under load) are signed once for the group: a receipt signed
-in a group carries `"group": {"index", "size", "path"}`, its place among the group's receipts and the RFC 6962
-audit path from its leaf (SHA-256 of 0x00 and the body's RFC 8785 JSON) to the group's Merkle root, and the
-signature is of `group_statement(root, size)`, RFC 8785 JSON of {"receipts_root": root (hex), "size": size}.
-Either way, a receipt's body is what the platform vouches for, and a changed body fails the signature.
+in a group carries `"group": {"index", "size", "salt", "path"}`, its place among the group's receipts, a random
+salt of its own and the RFC 6962 audit path from its leaf (`group_leaf`: RFC 8785 JSON of the body and the salt)
+to the group's Merkle root, and the signature is of `group_statement(root, size)`, RFC 8785 JSON of
+{"receipts_root": root (hex), "size": size}. Either way, a receipt's body is what the platform vouches for, and a
+changed body fails the signature. The salts keep the other callers' calls out of a path: each hash in it mixes in
+128 random bits that only the receipt's own holder is given, so no guess of another caller's body (their input,
+their time) can be checked against it. A receipt's leaf in its settlement's tree holds its group too (salt
+included), for the same reason: its group-mates know its signature.
 
 Uses only the standard library, `cryptography` and `rfc8785` (through ledger.chain, ledger.merkle and
 ledger.verify), like ledger.verify: no Django.
@@ -48,6 +52,7 @@ BODY_FIELDS = (
 )  # fmt: skip
 FORMAT_ROWS = 1  # input_sha256: the rows' RFC 8785 JSON; the body has no "format" field
 FORMAT_BODY = 2  # input_sha256: the request body as sent; the body holds "format": 2
+SALT_BYTES = 16  # of a receipt's salt in its signing group
 
 
 _SAFE_INT = 2**53 - 1
@@ -219,15 +224,26 @@ def canonical_json(value: Any, *, checked: bool = False) -> bytes:
 
 def group_statement(root: bytes, size: int) -> bytes:
     """What the platform signs for a group of receipts written together: RFC 8785 JSON of their Merkle root
-    (leaves: their bodies' RFC 8785 JSON, in the group's order) and their number. Never 32 bytes (an entry hash),
-    never a receipt body (no body holds these names)."""
+    (leaves: `group_leaf` of each, in the group's order) and their number. Never 32 bytes (an entry hash), never a
+    receipt body (no body holds these names)."""
     return chain.jcs({"receipts_root": root.hex(), "size": size})
 
 
-def receipt_leaf(body: dict[str, Any], key_id: str, signature: str) -> bytes:
-    """A receipt's leaf bytes in its settlement's Merkle tree: RFC 8785 JSON of what was signed, the key id and
-    the signature (hex). The platform builds its trees from the same function."""
-    return chain.jcs({"body": body, "key_id": key_id, "signature": signature})
+def group_leaf(body: dict[str, Any], salt: str) -> bytes:
+    """A receipt's leaf bytes in its signing group's tree: RFC 8785 JSON of its body and its salt (hex)."""
+    return chain.jcs({"body": body, "salt": salt})
+
+
+def receipt_leaf(
+    body: dict[str, Any], key_id: str, signature: str, group: dict[str, Any] | None = None
+) -> bytes:
+    """A receipt's leaf bytes in its settlement's Merkle tree: RFC 8785 JSON of its body, the key id and the
+    signature (hex), and its signing group when it has one. The platform builds its trees from the same
+    function."""
+    leaf: dict[str, Any] = {"body": body, "key_id": key_id, "signature": signature}
+    if group is not None:
+        leaf["group"] = group
+    return chain.jcs(leaf)
 
 
 def _need(cond: bool, what: str) -> None:
@@ -276,8 +292,10 @@ def _signed_statement(receipt: dict[str, Any], body: dict[str, Any]) -> tuple[by
         type(index) is int and type(size) is int and 0 <= index < size,
         f"the receipt's place in its group ({index!r} of {size!r}) is malformed",
     )
+    salt = group.get("salt")
+    _hex(salt, SALT_BYTES, "the receipt's group salt")
     path = [_hex(h, 32, "a group path hash") for h in group["path"]]
-    root = merkle.root_from_inclusion(index, size, merkle.hash_leaf(statement), path)
+    root = merkle.root_from_inclusion(index, size, merkle.hash_leaf(group_leaf(body, salt)), path)
     _need(root is not None, "the receipt's group path does not fit its place in the group")
     return group_statement(root, size), f"in a group of {size}"
 
@@ -343,7 +361,7 @@ def verify_receipt(
         f"receipt {body['seq']} is outside the receipts settled by entry {seq}",
     )
     hashes = [_hex(h, 32, "a proof hash") for h in path]
-    leaf = merkle.hash_leaf(receipt_leaf(body, key_id, receipt["signature"]))
+    leaf = merkle.hash_leaf(receipt_leaf(body, key_id, receipt["signature"], receipt.get("group")))
     _need(
         merkle.verify_inclusion(index, count, leaf, hashes, root),
         f"the receipt is not included in the root of entry {seq}",

@@ -3,13 +3,15 @@
 A receipt's body is RFC 8785 JSON signed (Ed25519) by the platform's active ledger key. A call whose rows came
 in a request body has a format 2 receipt (`"format": 2`; input_sha256 hashes that body as sent), any other a
 format 1 receipt (no `format`; input_sha256 hashes the rows' RFC 8785 JSON): see models_market/verify_receipt.py.
-Receipts written together by one statement are signed together: one signature of their group's Merkle root.
+Receipts written together by one statement are signed together: one signature of their group's Merkle root,
+each leaf salted so that a receipt's path says nothing about its group-mates' calls.
 Its leaf in its settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"};
 the settlement's ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify
 offline (`python -m models_market.verify_receipt`).
 """
 
 import hashlib
+import os
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,7 @@ from ledger import chain, merkle
 from ledger import services as ledger
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
 from models_market.services.lineage import payment_shares
-from models_market.verify_receipt import FORMAT_ROWS, group_statement, receipt_leaf
+from models_market.verify_receipt import FORMAT_ROWS, SALT_BYTES, group_statement, receipt_leaf
 from platform_site.errors import DomainError
 
 SETTLED_KIND = "models_market.calls.settled"
@@ -84,9 +86,10 @@ def _body(receipt: Receipt, receipt_format: int) -> dict[str, Any]:
 
 
 def _body_json(body: dict[str, Any]) -> bytes:
-    """A receipt body's RFC 8785 JSON. Its values are whole numbers and ASCII text that needs no escape (hex,
-    `user:<id>`, a timestamp), which orjson with sorted keys writes byte for byte as RFC 8785 does, at a tenth of
-    the cost; the verifier writes it by the RFC (chain.jcs), so a difference would fail every receipt's check."""
+    """RFC 8785 JSON of a receipt body (or of a body and its salt, its group leaf). Its values are whole numbers
+    and ASCII text that needs no escape (hex, `user:<id>`, a timestamp), which orjson with sorted keys writes byte
+    for byte as RFC 8785 does, at a tenth of the cost; the verifier writes it by the RFC (chain.jcs), so a
+    difference would fail every receipt's check."""
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
@@ -106,19 +109,27 @@ def receipts_sign_together(receipts: list[tuple[Receipt, int]]) -> None:
         receipt.body, receipt.key_id, receipt.signature = receipt_sign(receipt, receipt_format=receipt_format)
         return
     bodies = [_body(receipt, receipt_format) for receipt, receipt_format in receipts]
-    root, proofs = merkle.root_and_inclusion_proofs([merkle.hash_leaf(_body_json(body)) for body in bodies])
+    salts = [os.urandom(SALT_BYTES).hex() for _ in bodies]
+    root, proofs = merkle.root_and_inclusion_proofs(
+        [
+            merkle.hash_leaf(_body_json({"body": body, "salt": salt}))
+            for body, salt in zip(bodies, salts, strict=True)
+        ]
+    )
     size = len(bodies)
     key_id, signature = ledger.active_key_sign(group_statement(root, size))
     signature_hex = signature.hex()
-    for index, ((receipt, _), body, proof) in enumerate(zip(receipts, bodies, proofs, strict=True)):
+    for index, ((receipt, _), body, salt, proof) in enumerate(
+        zip(receipts, bodies, salts, proofs, strict=True)
+    ):
         receipt.body, receipt.key_id, receipt.signature = body, key_id, signature_hex
-        receipt.signing_group = {"index": index, "size": size, "path": [h.hex() for h in proof]}
+        receipt.signing_group = {"index": index, "size": size, "salt": salt, "path": [h.hex() for h in proof]}
 
 
 def leaf_bytes(receipt: Receipt) -> bytes:
     """The receipt's leaf in its settlement's Merkle tree: what was signed, and the signature (the offline
     verifier's own function, so both build the same tree)."""
-    return receipt_leaf(receipt.body, receipt.key_id, receipt.signature)
+    return receipt_leaf(receipt.body, receipt.key_id, receipt.signature, receipt.signing_group)
 
 
 def settle_pending(*, limit: int) -> Settlement | None:
@@ -204,7 +215,7 @@ def receipt_proof(*, receipt: Receipt) -> dict[str, Any] | None:
     settlement = receipt.settlement
     batch = Receipt.objects.filter(settlement=settlement).order_by("leaf_index")
     tree = merkle.InMemoryTree(
-        [merkle.hash_leaf(leaf_bytes(r)) for r in batch.only("body", "key_id", "signature")]
+        [merkle.hash_leaf(leaf_bytes(r)) for r in batch.only("body", "key_id", "signature", "signing_group")]
     )
     return {
         "entry_seq": settlement.entry_seq,

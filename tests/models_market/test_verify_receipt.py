@@ -13,6 +13,7 @@ import rfc8785
 from django.core.management import call_command
 from django.db import connection
 
+from ledger import merkle
 from ledger.models import Entry
 from models_market import services
 from models_market.services import admission, metering
@@ -139,12 +140,21 @@ def test_receipts_written_together_are_signed_once_and_each_verifies_offline_alo
     done = run(path, export)
     assert done.returncode == 0 and "signed in a group of 3" in done.stdout, done.stdout + done.stderr
 
+    # A path says nothing about the group-mates' calls: each leaf mixes in a salt that only its holder is given.
+    mate = receipts[1]
+    salted = merkle.hash_leaf(rfc8785.dumps({"body": mate["body"], "salt": mate["group"]["salt"]}))
+    assert receipts[0]["group"]["path"][0] == salted.hex()
+    assert merkle.hash_leaf(rfc8785.dumps(mate["body"])).hex() not in receipts[0]["group"]["path"]
+    assert len({r["group"]["salt"] for r in receipts}) == 3
+
     first, second = receipts[0], receipts[1]
     for change, says in [
         (lambda r: r["body"].update(price=0), "signature does not verify"),
         (lambda r: r.update(body=second["body"]), "signature does not verify"),  # another's body, this path
         (lambda r: r["group"].update(index=1), "signature does not verify"),
         (lambda r: r["group"].update(size=4), "signature does not verify"),
+        (lambda r: r["group"].update(salt=second["group"]["salt"]), "signature does not verify"),
+        (lambda r: r["group"].update(salt="00"), "salt is not 16 bytes"),
         (lambda r: r["group"]["path"].reverse(), "signature does not verify"),
         (lambda r: r["group"].update(path=r["group"]["path"][:1]), "does not fit its place"),
         (lambda r: r["group"].update(index=3), "place in its group"),
