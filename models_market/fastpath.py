@@ -15,6 +15,7 @@ through Django.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -32,6 +33,7 @@ from rest_framework.renderers import JSONRenderer
 from models_market import selectors, services
 from models_market.apis import PREDICT_MAX_BYTES, ROWS_EXPECTED, PredictApi, fresh_receipt
 from models_market.services.metering import Predictions
+from models_market.services.receipts import canonical_json_fast
 from platform_site.accounts.services import api_token_authenticate_recent
 from platform_site.errors import DomainError, Unauthenticated
 from platform_site.throttling import throttles_allow
@@ -131,6 +133,9 @@ def answer_call(key: str, version_id: int, body: bytes) -> Answer | None:
             retry_after = getattr(exc, "retry_after", None)
             extra = [(b"retry-after", str(retry_after).encode())] if retry_after else []
             return exc.status_code, _render({"detail": exc.message, "code": exc.code}), extra
+        if not isinstance(outputs, Predictions):  # unmetered: written as a metered call's are, without a hash
+            with contextlib.suppress(ValueError):  # not JSON (NaN): DRF's renderer says so, as below
+                outputs = Predictions(outputs, json=canonical_json_fast(outputs))
         if isinstance(outputs, Predictions):  # their RFC 8785 bytes, which the receipt hashed, as they are
             # The receipt's values are numbers and ASCII strings, which orjson writes as DRF's renderer does.
             answer = (

@@ -132,23 +132,24 @@ def _prepared(value: Any, spelled: list[str]) -> Any:
 
 # What marks, in the standard encoder's compact text, a number that RFC 8785 spells otherwise: an exponent
 # (1e-05, 1.5e+16) or an integral float (5.0, -0.0), also when it ends the text. Such text inside strings is
-# told apart by _respelled.
-_NEEDS_RESPELLING = ("e-", "e+", ".0,", ".0]", ".0}")
+# told apart by respelled.
+NEEDS_RESPELLING = ("e-", "e+", ".0,", ".0]", ".0}")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?")
 
 
-def _may_need_respelling(text: str) -> bool:
-    return any(needle in text for needle in _NEEDS_RESPELLING) or text.endswith(".0")
+def may_need_respelling(text: str, needles: tuple[str, ...] = NEEDS_RESPELLING) -> bool:
+    return any(needle in text for needle in needles) or text.endswith(".0")
 
 
-def _respelled(text: str) -> str | None:
-    """The standard encoder's compact text with each number that RFC 8785 spells otherwise respelled by
-    es_number; None when the text holds a backslash (a quote may then be escaped: the caller walks the value).
-    Found from what _may_need_respelling looks for, so that the rest of the text is not scanned in Python."""
+def respelled(text: str, needles: tuple[str, ...] = NEEDS_RESPELLING) -> str | None:
+    """An encoder's compact text (the standard library's, or another's whose numbers `needles` mark the same
+    way) with each number that RFC 8785 spells otherwise respelled by es_number; None when the text holds a
+    backslash (a quote may then be escaped: the caller walks the value). Found from the needles, so that the rest
+    of the text is not scanned in Python."""
     if "\\" in text:
         return None
     hits = set()
-    for needle in _NEEDS_RESPELLING:
+    for needle in needles:
         at = text.find(needle)
         while at >= 0:
             hits.add(at)
@@ -193,8 +194,8 @@ def canonical_json(value: Any, *, checked: bool = False) -> bytes:
             text = _encode(value)
         except (ValueError, TypeError):
             text = None  # NaN, infinity or not JSON: the walk below says which
-        if text is not None and _may_need_respelling(text):
-            text = _respelled(text)  # None: walked below
+        if text is not None and may_need_respelling(text):
+            text = respelled(text)  # None: walked below
         if text is not None:
             try:
                 raw = text.encode("utf-8")

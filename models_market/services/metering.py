@@ -9,6 +9,7 @@ other spending can ever make a settlement fail. Every change to a deposit happen
 and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
 """
 
+import functools
 import itertools
 import logging
 import threading
@@ -30,7 +31,7 @@ from models_market import runtime
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt
 from models_market.selectors import version_get_for_call
 from models_market.services.admission import Call, call_admit
-from models_market.services.receipts import receipt_issue, receipt_new, sha256_hex
+from models_market.services.receipts import canonical_json_fast, receipt_issue, receipt_new, sha256_hex
 from models_market.verify_receipt import FORMAT_BODY, FORMAT_ROWS, canonical_json
 from platform_site.accounts.models import User
 from platform_site.errors import (
@@ -146,7 +147,10 @@ class Predictions(list):
     def __init__(self, outputs: list[dict], *, json: bytes) -> None:
         super().__init__(outputs)
         self.json = json
-        self.sha256 = sha256_hex(json)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return sha256_hex(self.json)
 
 
 def _hashes(
@@ -161,8 +165,9 @@ def _hashes(
         if body is not None:
             input_sha256, receipt_format = sha256_hex(body), FORMAT_BODY
         else:
-            input_sha256, receipt_format = sha256_hex(canonical_json(rows, checked=True)), FORMAT_ROWS
-        return input_sha256, Predictions(outputs, json=canonical_json(outputs, checked=exact)), receipt_format
+            input_sha256, receipt_format = sha256_hex(canonical_json_fast(rows)), FORMAT_ROWS
+        outputs_json = canonical_json_fast(outputs) if exact else canonical_json(outputs)
+        return input_sha256, Predictions(outputs, json=outputs_json), receipt_format
     except ValueError as exc:
         raise DomainError(f"the rows cannot be written as JSON: {exc}") from None
 

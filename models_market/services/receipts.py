@@ -24,7 +24,15 @@ from ledger import chain, merkle
 from ledger import services as ledger
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
 from models_market.services.lineage import payment_shares
-from models_market.verify_receipt import FORMAT_ROWS, SALT_BYTES, group_statement, receipt_leaf
+from models_market.verify_receipt import (
+    FORMAT_ROWS,
+    SALT_BYTES,
+    canonical_json,
+    group_statement,
+    may_need_respelling,
+    receipt_leaf,
+    respelled,
+)
 from platform_site.errors import DomainError
 
 SETTLED_KIND = "models_market.calls.settled"
@@ -32,6 +40,32 @@ SETTLED_KIND = "models_market.calls.settled"
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# orjson writes a float as RFC 8785 (ECMAScript) does, except integral ones (5.0, -0.0), those from 1e-6 to 1e-5
+# (1.5e-6) and those from 1e16 to 1e21 (1e+16), which these needles find, and NaN and the infinities (null).
+_ORJSON_NEEDS_RESPELLING = ("e-6", "e+", ".0,", ".0]", ".0}")
+
+
+def canonical_json_fast(value: Any) -> bytes:
+    """canonical_json(value, checked=True), written by orjson (for 100 predictions, 14 µs where the standard
+    library's encoder and the respelling of the numbers that it writes otherwise, Python's 3.2e-05, took about
+    400). The caller vouches, as for checked=True, that every key is text and every integer within ±2**53-1.
+    What orjson may not write as RFC 8785 does goes to canonical_json: a null (a NaN or an infinity, refused
+    there), text beyond the BMP (whose keys sort otherwise), a backslash near a number to respell."""
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: not JSON, or an integer beyond 64 bits
+        return canonical_json(value, checked=True)
+    if b"null" in raw:
+        return canonical_json(value, checked=True)
+    text = raw.decode()
+    if not raw.isascii() and len(text.encode("utf-16-le")) != 2 * len(text):
+        return canonical_json(value, checked=True)
+    if not may_need_respelling(text, _ORJSON_NEEDS_RESPELLING):
+        return raw
+    text = respelled(text, _ORJSON_NEEDS_RESPELLING)
+    return canonical_json(value, checked=True) if text is None else text.encode()
 
 
 def receipt_issue(

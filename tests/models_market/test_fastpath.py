@@ -267,11 +267,15 @@ def test_a_quota_licence_bought_elsewhere_is_spent_first_and_then_the_perpetual_
 
 
 def test_metering_off_checks_the_licence_and_writes_nothing(app, licensed, bob, mallory, settings):
+    rows = {"rows": [ROW, {**ROW, "age": 0.1}]}
+    metered = post(app, licensed.version_id, key_for(bob), rows)[1]
+    reserved = CallMeter.objects.get(user=bob).reserved
     settings.MODELS_METERING = False
-    status, answer, _ = post(app, licensed.version_id, key_for(bob), {"rows": [ROW]})
+    status, answer, _ = post(app, licensed.version_id, key_for(bob), rows)
     assert (status, answer["receipt"]) == (200, None)
+    assert answer["predictions"] == metered["predictions"]  # the same answer, without its receipt
     assert post(app, licensed.version_id, key_for(mallory), {"rows": [ROW]})[0] == 403
-    assert not Receipt.objects.exists() and not CallMeter.objects.filter(reserved__gt=0).exists()
+    assert Receipt.objects.count() == 1 and CallMeter.objects.get(user=bob).reserved == reserved  # the metered one
 
 
 @pytest.mark.parametrize("chunk", [1, 250])

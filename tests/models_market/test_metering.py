@@ -16,7 +16,7 @@ from ledger.models import Entry, SigningKey
 from ledger.services import transfer_request
 from models_market import runtime, services
 from models_market.models import CallMeter, ModelLicense, Receipt, Settlement
-from models_market.services.receipts import leaf_bytes
+from models_market.services.receipts import canonical_json_fast, leaf_bytes
 from platform_site.errors import Conflict, DomainError, PaymentRequired, PermissionDenied
 from tests.factories import UserFactory
 from tests.ledger.helpers import fund
@@ -260,7 +260,9 @@ def test_a_changed_artifact_is_never_served(token, alice):
 
 
 # Text that holds what a respelt number looks like in the encoder's text, and quotes around it.
-NUMBER_LIKE_TEXT = st.sampled_from(["1e-05", ",1e-05,", ":5.0}", '"', '",2.0]"', "\\", 'a":1e+16,"b', "-0.0"])
+NUMBER_LIKE_TEXT = st.sampled_from(
+    ["1e-05", ",1e-05,", ":5.0}", '"', '",2.0]"', "\\", 'a":1e+16,"b', "-0.0", ":1.5e-6,", '"e-6"']
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -274,8 +276,10 @@ NUMBER_LIKE_TEXT = st.sampled_from(["1e-05", ",1e-05,", ":5.0}", '"', '",2.0]"',
 )  # fmt: skip
 def test_canonical_json_is_rfc_8785(value):
     assert services.canonical_json(value) == rfc8785.dumps(value)
-    # Keys here are all text and integers exact: the encoder's own text, respelled where it must be, agrees.
+    # Keys here are all text and integers exact: the encoder's own text, respelled where it must be, agrees,
+    # and so does orjson's.
     assert services.canonical_json(value, checked=True) == rfc8785.dumps(value)
+    assert canonical_json_fast(value) == rfc8785.dumps(value)
 
 
 @pytest.mark.parametrize(
@@ -287,12 +291,16 @@ def test_canonical_json_is_rfc_8785(value):
         1e-4,
         9.9e-5,
         1e-6,
+        1.5e-6,
+        9.99e-6,
+        1e-5,
         1.5e-7,
         1e-7,
         5e-324,
         2.0**53,
         2.0**60,
         1e16,
+        1.5e16,
         1e20,
         1e21,
         1.7e308,
@@ -310,6 +318,7 @@ def test_canonical_json_spells_numbers_as_ecmascript_does(x):
     ):
         assert services.canonical_json(value) == rfc8785.dumps(value)
         assert services.canonical_json(value, checked=True) == rfc8785.dumps(value)
+        assert canonical_json_fast(value) == rfc8785.dumps(value)
 
 
 def test_canonical_json_refuses_what_json_cannot_say():
@@ -319,6 +328,8 @@ def test_canonical_json_refuses_what_json_cannot_say():
     for bad in (math.nan, [math.inf], {"\ud800": 1}, [{"a": object()}]):
         with pytest.raises(ValueError):
             services.canonical_json(bad, checked=True)
+        with pytest.raises(ValueError):  # orjson writes NaN and the infinities as null: refused all the same
+            canonical_json_fast(bad)
 
 
 def test_one_durable_transaction_per_call(licensed, bob):
