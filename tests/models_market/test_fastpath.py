@@ -275,7 +275,8 @@ def test_metering_off_checks_the_licence_and_writes_nothing(app, licensed, bob, 
     assert (status, answer["receipt"]) == (200, None)
     assert answer["predictions"] == metered["predictions"]  # the same answer, without its receipt
     assert post(app, licensed.version_id, key_for(mallory), {"rows": [ROW]})[0] == 403
-    assert Receipt.objects.count() == 1 and CallMeter.objects.get(user=bob).reserved == reserved  # the metered one
+    assert Receipt.objects.count() == 1  # the metered call's
+    assert CallMeter.objects.get(user=bob).reserved == reserved
 
 
 @pytest.mark.parametrize("chunk", [1, 250])
