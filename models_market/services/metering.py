@@ -3,9 +3,9 @@
 The money of metered calls lives on the ledger, in the caller's call deposit `deposit:<user id>`: a call is
 admitted only while the deposit less what unsettled calls have reserved (`CallMeter.reserved`) covers its
 price; when it does not, the deposit is topped up from the caller's own account, by a ledgered entry, in
-chunks of at least MODELS_DEPOSIT_CHUNK, larger for a caller whose unsettled calls hold more. Settlements pay from the deposit, and only settlements and the
-owner's withdrawal of the unreserved part take tokens out of it, so neither concurrent calls nor the caller's
-other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
+chunks of at least MODELS_DEPOSIT_CHUNK, larger for a caller whose unsettled calls hold more. Settlements pay
+from the deposit, and only settlements and the owner's withdrawal of the unreserved part take tokens out of it,
+so neither concurrent calls nor the caller's other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
 and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
 """
 

@@ -5,9 +5,9 @@ in a request body has a format 2 receipt (`"format": 2`; input_sha256 hashes tha
 format 1 receipt (no `format`; input_sha256 hashes the rows' RFC 8785 JSON): see models_market/verify_receipt.py.
 Receipts written together by one statement are signed together: one signature of their group's Merkle root,
 each leaf salted so that a receipt's path says nothing about its group-mates' calls.
-Its leaf in its settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"};
-the settlement's ledger entry carries the tree's root, so a receipt, its proof and a ledger export verify
-offline (`python -m models_market.verify_receipt`).
+Its leaf in its settlement's Merkle tree (RFC 6962) is the RFC 8785 bytes of {"body", "key_id", "signature"}
+and, when it was signed in a group, "group"; the settlement's ledger entry carries the tree's root, so a
+receipt, its proof and a ledger export verify offline (`python -m models_market.verify_receipt`).
 """
 
 import hashlib
@@ -161,8 +161,8 @@ def receipts_sign_together(receipts: list[tuple[Receipt, int]]) -> None:
 
 
 def leaf_bytes(receipt: Receipt) -> bytes:
-    """The receipt's leaf in its settlement's Merkle tree: what was signed, and the signature (the offline
-    verifier's own function, so both build the same tree)."""
+    """The receipt's leaf in its settlement's Merkle tree: its body, key, signature and signing group (the
+    offline verifier's own function, so both build the same tree)."""
     return receipt_leaf(receipt.body, receipt.key_id, receipt.signature, receipt.signing_group)
 
 
