@@ -278,8 +278,7 @@ class Settlement(models.Model):
 class Receipt(models.Model):
     """One metered call, signed by the platform: model version hash, SHA-256 of the input and of the output,
     price, caller, time and sequence number (the primary key), alone or in a group of calls written together.
-    `leaf_index` is its place in its settlement's
-    Merkle tree once settled."""
+    `leaf_index` is its place in its settlement's Merkle tree once settled."""
 
     license = models.ForeignKey(ModelLicense, on_delete=models.PROTECT, related_name="receipts")
     # The version and the caller are the licence's (the call's statement checks l.version_id and l.holder_id),

@@ -5,8 +5,9 @@ admitted only while the deposit less what unsettled calls have reserved (`CallMe
 price; when it does not, the deposit is topped up from the caller's own account, by a ledgered entry, in
 chunks of at least MODELS_DEPOSIT_CHUNK, larger for a caller whose unsettled calls hold more. Settlements pay
 from the deposit, and only settlements and the owner's withdrawal of the unreserved part take tokens out of it,
-so neither concurrent calls nor the caller's other spending can ever make a settlement fail. Every change to a deposit happens under its meter's row lock
-and updates the meter's mirror of it (`CallMeter.deposit`), so that most calls are admitted by one UPDATE.
+so neither concurrent calls nor the caller's other spending can ever make a settlement fail. Every change to a
+deposit happens under its meter's row lock and updates the meter's mirror of it (`CallMeter.deposit`), so that
+most calls are admitted by one UPDATE.
 """
 
 import functools
@@ -386,8 +387,8 @@ def _cover(user: User, meter: CallMeter, price: int, *, want: int = 0) -> None:
     """Top the locked meter's deposit up from the caller's account when it does not cover `want` (the caller's
     calls that fell short together: as much of it as their balance allows) or at least `price` beyond what is
     reserved, by a ledgered entry of at least MODELS_DEPOSIT_CHUNK, or what the unsettled calls have reserved
-    (up to MODELS_DEPOSIT_CHUNK_MAX) when that is more; PaymentRequired, with their balance in
-    words, when even `price` cannot be covered."""
+    (up to MODELS_DEPOSIT_CHUNK_MAX) when that is more; PaymentRequired, with their balance in words, when even
+    `price` cannot be covered."""
     available = meter.deposit - meter.reserved
     want = max(price, want)
     if available < want:
