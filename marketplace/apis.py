@@ -355,6 +355,14 @@ class DatasetWithdrawApi(APIView):
 class DatasetBuyApi(APIView):
     class InputSerializer(serializers.Serializer):
         tier = serializers.ChoiceField(choices=License.Tier.choices)
+        # What the buyer agrees to (each optional): if the owner changed it meanwhile, 409.
+        price = serializers.IntegerField(required=False, min_value=0, max_value=2**53 - 1)
+        terms_hash = serializers.RegexField(
+            r"^[0-9a-f]{64}$", required=False, help_text="SHA-256 of the terms of use, as licences record it"
+        )
+        privacy_budget = serializers.DecimalField(
+            max_digits=6, decimal_places=2, required=False, help_text="compute-only access: the ε granted"
+        )
 
     @extend_schema(
         request=InputSerializer, responses={201: LicenseOutputSerializer, **api_errors(400, 404, 409)}
@@ -363,8 +371,11 @@ class DatasetBuyApi(APIView):
         dataset = selectors.dataset_get_for_user(dataset_id=dataset_id, user=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        expected = data.validated_data
+        if "privacy_budget" in expected:
+            expected["privacy_budget"] = str(expected["privacy_budget"])
         license = services.license_purchase(
-            buyer=request.user, dataset=dataset, tier=data.validated_data["tier"]
+            buyer=request.user, dataset=dataset, tier=expected.pop("tier"), expected=expected
         )
         return Response(LicenseOutputSerializer(license).data, status=status.HTTP_201_CREATED)
 

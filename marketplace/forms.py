@@ -211,6 +211,10 @@ def terms_preset_descriptions() -> list[tuple[str, str]]:
 
 class PurchaseForm(forms.Form):
     tier = forms.ChoiceField(choices=License.Tier.choices)
+    # The offer the buyer confirmed (services.license_offer), when the confirmation page sent it.
+    price = forms.IntegerField(required=False, min_value=0, max_value=2**53 - 1)
+    terms_hash = forms.RegexField(regex=r"^[0-9a-f]{64}$", required=False, empty_value=None)
+    privacy_budget = forms.RegexField(regex=r"^[0-9]{1,4}\.[0-9]{2}$", required=False, empty_value=None)
 
 
 class PreviewForm(forms.Form):

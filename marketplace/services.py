@@ -433,8 +433,39 @@ def dataset_preview_set(*, dataset: Dataset, actor: User, enabled: bool) -> Data
     return dataset
 
 
-def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
-    """Buy a tier: the price goes to the owner less the platform fee, and the license is granted, in one entry."""
+def license_offer(*, dataset: Dataset, tier: str) -> dict[str, Any]:
+    """What a tier costs and grants now: its price, the SHA-256 of the terms of use (`terms_hash`, as the licence
+    records it) and, for compute-only access, the privacy budget (ε, as text: "10.00")."""
+    offer: dict[str, Any] = {
+        "price": dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute,
+        "terms_hash": ledger.content_hash(dataset.terms),
+    }
+    if tier == License.Tier.COMPUTE:
+        offer["privacy_budget"] = str(dataset.privacy_budget)
+    return offer
+
+
+def _offer_changes(offer: dict[str, Any], expected: dict[str, Any], tier: str) -> str:
+    """How the offer differs from what the buyer agreed to, in words ("" when it does not)."""
+    said = {
+        "price": lambda v: (
+            f"the price is now {ledger.format_amount(offer['price'])}, not {ledger.format_amount(v)}"
+        ),
+        "terms_hash": lambda v: "the terms of use were changed",
+        "privacy_budget": lambda v: f"the privacy budget is now ε {offer['privacy_budget']}, not ε {v}",
+    }
+    for name in expected:
+        if name not in offer:
+            raise DomainError(f"{tier} access has no {name}; its terms are {', '.join(offer)}")
+    return "; ".join(said[name](value) for name, value in expected.items() if offer[name] != value)
+
+
+def license_purchase(
+    *, buyer: User, dataset: Dataset, tier: str, expected: dict[str, Any] | None = None
+) -> License:
+    """Buy a tier: the price goes to the owner less the platform fee, and the license is granted, in one entry.
+    `expected`, when given, holds what the buyer agreed to (license_offer's names): an offer changed in any of
+    them since is a Conflict that says how."""
     if tier not in License.Tier.values:
         raise DomainError(f"unknown tier {tier!r}; choose download or compute")
     if dataset.owner_id == buyer.pk:
@@ -448,6 +479,9 @@ def license_purchase(*, buyer: User, dataset: Dataset, tier: str) -> License:
         price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
         if price is None:
             raise DomainError(f"this dataset is not sold with {tier} access")
+        changed = _offer_changes(license_offer(dataset=dataset, tier=tier), expected or {}, tier)
+        if changed:
+            raise Conflict(f"the offer changed: {changed}")
         if License.objects.filter(buyer=buyer, dataset=dataset, tier=tier).exists():
             raise Conflict(f"you hold a {tier} license for this dataset already")
         version = dataset.current_version

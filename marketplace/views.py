@@ -277,12 +277,17 @@ def buy(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "quote": _quote(request, dataset, tier),
             "term_days": dataset.terms.get("term_days"),
             "privacy_budget": dataset.privacy_budget,
+            "offer": services.license_offer(dataset=dataset, tier=tier),
         }
         return render(request, "marketplace/buy.html", context)
     if request.method != "POST":
         return HttpResponseNotAllowed(["GET", "POST"])
     try:
-        license = services.license_purchase(buyer=request.user, dataset=dataset, tier=tier)
+        # The offer the confirmation showed: another (the owner changed it since) is refused.
+        agreed = {
+            name: value for name, value in form.cleaned_data.items() if name != "tier" and value is not None
+        }
+        license = services.license_purchase(buyer=request.user, dataset=dataset, tier=tier, expected=agreed)
     except InsufficientFunds:
         # Back to the confirmation, which says the balance and the price with the faucet and the wallet at hand.
         messages.error(request, f"Not bought: {_short_of_funds(_quote(request, dataset, tier))}")

@@ -474,6 +474,11 @@ class LicenseListApi(APIView):
 class LicensePurchaseApi(APIView):
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=ModelLicense.Kind.choices)
+        # The offer's terms the buyer agrees to (each optional): if the owner changed one meanwhile, 409.
+        price = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PRICE)
+        price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
+        days = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMED_DAYS)
+        calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUOTA_CALLS)
 
     @extend_schema(
         request=InputSerializer, responses={201: ModelLicenseOutputSerializer, **api_errors(400, 404, 409)}
@@ -482,7 +487,12 @@ class LicensePurchaseApi(APIView):
         token = selectors.token_get(token_id=token_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        license = services.license_purchase(buyer=request.user, token=token, kind=data.validated_data["kind"])
+        license = services.license_purchase(
+            buyer=request.user,
+            token=token,
+            kind=data.validated_data.pop("kind"),
+            expected=data.validated_data,
+        )
         return Response(ModelLicenseOutputSerializer(license).data, status=status.HTTP_201_CREATED)
 
 

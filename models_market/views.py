@@ -25,6 +25,14 @@ from models_market.models import ModelAsset, ModelToken, ModelVersion
 from platform_site.errors import DomainError
 
 
+def _id(text: str | None) -> int | None:
+    """A whole number typed in a query or form, as a bigint id or price: ASCII digits only (`int` takes "²" for
+    a digit no more than it takes 5,000 of them); None for anything else."""
+    if text and text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
+
+
 def _price(minor: int | None) -> str | None:
     return format_amount(minor) if minor is not None else None
 
@@ -57,7 +65,7 @@ def _headline(version: ModelVersion) -> dict[str, Any] | None:
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "")[:100]
+    q = request.GET.get("q", "")[:100].replace("\x00", "")  # PostgreSQL text holds no NUL
     task = request.GET.get("task", "")
     sort = request.GET.get("sort", "newest")
     kind = request.GET.get("license", "")
@@ -170,16 +178,20 @@ def buy(request: HttpRequest, version_id: int) -> HttpResponse:
     if request.method == "GET":
         context = {"version": version, "token": token, "kind": kind, "offer_label": _offer_label(token, kind),
                    "quote": _quote(request, token, price), "per_call": _price(token.price_per_call),
-                   "royalty_percent": token.royalty_bp / 100}  # fmt: skip
+                   "royalty_percent": token.royalty_bp / 100, "terms": _terms(token, kind)}  # fmt: skip
         return render(request, "models_market/buy.html", context)
     if request.method != "POST":
         return HttpResponseNotAllowed(["GET", "POST"])
+    # The terms the confirmation showed: the services refuse another offer (the owner changed it since).
+    agreed = {name: _id(request.POST[name]) for name in _terms(token, kind) if name in request.POST}
     try:
+        if None in agreed.values():
+            raise DomainError("the offer's terms are whole numbers")
         if kind == "token":
-            services.token_buy(token=token, buyer=request.user)
+            services.token_buy(token=token, buyer=request.user, expected_price=agreed.get("price"))
             messages.success(request, f"You own token #{token.pk} now.")
         else:
-            licence = services.license_purchase(buyer=request.user, token=token, kind=kind)
+            licence = services.license_purchase(buyer=request.user, token=token, kind=kind, expected=agreed)
             messages.success(
                 request,
                 f"You bought a {licence.get_kind_display().lower()} licence (ledger entry #{licence.entry_seq}).",
@@ -190,6 +202,11 @@ def buy(request: HttpRequest, version_id: int) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, f"Not bought: {exc.message}.")
     return redirect("models_market:detail", version_id=version.pk)
+
+
+def _terms(token: ModelToken, kind: str) -> dict[str, int | None]:
+    """The terms of the offer the buyer confirms, by name: the token's price, or a licence's offer_terms."""
+    return {"price": token.sale_price} if kind == "token" else services.offer_terms(token=token, kind=kind)
 
 
 def _offer_label(token: ModelToken, kind: str) -> str:
@@ -224,11 +241,11 @@ def try_model(request: HttpRequest, version_id: int) -> HttpResponse:
 def train(request: HttpRequest) -> HttpResponse:
     """Train a model on a dataset version you own or license: the form (target among its columns, algorithm
     and options; ε under a compute-only licence), then the training job's live page."""
-    dataset_id = request.GET.get("dataset") or request.POST.get("dataset")
-    if not str(dataset_id or "").isdigit():
+    dataset_id = _id(request.GET.get("dataset") or request.POST.get("dataset"))
+    if dataset_id is None:
         context = {"datasets": selectors.trainable_datasets(user=request.user)}
         return render(request, "models_market/train_pick.html", context)
-    version = data_selectors.dataset_version_get_for_user(user=request.user, dataset_id=int(dataset_id))
+    version = data_selectors.dataset_version_get_for_user(user=request.user, dataset_id=dataset_id)
     rights = data_selectors.train_rights(user=request.user, version=version)
     columns = [c.get("name") for c in (version.stats or {}).get("columns") or [] if isinstance(c, dict)]
     form = TrainForm(request.POST or None, columns=columns, private=rights.private)
@@ -303,7 +320,7 @@ def evaluate(request: HttpRequest) -> HttpResponse:
     """Rank several listed models on your own sealed holdout, as a paid service."""
     tokens = list(selectors.token_list_listed()[:200])
     if request.method == "POST":
-        ids = [int(i) for i in request.POST.getlist("versions") if i.isdigit()][:50]
+        ids = [i for i in map(_id, request.POST.getlist("versions")) if i is not None][:50]
         versions = [t.version for t in tokens if t.version_id in ids]
         try:
             if not request.FILES.get("holdout"):

@@ -22,7 +22,7 @@ from models_market.services.guarantees import (
     guarantees_expire,
     license_purchase_guaranteed,
 )
-from models_market.services.licenses import license_purchase
+from models_market.services.licenses import license_purchase, offer_terms
 from models_market.services.lineage import payment_postings, payment_shares
 from models_market.services.metering import deposit_status, deposit_withdraw, predict_call
 from models_market.services.minting import royalty_check, token_mint
@@ -65,6 +65,7 @@ __all__ = [
     "model_upload",
     "model_upload_failed",
     "model_validate_run",
+    "offer_terms",
     "payment_postings",
     "payment_shares",
     "predict_call",

@@ -72,3 +72,11 @@ def payment_postings(*, source: str, shares: list[tuple[str, int]]) -> list[dict
     """The ledger postings of paying `shares` from `source`."""
     total = sum(amount for _, amount in shares)
     return [{"account": source, "amount": -total}, *({"account": a, "amount": p} for a, p in shares)]
+
+
+def payees_open(postings: list[dict]) -> None:
+    """Open the account of each user the postings pay: a royalty or lineage share is owed even to a user
+    deactivated since (as settlements pay them), rather than one such user stopping every sale of the model."""
+    for posting in postings:
+        if posting["amount"] > 0 and posting["account"].startswith("user:"):
+            ledger.account_open_for_app(name=posting["account"], kind="user")

@@ -12,7 +12,9 @@ from django.db import transaction
 
 from ledger import services as ledger
 from models_market.models import ModelToken
+from models_market.services.lineage import payees_open
 from platform_site.accounts.models import User
+from platform_site.accounts.selectors import user_is_active
 from platform_site.errors import Conflict, DomainError, PermissionDenied
 
 # Prices go into the ledger's canonical JSON, whose integers are exact up to 2**53-1.
@@ -180,10 +182,12 @@ def token_buy(*, token: ModelToken, buyer: User, expected_price: int | None = No
         price = token.sale_price
         if token.owner_id == buyer.pk:
             raise Conflict("you own this token already")
-        if price is None:
+        if price is None or not user_is_active(user_id=token.owner_id):  # a deactivated owner sells nothing
             raise Conflict("the token is not for sale")
         if expected_price is not None and expected_price != price:
-            raise Conflict(f"the price is now {ledger.format_amount(price)}, not {expected_price}")
+            raise Conflict(
+                f"the price is now {ledger.format_amount(price)}, not {ledger.format_amount(expected_price)}"
+            )
         parts = sale_split(token=token, price=price)
         seller, creator = ledger.account_name(user=token.owner_id), ledger.account_name(user=token.creator_id)
         buyer_account = ledger.account_name(user=buyer)
@@ -195,6 +199,7 @@ def token_buy(*, token: ModelToken, buyer: User, expected_price: int | None = No
         ):
             if amount:
                 postings.append({"account": account, "amount": amount})
+        payees_open(postings)
         try:
             ledger.postings_post(
                 kind="models_market.token.sold", actor=buyer_account, postings=postings,

@@ -2,14 +2,18 @@
 form by kind, the new-listing form, and the column statistics table."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.test import Client
 
+from ledger.models import Account
 from marketplace import services
 from marketplace.models import Dataset, License
 from platform_site.jobs.services import job_execute
+from tests.conftest import api_as
 from tests.ledger.helpers import fund
 from tests.marketplace.test_pages import CSV, client_for, make_listing, messages_of
 
@@ -246,3 +250,46 @@ def test_the_statistics_show_three_top_values_on_one_line_and_numbers_in_one_for
     assert '<span class="col-type">numeric</span>' in table
     # Four significant digits, no exponent: the mean of 1.2345 * (0..99) is 61.1078 → 61.11.
     assert '<td class="num">61.11</td>' in table
+
+
+def test_a_purchase_is_refused_when_the_offer_changed_after_its_confirmation(alice, bob):
+    """The confirmation sends back the price, the terms' hash and (compute) the ε it showed: an owner who
+    raises the price, changes the terms or lowers ε meanwhile sells nothing on the old page."""
+    dataset = make_listing(alice)
+    fund(f"user:{bob.pk}", 50_000)
+    client = client_for(bob)
+    html = confirmation(client, dataset)
+    shown = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+    assert shown["price"] == "10000" and re.fullmatch(r"[0-9a-f]{64}", shown["terms_hash"])
+    Dataset.objects.filter(pk=dataset.pk).update(price_download=40_000)  # the owner, meanwhile
+    response = client.post(f"/data/{dataset.pk}/buy/", shown, follow=True)
+    assert "the offer changed: the price is now 400.00 tokens, not 100.00 tokens" in " ".join(
+        messages_of(response)
+    )
+
+    shown = dict(
+        re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', confirmation(client, dataset))
+    )
+    services.dataset_derived_models_set(dataset=dataset, actor=alice, allowed=True)
+    response = client.post(f"/data/{dataset.pk}/buy/", shown, follow=True)
+    assert "the terms of use were changed" in " ".join(messages_of(response))
+
+    html = confirmation(client, dataset, "compute")
+    shown = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+    assert shown["privacy_budget"] == "10.00"
+    services.dataset_privacy_budget_set(dataset=dataset, actor=alice, budget=Decimal("0.50"))
+    response = client.post(f"/data/{dataset.pk}/buy/", shown, follow=True)
+    assert "the privacy budget is now ε 0.50, not ε 10.00" in " ".join(messages_of(response))
+    for junk in ({"price": "-1"}, {"terms_hash": "x"}, {"privacy_budget": "1e9"}):
+        response = client.post(f"/data/{dataset.pk}/buy/", {**shown, **junk}, follow=True)
+        assert response.status_code == 200 and not License.objects.exists(), junk
+    assert not License.objects.exists() and Account.objects.get(name=f"user:{bob.pk}").balance == 50_000
+
+    api = api_as(bob)
+    url = f"/api/data/datasets/{dataset.pk}/buy/"
+    response = api.post(url, {"tier": "compute", "privacy_budget": "10"}, format="json")
+    assert response.status_code == 409 and "ε 0.50, not ε 10.00" in response.json()["detail"]
+    assert api.post(url, {"tier": "download", "privacy_budget": "1"}, format="json").status_code == 400
+    response = api.post(url, {"tier": "compute", "price": 4_000, "privacy_budget": "0.5"}, format="json")
+    assert response.status_code == 201
+    call_command("verify_ledger", "--quiet")
