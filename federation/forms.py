@@ -94,7 +94,7 @@ class FederationForm(forms.Form):
 
     def clean_hidden(self) -> list[int]:
         parts = [p.strip() for p in self.cleaned_data["hidden"].split(",") if p.strip()]
-        if not all(p.isdigit() and len(p) < 6 for p in parts):
+        if not all(p.isascii() and p.isdigit() and len(p) < 6 for p in parts):
             raise forms.ValidationError("widths are whole numbers separated by commas")
         return [int(p) for p in parts]
 

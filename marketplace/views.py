@@ -80,7 +80,9 @@ def _canonical_query(request: HttpRequest, form: DatasetFilterForm) -> tuple[str
         len(items) == len(request.GET)
         and all(name in form.fields or name == "page" for name, _ in items)
         and all(value == value.strip() for _, value in items)
+        and page.isascii()  # int() reads other digits (²), which str() writes otherwise
         and page.isdigit()
+        and len(page) <= 18
         and str(int(page)) == page
     )
     return query, canonical

@@ -162,3 +162,11 @@ def test_the_aggregation_jobs_page_names_its_federation_and_round(client, alice,
     assert federation.name in page and f"/federated/{federation.pk}/" in page
     listing = client.get("/jobs/").content.decode()
     assert federation.name in listing
+
+
+@pytest.mark.parametrize("hidden", ["²", "16,\u0661", "1" * 5_000])
+def test_layer_widths_that_are_not_ascii_numbers_are_a_form_error(hidden):
+    from federation.forms import FederationForm
+
+    form = FederationForm(data={"hidden": hidden})
+    assert not form.is_valid() and "widths are whole numbers" in str(form.errors["hidden"])

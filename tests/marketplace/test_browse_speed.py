@@ -118,7 +118,7 @@ def test_a_visitor_with_a_message_never_gets_or_leaves_a_cached_page(alice):
     assert "The filter was ignored" not in Client().get("/data/").content.decode()
 
 
-@pytest.mark.parametrize("junk", ["utm=x", "q=bird", "page=01", "page=9"])
+@pytest.mark.parametrize("junk", ["utm=x", "q=bird", "page=01", "page=9", "page=²", "page=" + "9" * 5_000])
 def test_a_query_string_beyond_the_filters_is_rendered_but_never_kept(alice, junk):
     make_listing(alice, title="Bird counts")
     client = Client()
