@@ -307,7 +307,10 @@ def version_stats_compute(*, version_id: int, reporter, job=None) -> dict[str, A
     reporter(0.0, message="reading the file")
     try:
         with default_storage.open(version.file.name, "rb") as fh:
-            table = read_table(fh, fmt=version.format, progress=reading)
+            # Cells bounded by the file's bytes (at least DATASET_MIN_CELLS): a JSON line without a key still holds
+            # a cell in every column, so 3 bytes of `{}` after a line of 10,000 keys would cost 10,000 cells.
+            table = read_table(fh, fmt=version.format, progress=reading,
+                               max_cells=max(version.size, DATASET_MIN_CELLS))  # fmt: skip
         stats = column_stats(table)
     except TabularError as exc:  # the job ends failed, and its on_failure marks the version failed
         raise DomainError(str(exc)) from exc
@@ -431,6 +434,10 @@ def dataset_preview_set(*, dataset: Dataset, actor: User, enabled: bool) -> Data
     dataset.preview_enabled = bool(enabled)
     dataset.save(update_fields=["preview_enabled", "updated_at"])
     return dataset
+
+
+# The cells (rows times columns) any upload may hold, however small its file.
+DATASET_MIN_CELLS = 10_000_000
 
 
 def license_offer(*, dataset: Dataset, tier: str) -> dict[str, Any]:

@@ -258,11 +258,13 @@ def load_torch(
         tensors = load(data)
     except Exception as exc:  # the library's own checks (offsets, sizes) failed
         raise ArtifactError(f"the safetensors file is broken: {exc}") from None
+    # Checked as the module holds them: a float64 weight beyond float32's range (1e300) turns infinite.
+    tensors = {n: t.to(torch.float32) for n, t in tensors.items()}
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
-            raise ArtifactError(f"tensor {name} holds NaN or infinite values")
+            raise ArtifactError(f"tensor {name} holds NaN or infinite values (as float32)")
     module = build(spec)
-    module.load_state_dict({n: t.to(torch.float32) for n, t in tensors.items()}, strict=True)
+    module.load_state_dict(tensors, strict=True)
     return module.eval(), spec
 
 
@@ -332,7 +334,18 @@ def load_sklearn(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
 
 
 def _check_finite_estimator(estimator: Any) -> None:
-    for attr in ("coef_", "intercept_"):
-        value = getattr(estimator, attr, None)
+    arrays = [
+        (attr, getattr(estimator, attr, None)) for attr in ("coef_", "intercept_", "_baseline_prediction")
+    ]
+    # Trees: a forest's leaf values, a boosted model's node values (NaN there comes out as NaN predictions).
+    for i, tree in enumerate(getattr(estimator, "estimators_", None) or []):
+        arrays.append((f"tree {i}'s leaf values", getattr(getattr(tree, "tree_", None), "value", None)))
+    for i, predictors in enumerate(getattr(estimator, "_predictors", None) or []):
+        for predictor in predictors:
+            nodes = getattr(predictor, "nodes", None)
+            arrays.append(
+                (f"boosting iteration {i}'s node values", None if nodes is None else nodes["value"])
+            )
+    for what, value in arrays:
         if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
-            raise ArtifactError(f"the model's {attr} holds NaN or infinite values")
+            raise ArtifactError(f"the model's {what} holds NaN or infinite values")

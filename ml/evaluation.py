@@ -123,6 +123,11 @@ def score(
     check_columns(table, schema)
     y = labels(table, schema)
     p = outputs(model, schema, table)
+    if not np.all(np.isfinite(p)):
+        # Scored as they are, NaN probabilities would read as the first class (argmax) and might meet a standard.
+        raise FeatureError(
+            "the model gave NaN or infinite outputs on the holdout, so it cannot be scored on it"
+        )
     result = metrics.bootstrap_ci(metrics.METRICS[metric], y, p, n=resamples, seed=seed)
     return {"metric": metric, **result, "rows": int(table.n_rows)}
 

@@ -269,7 +269,7 @@ class FeatureSchema:
         if isinstance(value, str):
             text = value.strip()
             return None if text.lower() in MISSING_TOKENS else text
-        if isinstance(value, int | float) and math.isfinite(value):
+        if isinstance(value, int | float) and math.isfinite(_as_float(value)):
             return str(value)
         if len(errors) < _MAX_ERRORS + 1:
             errors.append(f'row {i}, column "{name}": expected text, got {type(value).__name__}')
@@ -300,7 +300,15 @@ def _plain_numbers(cells: list) -> np.ndarray | None:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    # float() first: math.isfinite of an integer beyond any float (10**400) raises OverflowError.
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(_as_float(x))
+
+
+def _as_float(x: int | float) -> float:
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf
 
 
 def _checked_column(c: Any, i: int) -> dict:

@@ -181,8 +181,10 @@ def _resolve_options(algorithm: str, options: dict | None, private: bool) -> dic
             or (kind == _INT and not isinstance(value, int))
         ):
             raise ValueError(f"option {name} must be {'a whole number' if kind == _INT else 'a number'}")
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ValueError(f"option {name} must be between {low:g} and {high:g}, not {value}")
+        # The range first: math.isfinite of an integer beyond any float (10**400) raises OverflowError.
+        if not (low <= value <= high and math.isfinite(value)):
+            shown = value if len(str(value)) <= 24 else f"{str(value)[:12]}… ({len(str(value))} characters)"
+            raise ValueError(f"option {name} must be between {low:g} and {high:g}, not {shown}")
         out[name] = value
     if algorithm == "mlp":
         for key in _MLP_SPEC_KEYS:
@@ -580,6 +582,11 @@ def predict_matrix(model: Any, schema: FeatureSchema, X: np.ndarray) -> list[dic
     before deciding whether to run the model)."""
     if schema.task == "classification":
         proba = probabilities(model, X, schema)
+        if not np.isfinite(proba).all():
+            bad = int((~np.isfinite(proba).all(axis=1)).sum())
+            raise ArtifactError(
+                f"the model gave NaN or infinite probabilities for {bad} of {proba.shape[0]} row(s)"
+            )
         labels = schema.classes
         names = [str(c) for c in labels]
         # Whole rows at once: numpy's argmax per row and its floats as Python's (tolist), zipped in C.
@@ -614,11 +621,13 @@ def check_signature(model: Any, schema: FeatureSchema) -> None:
         else:
             _class_columns(model, schema)
     try:
-        predict(model, schema, [schema.example_row()])
+        smoke = predict(model, schema, [schema.example_row()])
     except (FeatureError, ArtifactError):
         raise
     except Exception as exc:  # the smoke prediction failed inside the model
         raise ArtifactError(f"the model failed on an example row: {exc}") from None
+    if task == "regression" and smoke[0]["prediction"] is None:
+        raise ArtifactError("the model gave a NaN or infinite prediction for an example row")
 
 
 def model_to_bytes(model: Any) -> tuple[str, bytes]:

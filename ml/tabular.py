@@ -135,8 +135,12 @@ def read_table(
     fmt: Literal["csv", "jsonl"],
     max_rows: int | None = None,
     progress: Progress | None = None,
+    max_columns: int | None = None,
+    max_cells: int | None = None,
 ) -> Table:
-    """Read a CSV (with a header row) or JSON Lines file into a `Table`, inferring numeric columns.
+    """Read a CSV (with a header row) or JSON Lines file into a `Table`, inferring numeric columns. With
+    `max_columns` or `max_cells` (rows times columns: a JSON line without a key still costs a cell in every column),
+    a file past either is refused (TabularError naming the limit) as soon as it is seen, before it is held.
 
     Column types are decided a block of rows at a time. A column found to hold text after a block of numbers
     (whose spelling is gone) is noted and the reading goes on to the end, to find every such column; the file
@@ -149,13 +153,13 @@ def read_table(
     read = _read_csv if fmt == "csv" else _read_jsonl
     with _open(source) as (fh, total_bytes):
         start = fh.tell()
-        builder = _Builder(set(), max_rows)
+        builder = _Builder(set(), max_rows, max_columns, max_cells)
         read(_decoded_lines(fh, total_bytes, progress), builder)
         if builder.turned:
             fh.seek(start)
             if progress is not None:
                 progress(0.0, f"reading again: {len(builder.turned)} column(s) hold text after numbers")
-            builder = _Builder(builder.turned, max_rows)
+            builder = _Builder(builder.turned, max_rows, max_columns, max_cells)
             read(_decoded_lines(fh, total_bytes, progress), builder)
         table = builder.table()
     if progress is not None:
@@ -166,10 +170,14 @@ def read_table(
 class _Builder:
     """Typed columns built a block of rows at a time, so a file's strings are never all in memory at once."""
 
-    def __init__(self, text_columns: set[str], max_rows: int | None) -> None:
+    def __init__(
+        self, text_columns: set[str], max_rows: int | None, max_columns: int | None = None,
+        max_cells: int | None = None,
+    ) -> None:  # fmt: skip
         self.forced = text_columns  # columns known to hold text after numbers, from the first reading
         self.turned: set[str] = set()  # columns found to hold text after numbers in this reading
         self.max_rows = max_rows
+        self.max_columns, self.max_cells = max_columns, max_cells
         self.truncated = False  # stopped at `max_rows` before the end of the file
         self.blocks: dict[str, list[np.ndarray]] = {}  # float64 blocks, or int32 codes once categorical
         self.numeric: dict[str, bool] = {}
@@ -186,6 +194,16 @@ class _Builder:
             return n
         self.truncated = True
         return self.max_rows - self.n_rows
+
+    def check_shape(self, rows: int, columns: int) -> None:
+        """TabularError when `rows` rows of `columns` columns would pass `max_columns` or `max_cells`."""
+        if self.max_columns is not None and columns > self.max_columns:
+            raise TabularError(f"the file has more than {self.max_columns:,} columns")
+        if self.max_cells is not None and rows * columns > self.max_cells:
+            raise TabularError(
+                f"the file holds more than {self.max_cells:,} values (rows times columns; a JSON line without a key "
+                "still has a value, missing, in its column)"
+            )
 
     def takes_numbers(self, columns: list[str]) -> bool:
         """Whether a block that is all numbers can go in as a matrix: every column is still numeric."""
@@ -353,11 +371,13 @@ def _read_csv(lines: Iterator[str], builder: _Builder) -> None:
     if header is None:
         raise TabularError("the file is empty: expected a header row and at least one data row")
     columns = _header_names(header, reader.line_num)
+    builder.check_shape(1, len(columns))
     before = reader.line_num  # lines read before the block
     while not builder.truncated:
         block = list(itertools.islice(lines, BLOCK_ROWS))
         if not block:
             return
+        builder.check_shape(builder.n_rows + len(block), len(columns))
         numbers = _plain_numbers(block, len(columns)) if builder.takes_numbers(columns) else None
         if numbers is None:
             before += _read_csv_block(block, lines, before, columns, builder)
@@ -444,6 +464,8 @@ def _read_jsonl(lines: Iterator[str], builder: _Builder) -> None:
         if builder.room(n + 1) == n:  # `max_rows` reached
             break
         obj = _json_object(line, number)
+        if builder.max_columns is not None or builder.max_cells is not None:
+            builder.check_shape(builder.n_rows + n + 1, len(raw) + sum(1 for key in obj if key not in index))
         for key, value in obj.items():
             column = index.get(key)
             if column is None:

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 
 from ml.features import FeatureError, FeatureSchema
 from models_market.models import ModelVersion
-from platform_site.errors import Conflict
+from platform_site.errors import Conflict, DomainError
 
 SCHEMAS_MAX = 4096  # schemas are small: bounded by count
 
@@ -102,7 +102,12 @@ def cache_clear() -> None:
 
 
 def predict(loaded: Loaded, schema: FeatureSchema, X: Any) -> list[dict]:
-    """Predictions for a feature matrix that `schema.rows_matrix` made."""
+    """Predictions for a feature matrix that `schema.rows_matrix` made; DomainError (400) when the model's outputs
+    for these rows are not finite numbers (they could be neither answered nor written in a receipt)."""
     from ml import supervised
+    from ml.artifacts import ArtifactError
 
-    return supervised.predict_matrix(loaded.model, schema, X)
+    try:
+        return supervised.predict_matrix(loaded.model, schema, X)
+    except ArtifactError as exc:
+        raise DomainError(f"the model cannot answer these rows: {exc}") from None

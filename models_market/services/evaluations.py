@@ -28,7 +28,6 @@ from models_market.services.holdouts import (
     holdout_seal,
     holdout_store,
     holdouts_expire,
-    number_text,
 )
 from platform_site.accounts.models import User
 from platform_site.errors import Conflict, DomainError
@@ -135,6 +134,7 @@ def evaluation_submit(
 
 def evaluation_run(*, job, reporter) -> dict[str, Any]:
     """The worker's part: load each model safely, score it on the holdout, rank, ledger, discard the holdout."""
+    from ml.artifacts import ArtifactError  # torch loads in the worker, not in every web process
     from platform_site.jobs.services import job_succeed
 
     ev = Evaluation.objects.get(pk=job.params["evaluation"])
@@ -150,7 +150,7 @@ def evaluation_run(*, job, reporter) -> dict[str, Any]:
             schema = runtime.schema_for(row.version)
             measured.append(evaluation.score(loaded.model, schema, table, metric=ev.metric,
                                              resamples=settings.MODELS_EVALUATION_RESAMPLES))  # fmt: skip
-        except (FeatureError, DomainError) as exc:
+        except (FeatureError, ArtifactError, DomainError) as exc:  # this model unscored (its price refunded)
             measured.append({"error": str(exc)[:500]})
     order = evaluation.rank(measured, metric=ev.metric)
     ranks = {}
@@ -193,10 +193,11 @@ def evaluation_run(*, job, reporter) -> dict[str, Any]:
                 result = {"evaluation": ev.pk, "status": ev.status}
                 job_succeed(job=job, result=result)
                 return result
+        # The ledger is public: it holds the order (None: unscored, its price refunded), not the figures, which
+        # the payer sees all of and each owner only their own.
         payload = {"evaluation": ev.pk, "escrow": ev.escrow_id, "metric": ev.metric,
                    "holdout_sha256": ev.holdout_sha256, "rows": ev.holdout_rows, "refunded": refunded,
-                   "ranking": [{**r, **{k: number_text(r[k]) for k in ("estimate", "low", "high")}}
-                               for r in ranking]}  # fmt: skip
+                   "ranking": [{"version": r["version"], "rank": r["rank"]} for r in ranking]}  # fmt: skip
         if payouts:
             entry = ledger.postings_post(
                 kind="models_market.evaluation.ranked", actor="system", payload=payload,

@@ -20,10 +20,15 @@ from django.utils import timezone
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger
 from ml.features import FeatureError, FeatureSchema
+from ml.privacy import MIN_COUNT
 from ml.tabular import Table, TabularError, read_table
 from platform_site.errors import Conflict, DomainError
 
 FORMATS = ("csv", "jsonl")
+# A holdout has exactly a model's input columns and its target, and a feature schema has at most 10,000 inputs.
+HOLDOUT_MAX_COLUMNS = 10_001
+# Fewer rows and the holdout's SHA-256 (ledgered, shown to the seller) and the measured metric single out rows.
+HOLDOUT_MIN_ROWS = MIN_COUNT
 
 
 @dataclass
@@ -55,7 +60,11 @@ def holdout_read(data: bytes, fmt: str) -> Table:
     if len(data) > settings.MODELS_HOLDOUT_MAX_BYTES:
         raise DomainError(f"the holdout is larger than {settings.MODELS_HOLDOUT_MAX_BYTES:,} bytes")
     try:
-        table = read_table(io.BytesIO(data), fmt=fmt, max_rows=settings.MODELS_HOLDOUT_MAX_ROWS)
+        # Cells bounded by the bytes too: a JSON line without a key is a cell in every column, for 3 bytes.
+        table = read_table(
+            io.BytesIO(data), fmt=fmt, max_rows=settings.MODELS_HOLDOUT_MAX_ROWS,
+            max_columns=HOLDOUT_MAX_COLUMNS, max_cells=settings.MODELS_HOLDOUT_MAX_BYTES,
+        )  # fmt: skip
     except (TabularError, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise DomainError(f"the holdout cannot be read: {exc}") from None
     if table.truncated:
@@ -94,6 +103,11 @@ def holdout_seal(*, file: Any, fmt: str | None = None, schemas: list[FeatureSche
             evaluation.labels(table, schema)
         except FeatureError as exc:
             raise DomainError(f"the holdout's labels do not fit the model: {exc}") from None
+    if table.n_rows < HOLDOUT_MIN_ROWS:
+        raise DomainError(
+            f"the holdout has {table.n_rows} row(s); at least {HOLDOUT_MIN_ROWS} are needed, so that neither its "
+            "SHA-256 nor the measured figure tells the model's owner a single row"
+        )
     return Sealed(data=data, sha256=hashlib.sha256(data).hexdigest(), fmt=fmt, table=table)
 
 

@@ -158,7 +158,7 @@ def model_train_run(*, job: Job, reporter) -> dict[str, Any]:
     from ml.dp import PrivacyBudget
     from ml.features import FeatureError, features
     from ml.privacy import PrivacyError
-    from ml.supervised import TorchModel, evaluate, model_to_bytes, train
+    from ml.supervised import TorchModel, evaluate, model_from_bytes, model_to_bytes, train
 
     p = job.params
     private = bool(p["private"])
@@ -180,9 +180,17 @@ def model_train_run(*, job: Job, reporter) -> dict[str, Any]:
             feats.X_train, feats.y_train, p["task"], p["algorithm"], ml_options(p), progress,
             schema=feats.schema, budget=budget, device=settings.ML_DEVICE,
         )  # fmt: skip
+        kind, artifact = model_to_bytes(trained)
+        try:
+            # Loaded back as every call will load it: weights that diverged to NaN or infinity fail here, not
+            # in a ready version that no call or evaluation could load.
+            model_from_bytes(artifact, device="cpu")
+        except ArtifactError as exc:
+            raise ArtifactError(
+                f"the training diverged: {exc}; try a smaller learning rate, fewer epochs or scaled columns"
+            ) from None
         reporter(0.87, message=f"measuring the model on {feats.split['test_rows']:,} held-out rows")
         measured = evaluate(trained, feats.X_test, feats.y_test, feats.schema)
-        kind, artifact = model_to_bytes(trained)
     except (DomainError, JobCancelled, SoftTimeLimitExceeded):
         raise
     except (FeatureError, PrivacyError, ArtifactError) as exc:  # meant for the user; they name no row

@@ -223,6 +223,23 @@ def test_a_raw_body_longer_than_its_content_length_says_is_stopped_at_the_limit(
 # ---------------------------------------------------------------------------------------------------- preview
 
 
+def test_a_sparse_json_lines_upload_that_multiplies_into_too_many_cells_fails_its_job(
+    alice, media, monkeypatch
+):
+    """A line of many keys, then lines of none, each of which still holds a (missing) cell in every column: the
+    statistics job stops reading at the cap (the file's bytes, or DATASET_MIN_CELLS), not at the worker's memory."""
+    monkeypatch.setattr(services, "DATASET_MIN_CELLS", 1_000)
+    body = (json.dumps({f"c{i}": i for i in range(200)}) + "\n" + "{}\n" * 100).encode()
+    version = services.dataset_version_upload(
+        dataset=draft(alice), actor=alice, upload=SimpleUploadedFile("sparse.jsonl", body)
+    )
+    job_execute(job_id=version.stats_job_id, worker="test")
+    version.refresh_from_db()
+    job = Job.objects.get(pk=version.stats_job_id)
+    assert version.status == "failed" and job.status == "failed"
+    assert f"more than {len(body):,} values" in job.error
+
+
 def one_huge_row_jsonl() -> bytes:
     row = {"id": 1, "note": "y" * 3_000_000, **{f"c{i}": "z" * 500 for i in range(80)}}
     return (json.dumps(row) + "\n").encode()
