@@ -691,6 +691,14 @@ class GuaranteedPurchaseApi(APIView):
             help_text="labelled rows (CSV or JSON Lines), sealed: never shown to the seller"
         )
         format = serializers.ChoiceField(choices=["csv", "jsonl"], required=False)
+        # The offer's terms and the standard the buyer agrees to (each optional): changed meanwhile, 409.
+        price = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PRICE)
+        price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
+        days = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMED_DAYS)
+        calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUOTA_CALLS)
+        metric = serializers.CharField(required=False, max_length=16)
+        direction = serializers.ChoiceField(choices=["max", "min"], required=False)
+        threshold = serializers.FloatField(required=False)
 
     @extend_schema(
         request=InputSerializer,
@@ -702,12 +710,10 @@ class GuaranteedPurchaseApi(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         purchase = services.license_purchase_guaranteed(
-            buyer=request.user,
-            token=token,
-            kind=v["kind"],
-            holdout_file=v["holdout"],
-            holdout_format=v.get("format"),
-        )
+            buyer=request.user, token=token, kind=v["kind"], holdout_file=v["holdout"], holdout_format=v.get("format"),
+            expected={n: v[n] for n in ("price", "price_per_call", "days", "calls") if n in v},
+            expected_standard={n: v[n] for n in ("metric", "direction", "threshold") if n in v},
+        )  # fmt: skip
         return Response(GuaranteedPurchaseOutputSerializer(purchase).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -33,6 +33,17 @@ def _id(text: str | None) -> int | None:
     return None
 
 
+_KINDS = ("perpetual", "timed", "quota")
+
+
+def _number(text: str) -> float:
+    """A number sent back by a page (as Python writes a float); DomainError for anything else."""
+    try:
+        return float(text)
+    except ValueError:
+        raise DomainError("the guarantee's threshold is a number") from None
+
+
 def _price(minor: int | None) -> str | None:
     return format_amount(minor) if minor is not None else None
 
@@ -52,6 +63,8 @@ def _offers(token: ModelToken | None) -> list[dict[str, Any]]:
     if token.price_quota is not None:
         offers.append({"kind": "quota", "label": f"{token.quota_calls:,} calls", "price": _price(token.price_quota),
                        "detail": "prepaid"})  # fmt: skip
+    for offer in offers:
+        offer["terms"] = services.offer_terms(token=token, kind=offer["kind"])
     return offers
 
 
@@ -296,12 +309,22 @@ def buy_guaranteed(request: HttpRequest, version_id: int) -> HttpResponse:
     version = services.version_get_visible(version_id=version_id, user=request.user)
     token = selectors.token_for(version)
     holdout = request.FILES.get("holdout")
+    kind = request.POST.get("kind", "")
     try:
         if token is None or holdout is None:
             raise DomainError("choose a file of labelled rows (CSV or JSON Lines) to measure the model on")
+        # The offer and the standard the page showed: the service refuses others (the owner changed them since).
+        terms = services.offer_terms(token=token, kind=kind) if kind in _KINDS else {}
+        agreed = {n: _id(request.POST[f"{kind}-{n}"]) for n in terms if f"{kind}-{n}" in request.POST}
+        standard = {n: request.POST[n] for n in services.guarantee_terms(token=token) if n in request.POST}
+        if None in agreed.values():
+            raise DomainError("the offer's terms are whole numbers")
+        if "threshold" in standard:
+            standard["threshold"] = _number(standard["threshold"])
         purchase = services.license_purchase_guaranteed(
-            buyer=request.user, token=token, kind=request.POST.get("kind", ""), holdout_file=holdout
-        )
+            buyer=request.user, token=token, kind=kind, holdout_file=holdout, expected=agreed,
+            expected_standard=standard,
+        )  # fmt: skip
     except InsufficientFunds as exc:
         messages.error(request, f"Not bought: {exc}.")
     except DomainError as exc:

@@ -19,6 +19,7 @@ from models_market.services.guarantees import (
     guarantee_evaluate_run,
     guarantee_failed,
     guarantee_set,
+    guarantee_terms,
     guarantees_expire,
     license_purchase_guaranteed,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "guarantee_evaluate_run",
     "guarantee_failed",
     "guarantee_set",
+    "guarantee_terms",
     "guarantees_expire",
     "leaf_bytes",
     "license_purchase",

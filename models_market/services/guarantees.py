@@ -11,6 +11,7 @@ after a normal licence payment."""
 
 import contextlib
 import math
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -32,9 +33,10 @@ from models_market.services.holdouts import (
     holdouts_expire,
     number_text,
 )
-from models_market.services.licenses import PRICE_FIELD
+from models_market.services.licenses import PRICE_FIELD, offer_changes
 from models_market.services.lineage import payment_shares
 from platform_site.accounts.models import User
+from platform_site.accounts.selectors import user_is_active
 from platform_site.errors import Conflict, DomainError, PermissionDenied
 
 GUARANTEE_KIND = "models_market.evaluate"
@@ -93,11 +95,26 @@ def guarantee_set(
     return token
 
 
+def guarantee_terms(*, token: ModelToken) -> dict[str, Any]:
+    """The standard the token's guarantee declares now: metric, direction ("min": the threshold is the least the
+    metric may be, "max": the most) and threshold."""
+    return {"metric": token.guarantee_metric, "direction": token.guarantee_direction,
+            "threshold": token.guarantee_threshold}  # fmt: skip
+
+
+def _standard_said(standard: Mapping[str, Any]) -> str:
+    at = "at least" if standard.get("direction") == "min" else "at most"
+    return f"{standard.get('metric')} {at} {standard.get('threshold')}"
+
+
 def license_purchase_guaranteed(
-    *, buyer: User, token: ModelToken, kind: str, holdout_file: Any, holdout_format: str | None = None
-) -> GuaranteedPurchase:
+    *, buyer: User, token: ModelToken, kind: str, holdout_file: Any, holdout_format: str | None = None,
+    expected: Mapping[str, int] | None = None, expected_standard: Mapping[str, Any] | None = None,
+) -> GuaranteedPurchase:  # fmt: skip
     """Buy a licence under the token's guarantee: the price goes into escrow for the seller, the holdout is
-    sealed, and a `models_market.evaluate` job is queued, all in one transaction (`ledger.escrow.opened`)."""
+    sealed, and a `models_market.evaluate` job is queued, all in one transaction (`ledger.escrow.opened`).
+    `expected` (the licence's terms, as license_purchase) and `expected_standard` (guarantee_terms' names), when
+    given, are what the buyer agreed to: an offer or a standard changed since is a Conflict that says how."""
     from platform_site.jobs.services import job_submit
 
     if kind not in PRICE_FIELD:
@@ -113,13 +130,21 @@ def license_purchase_guaranteed(
             token = ModelToken.objects.select_for_update().select_related("version__asset").get(pk=token.pk)
             if token.owner_id == buyer.pk:
                 raise Conflict("you own this model: calling it is free")
-            if not token.listed or token.version.status != token.version.Status.READY:
+            ready = token.version.status == token.version.Status.READY
+            if not (token.listed and ready and user_is_active(user_id=token.owner_id)):
                 raise Conflict("this model is not on offer")
             if not token.guarantee_metric:
                 raise Conflict("this model's listing declares no performance guarantee")
             price = getattr(token, PRICE_FIELD[kind])
             if price is None:
                 raise DomainError(f"this model is not offered with a {kind} licence")
+            standard = guarantee_terms(token=token)
+            if any(standard.get(name) != value for name, value in (expected_standard or {}).items()):
+                said = _standard_said({**standard, **(expected_standard or {})})
+                raise Conflict(f"the guarantee changed: it is now {_standard_said(standard)}, not {said}")
+            changed = offer_changes(token=token, kind=kind, expected=expected or {})
+            if changed:
+                raise Conflict(f"the offer changed: {changed}")
             held = ModelLicense.objects.filter(holder=buyer, version=token.version, kind=kind)
             if kind == ModelLicense.Kind.PERPETUAL and held.exists():
                 raise Conflict("you hold a perpetual licence for this model already")

@@ -44,8 +44,10 @@ _TERMS_SAID = {
 }
 
 
-def _changed_terms(terms: dict[str, int | None], expected: Mapping[str, int], kind: str) -> str:
-    """The terms that differ from what the buyer agreed to, in words ("" when none)."""
+def offer_changes(*, token: ModelToken, kind: str, expected: Mapping[str, int]) -> str:
+    """How the token's offer of `kind` differs from the terms the buyer agreed to (offer_terms' names), in words;
+    "" when it does not."""
+    terms = offer_terms(token=token, kind=kind)
     for name in expected:
         if name not in terms:
             raise DomainError(f"a {kind} licence has no {name}; its terms are {', '.join(terms)}")
@@ -81,7 +83,7 @@ def license_purchase(
             raise Conflict("this model is not on offer")
         if price is None:
             raise DomainError(f"this model is not offered with a {kind} licence")
-        changed = _changed_terms(offer_terms(token=token, kind=kind), expected or {}, kind)
+        changed = offer_changes(token=token, kind=kind, expected=expected or {})
         if changed:
             raise Conflict(f"the offer changed: {changed}")
         now = timezone.now()

@@ -2,6 +2,8 @@
 seller paid (exactly as a licence payment) and the licence granted if it meets the standard, the buyer refunded
 otherwise; the seller never receives a row."""
 
+import re
+
 import numpy as np
 import pytest
 from django.core.files.storage import default_storage
@@ -14,6 +16,7 @@ from models_market.models import GuaranteedPurchase, ModelLicense
 from platform_site.errors import Conflict, DomainError, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import job_execute
+from tests.conftest import api_as
 from tests.ledger.helpers import fund
 from tests.models_market.helpers import balance, dataset_version, listed, make_version, mint
 
@@ -182,8 +185,6 @@ def test_refusals(token, alice, bob, mallory):
 
 
 def test_through_the_api_junk_is_a_400_and_strangers_are_refused(token, alice, bob, mallory):
-    from tests.conftest import api_as
-
     fund(f"user:{bob.pk}", 10_000)
     url = f"/api/models/tokens/{token.pk}/"
     assert api_as(mallory).post(url + "guarantee/", {"metric": "accuracy", "threshold": 0.1},
@@ -213,3 +214,40 @@ def test_the_job_page_shows_the_guarantee_outcome_and_links_the_model(run_job, t
     assert f'href="/models/{purchase.version_id}/"' in page
     client.force_login(mallory)
     assert client.get(f"/jobs/{purchase.job_id}/").status_code == 404
+
+
+def test_a_guaranteed_purchase_is_made_only_on_the_standard_and_terms_its_page_showed(
+    token, alice, bob, client
+):
+    """The page states the standard the right way round (accuracy at least 0.8) and sends it back with the
+    licence's terms: an owner who lowers the threshold, or raises the price, meanwhile sells nothing on it."""
+    fund(f"user:{bob.pk}", 50_000)
+    client.force_login(bob)
+    page = client.get(f"/models/{token.version_id}/").content.decode()
+    assert "accuracy at least <strong>0.8</strong>" in page
+    shown = dict(re.findall(r'<input type="hidden" name="([\w-]+)" value="([^"]*)">', page))
+    assert {k: shown[k] for k in ("metric", "direction", "threshold", "perpetual-price")} == {
+        "metric": "accuracy", "direction": "min", "threshold": "0.8", "perpetual-price": "10000",
+    }  # fmt: skip
+    services.guarantee_set(token=token, actor=alice, metric="accuracy", threshold=0.1)  # meanwhile, the owner
+    url = f"/models/{token.version_id}/buy-guaranteed/"
+    response = client.post(url, {**shown, "kind": "perpetual", "holdout": upload(holdout_csv())}, follow=True)
+    assert "the guarantee changed: it is now accuracy at least 0.1, not accuracy at least 0.8" in (
+        response.content.decode()
+    )
+    shown["threshold"] = "0.1"
+    services.token_offer_set(token=token, actor=alice, price_perpetual=40_000)
+    response = client.post(url, {**shown, "kind": "perpetual", "holdout": upload(holdout_csv())}, follow=True)
+    assert "the offer changed: the price is now 400.00 tokens, not 100.00 tokens" in response.content.decode()
+    response = client.post(
+        url, {**shown, "threshold": "x", "kind": "perpetual", "holdout": upload(holdout_csv())}
+    )
+    assert not GuaranteedPurchase.objects.exists() and balance(bob) == 50_000
+
+    api = f"/api/models/tokens/{token.pk}/licenses/guaranteed/"
+    data = {"kind": "perpetual", "holdout": upload(holdout_csv()), "threshold": 0.8, "price": 40_000}
+    response = api_as(bob).post(api, data, format="multipart")
+    assert response.status_code == 409 and "accuracy at least 0.1" in response.json()["detail"]
+    data = {"kind": "perpetual", "holdout": upload(holdout_csv()), "threshold": 0.1, "direction": "min"}
+    assert api_as(bob).post(api, data, format="multipart").status_code == 202
+    assert "≥ 0.1" in client.get("/models/mine/").content.decode()
