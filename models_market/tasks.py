@@ -10,6 +10,7 @@ def settle_calls() -> int:
     from django.conf import settings
 
     from models_market.services import settle_pending
+    from models_market.services.admission import DEADLOCK_ATTEMPTS
 
     settled, batch, deadlocks = 0, max(1, settings.MODELS_SETTLE_BATCH), 0
     for _ in range(100):  # bounded: a worker that cannot keep up leaves the rest to the next run
@@ -17,9 +18,13 @@ def settle_calls() -> int:
             settlement = settle_pending(limit=batch)
         except OperationalError as exc:
             # It locks the callers' meters in key order; a group of calls takes them in its own and PostgreSQL
-            # may abort either. Nothing of this batch was written: it is settled again (the group is through).
+            # may abort either. Nothing of this batch was written: it is settled again (the group is through), as
+            # many times as a group's statement is run.
             deadlocks += 1
-            if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or deadlocks > 3:
+            if (
+                not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                or deadlocks >= DEADLOCK_ATTEMPTS
+            ):
                 raise
             continue
         if settlement is None:
