@@ -24,6 +24,7 @@ from ledger import services as ledger
 from marketplace import analyses, selectors
 from marketplace.models import Analysis, Dataset, DatasetVersion, Download, License
 from platform_site.accounts.models import User
+from platform_site.accounts.selectors import user_is_active
 from platform_site.errors import Conflict, DomainError, NotFound, PermissionDenied
 from platform_site.jobs.models import Job
 from platform_site.jobs.services import JobCancelled, job_submit, job_succeed, json_finite
@@ -481,7 +482,9 @@ def license_purchase(
         # Locked: a buyer's parallel purchases of one tier see each other's licence (one is sold, the others
         # refused), and no sale lands after a withdrawal or on a changed price.
         dataset.refresh_from_db(from_queryset=Dataset.objects.select_for_update())
-        if dataset.status != Dataset.Status.PUBLISHED or dataset.current_version_id is None:
+        # A deactivated owner sells nothing (their listing stays, for the licences already sold).
+        on_sale = dataset.status == Dataset.Status.PUBLISHED and dataset.current_version_id is not None
+        if not (on_sale and user_is_active(user_id=dataset.owner_id)):
             raise Conflict("this dataset is not on sale")
         price = dataset.price_download if tier == License.Tier.DOWNLOAD else dataset.price_compute
         if price is None:

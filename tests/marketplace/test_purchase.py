@@ -186,3 +186,13 @@ def test_browsing_costs_the_same_queries_for_many_listings(alice, client, django
     assert page["count"] == 30 and len(page["results"]) == 25
     assert api.get("/api/data/datasets/?q=Set 2&price_max=110").json()["count"] == 1
     assert api.get("/api/data/datasets/?price_max=-1").status_code == 400
+
+
+def test_a_deactivated_owner_sells_nothing(listing, alice, bob):
+    fund(f"user:{bob.pk}", 50_000)
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    entries = Entry.objects.count()
+    with pytest.raises(Conflict, match="not on sale"):
+        services.license_purchase(buyer=bob, dataset=listing, tier="download")
+    assert Entry.objects.count() == entries and balance(f"user:{bob.pk}") == 50_000
