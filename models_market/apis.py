@@ -471,14 +471,18 @@ class LicenseListApi(APIView):
         )  # fmt: skip
 
 
+class OfferTermsSerializer(serializers.Serializer):
+    """The offer's terms a buyer agrees to (services.offer_terms' names, each optional): changed meanwhile, 409."""
+
+    price = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PRICE)
+    price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
+    days = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMED_DAYS)
+    calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUOTA_CALLS)
+
+
 class LicensePurchaseApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(OfferTermsSerializer):
         kind = serializers.ChoiceField(choices=ModelLicense.Kind.choices)
-        # The offer's terms the buyer agrees to (each optional): if the owner changed one meanwhile, 409.
-        price = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PRICE)
-        price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
-        days = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMED_DAYS)
-        calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUOTA_CALLS)
 
     @extend_schema(
         request=InputSerializer, responses={201: ModelLicenseOutputSerializer, **api_errors(400, 404, 409)}
@@ -685,17 +689,13 @@ class GuaranteedPurchaseOutputSerializer(serializers.Serializer):
 class GuaranteedPurchaseApi(APIView):
     parser_classes = [MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(OfferTermsSerializer):
         kind = serializers.ChoiceField(choices=ModelLicense.Kind.choices)
         holdout = serializers.FileField(
             help_text="labelled rows (CSV or JSON Lines), sealed: never shown to the seller"
         )
         format = serializers.ChoiceField(choices=["csv", "jsonl"], required=False)
-        # The offer's terms and the standard the buyer agrees to (each optional): changed meanwhile, 409.
-        price = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PRICE)
-        price_per_call = serializers.IntegerField(required=False, min_value=0, max_value=MAX_PRICE)
-        days = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMED_DAYS)
-        calls = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUOTA_CALLS)
+        # The standard the buyer agrees to (each optional), beside the offer's terms: changed meanwhile, 409.
         metric = serializers.CharField(required=False, max_length=16)
         direction = serializers.ChoiceField(choices=["max", "min"], required=False)
         threshold = serializers.FloatField(required=False)
@@ -711,7 +711,7 @@ class GuaranteedPurchaseApi(APIView):
         v = data.validated_data
         purchase = services.license_purchase_guaranteed(
             buyer=request.user, token=token, kind=v["kind"], holdout_file=v["holdout"], holdout_format=v.get("format"),
-            expected={n: v[n] for n in ("price", "price_per_call", "days", "calls") if n in v},
+            expected={n: v[n] for n in OfferTermsSerializer().fields if n in v},
             expected_standard={n: v[n] for n in ("metric", "direction", "threshold") if n in v},
         )  # fmt: skip
         return Response(GuaranteedPurchaseOutputSerializer(purchase).data, status=status.HTTP_202_ACCEPTED)

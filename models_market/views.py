@@ -21,7 +21,7 @@ from ml import charts
 from ml.evaluation import metric_names
 from models_market import selectors, services
 from models_market.forms import GuaranteeForm, TrainForm
-from models_market.models import ModelAsset, ModelToken, ModelVersion
+from models_market.models import ModelAsset, ModelLicense, ModelToken, ModelVersion
 from platform_site.errors import DomainError
 
 
@@ -31,9 +31,6 @@ def _id(text: str | None) -> int | None:
     if text and text.isascii() and text.isdigit() and len(text) <= 18:
         return int(text)
     return None
-
-
-_KINDS = ("perpetual", "timed", "quota")
 
 
 def _number(text: str) -> float:
@@ -314,7 +311,7 @@ def buy_guaranteed(request: HttpRequest, version_id: int) -> HttpResponse:
         if token is None or holdout is None:
             raise DomainError("choose a file of labelled rows (CSV or JSON Lines) to measure the model on")
         # The offer and the standard the page showed: the service refuses others (the owner changed them since).
-        terms = services.offer_terms(token=token, kind=kind) if kind in _KINDS else {}
+        terms = services.offer_terms(token=token, kind=kind) if kind in ModelLicense.Kind.values else {}
         agreed = {n: _id(request.POST[f"{kind}-{n}"]) for n in terms if f"{kind}-{n}" in request.POST}
         standard = {n: request.POST[n] for n in services.guarantee_terms(token=token) if n in request.POST}
         if None in agreed.values():

@@ -23,7 +23,7 @@ from django.db.models import F
 from ledger import chain, merkle
 from ledger import services as ledger
 from models_market.models import CallMeter, ModelLicense, ModelVersion, Receipt, Settlement
-from models_market.services.lineage import payment_shares
+from models_market.services.lineage import payees_open, payment_shares
 from models_market.verify_receipt import (
     FORMAT_ROWS,
     SALT_BYTES,
@@ -208,11 +208,8 @@ def settle_pending(*, limit: int) -> Settlement | None:
             "last_receipt": receipts[-1].pk, "total": total,
         }  # fmt: skip
         postings = [{"account": a, "amount": d} for a, d in sorted(deltas.items()) if d]
-        for posting in postings:
-            if posting["amount"] > 0 and posting["account"].startswith("user:"):
-                # What was earned is owed even to an owner deactivated since: their account is opened for it,
-                # rather than one such owner stopping every later settlement.
-                ledger.account_open_for_app(name=posting["account"], kind="user")
+        # What was earned is owed even to an owner deactivated since, rather than one stopping every settlement.
+        payees_open(postings)
         if postings:
             entry = ledger.postings_post(
                 kind=SETTLED_KIND, actor="system", postings=postings, payload=payload
